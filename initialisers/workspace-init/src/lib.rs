@@ -1,0 +1,182 @@
+//! WorkspaceInit: fills a workspace's config from the `__template__` workspace (which
+//! `TemplateSeed` fills) or from a JSON seed file `{type: {key: value}}`.
+//!
+//! Parameters:
+//! - `workspace` (default `"default"`): the workspace to populate.
+//! - `source` (default `"template"`): `"template"` or `"seed-file"`.
+//! - `seed_file` (required when `source` is `"seed-file"`): the seed file's path; the operator
+//!   must grant it.
+//! - `overwrite` (default `false`): on a re-run (the flag changed), `true` rewrites every
+//!   entry; `false` adds only the keys the workspace lacks, keeping in-workspace edits.
+//! - `iam_timeout`: accepted (a number of seconds) so init files written for later upstream
+//!   versions, which also register the workspace with IAM, still validate. TrustGraph 2.4.4,
+//!   which this matches, makes no IAM call, so it has no effect.
+//!
+//! An empty template fails the run, so it is retried once `TemplateSeed` has run.
+
+use bootstrap_guest::seed::{SeedTree, WriteMode};
+use bootstrap_guest::{Description, Error, Initialiser, Parameters, Params, ParamsError};
+use bootstrap_guest::{debug, export_initialiser, info};
+use serde::Deserialize;
+use serde_json::Number;
+
+/// Where the workspace's contents come from.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+enum Source {
+    /// The whole `__template__` workspace.
+    #[default]
+    #[serde(rename = "template")]
+    Template,
+    /// The file named by `seed_file`.
+    #[serde(rename = "seed-file")]
+    SeedFile,
+}
+
+/// The parameters this initialiser reads.
+#[derive(Debug, Deserialize, PartialEq)]
+struct Settings {
+    #[serde(default = "default_workspace")]
+    workspace: String,
+    #[serde(default)]
+    source: Source,
+    #[serde(default)]
+    seed_file: Option<String>,
+    #[serde(default)]
+    overwrite: bool,
+    /// Read only to check its type; see the crate docs.
+    #[serde(default)]
+    #[allow(dead_code)]
+    iam_timeout: Option<Number>,
+}
+
+fn default_workspace() -> String {
+    "default".into()
+}
+
+impl Parameters for Settings {
+    fn check(&self) -> Result<(), ParamsError> {
+        let has_seed_file = self
+            .seed_file
+            .as_deref()
+            .is_some_and(|path| !path.is_empty());
+        if self.source == Source::SeedFile && !has_seed_file {
+            return Err(ParamsError::new(
+                "seed_file",
+                "required when `source` is \"seed-file\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn load_tree(&self) -> Result<SeedTree, Error> {
+        match (&self.source, &self.seed_file) {
+            (Source::SeedFile, Some(path)) => SeedTree::load_file(path),
+            _ => {
+                let tree = SeedTree::load_template()?;
+                debug!(
+                    "Loaded {} template entries across {} types",
+                    tree.entry_count(),
+                    tree.type_count()
+                );
+                Ok(tree)
+            }
+        }
+    }
+}
+
+struct WorkspaceInit;
+
+impl Initialiser for WorkspaceInit {
+    fn describe() -> Description {
+        Description::new("Populates a workspace from the __template__ workspace or a seed file")
+    }
+
+    fn validate(params: &Params) -> Result<Vec<String>, String> {
+        params.validate_as::<Settings>()
+    }
+
+    fn run(params: &Params, old_flag: Option<&str>, _new_flag: &str) -> Result<(), Error> {
+        let settings: Settings = params.read()?;
+        let tree = settings.load_tree()?;
+        let workspace = &settings.workspace;
+        let mode = WriteMode::for_run(old_flag, settings.overwrite);
+        let written = tree.write(workspace, mode)?;
+        match mode {
+            WriteMode::All => info!("Workspace '{workspace}' populated with {written} entries"),
+            WriteMode::MissingOnly => {
+                info!("Workspace '{workspace}' upsert-missing: {written} new entries")
+            }
+        }
+        Ok(())
+    }
+}
+
+export_initialiser!(WorkspaceInit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(json: &str) -> Result<Settings, String> {
+        Params::from_json(json)
+            .unwrap()
+            .read()
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn defaults_match_upstream() {
+        assert_eq!(
+            settings("{}").unwrap(),
+            Settings {
+                workspace: "default".into(),
+                source: Source::Template,
+                seed_file: None,
+                overwrite: false,
+                iam_timeout: None,
+            }
+        );
+    }
+
+    #[test]
+    fn seed_file_source_needs_a_seed_file() {
+        let expected = "parameter `seed_file`: required when `source` is \"seed-file\"";
+        assert_eq!(
+            settings(r#"{"source": "seed-file"}"#).unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            settings(r#"{"source": "seed-file", "seed_file": ""}"#).unwrap_err(),
+            expected
+        );
+        let ok = settings(r#"{"source": "seed-file", "seed_file": "/s.json", "workspace": "w"}"#);
+        assert_eq!(ok.unwrap().seed_file.as_deref(), Some("/s.json"));
+    }
+
+    #[test]
+    fn bad_source_and_types_name_the_parameter() {
+        let error = settings(r#"{"source": "file"}"#).unwrap_err();
+        assert_eq!(
+            error,
+            "parameter `source`: unknown variant `file`, expected `template` or `seed-file`"
+        );
+        let error = settings(r#"{"iam_timeout": "soon"}"#).unwrap_err();
+        assert!(
+            error.starts_with("parameter `iam_timeout`: invalid type"),
+            "{error}"
+        );
+        assert!(settings(r#"{"iam_timeout": 10}"#).is_ok());
+    }
+
+    #[test]
+    fn only_undocumented_parameters_draw_warnings() {
+        let params = Params::from_json(r#"{"workspace": "w", "source": "template", "seed_file": "/s", "overwrite": true, "iam_timeout": 10, "sorce": "x"}"#).unwrap();
+        let warnings = WorkspaceInit::validate(&params).unwrap();
+        assert!(
+            matches!(&warnings[..], [only] if only.starts_with("unknown parameter `sorce`")),
+            "{warnings:?}"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The core initialisers, compiled into the binary as WebAssembly components.
+//!
+//! They are ordinary guests (built from `initialisers/` by `build.rs` with the guest SDK) and run
+//! in the same sandbox as any other component. What makes them "builtin" is only that the
+//! runtime knows their parameters, so it can map upstream's `class:` names onto them and derive
+//! the exact grants their params need: an upstream init file, which has no `grants:`, runs
+//! unchanged and each core initialiser still reaches nothing else.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::init_file::resolve;
+use crate::policy::{Grants, Origin, WorkspacePattern};
+
+/// One of the four core initialisers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    PulsarTopology,
+    TemplateSeed,
+    WorkspaceInit,
+    DefaultFlowStart,
+}
+
+const UPSTREAM_PACKAGE: &str = "trustgraph.bootstrap.initialisers";
+const TEMPLATE_WORKSPACE: &str = "__template__";
+
+impl Builtin {
+    pub const ALL: [Builtin; 4] =
+        [Self::PulsarTopology, Self::TemplateSeed, Self::WorkspaceInit, Self::DefaultFlowStart];
+
+    /// The name used with `builtin:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PulsarTopology => "pulsar-topology",
+            Self::TemplateSeed => "template-seed",
+            Self::WorkspaceInit => "workspace-init",
+            Self::DefaultFlowStart => "default-flow-start",
+        }
+    }
+
+    /// Upstream's dotted class path, as used with `class:`.
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::PulsarTopology => "trustgraph.bootstrap.initialisers.PulsarTopology",
+            Self::TemplateSeed => "trustgraph.bootstrap.initialisers.TemplateSeed",
+            Self::WorkspaceInit => "trustgraph.bootstrap.initialisers.WorkspaceInit",
+            Self::DefaultFlowStart => "trustgraph.bootstrap.initialisers.DefaultFlowStart",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Upstream's class path, in its package form (`...initialisers.TemplateSeed`) or its module
+    /// form (`...initialisers.template_seed.TemplateSeed`).
+    pub fn from_class(class: &str) -> Option<Self> {
+        let (module, class_name) = class.rsplit_once('.')?;
+        Self::ALL.into_iter().find(|b| {
+            b.class().ends_with(&format!(".{class_name}"))
+                && (module == UPSTREAM_PACKAGE
+                    || module == format!("{UPSTREAM_PACKAGE}.{}", b.name().replace('-', "_")))
+        })
+    }
+
+    /// The component's bytes.
+    pub fn component(self) -> &'static [u8] {
+        match self {
+            Self::PulsarTopology => include_bytes!(concat!(env!("OUT_DIR"), "/pulsar_topology.wasm")),
+            Self::TemplateSeed => include_bytes!(concat!(env!("OUT_DIR"), "/template_seed.wasm")),
+            Self::WorkspaceInit => include_bytes!(concat!(env!("OUT_DIR"), "/workspace_init.wasm")),
+            Self::DefaultFlowStart => {
+                include_bytes!(concat!(env!("OUT_DIR"), "/default_flow_start.wasm"))
+            }
+        }
+    }
+
+    /// The params as the guest will see them (seed-file paths made absolute against the init
+    /// file's directory) and exactly the grants they need. Params of the wrong type are left for
+    /// the guest's `validate` to report.
+    pub fn prepare(self, params: &Value, base_dir: &Path) -> (Value, Grants) {
+        let mut params = params.clone();
+        let text = |params: &Value, key: &str, default: &str| {
+            params.get(key).and_then(Value::as_str).unwrap_or(default).to_owned()
+        };
+        let mut grants = Grants::default();
+        match self {
+            Self::PulsarTopology => {
+                let admin_url = text(&params, "admin_url", "http://pulsar:8080");
+                grants.http.extend(Origin::parse(&admin_url));
+            }
+            Self::TemplateSeed => {
+                grants.config_read.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
+                grants.config_write.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
+                grants.files.extend(absolute_path_param(&mut params, "config_file", base_dir));
+            }
+            Self::WorkspaceInit => {
+                let workspace = text(&params, "workspace", "default");
+                grants.config_read.push(WorkspacePattern::new(workspace.clone()));
+                grants.config_write.push(WorkspacePattern::new(workspace));
+                if text(&params, "source", "template") == "seed-file" {
+                    grants.files.extend(absolute_path_param(&mut params, "seed_file", base_dir));
+                } else {
+                    grants.config_read.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
+                }
+            }
+            Self::DefaultFlowStart => {
+                grants.flow.push(WorkspacePattern::new(text(&params, "workspace", "default")));
+            }
+        }
+        (params, grants)
+    }
+}
+
+/// Make the string param `key` absolute and return the path, if it is a string.
+fn absolute_path_param(params: &mut Value, key: &str, base_dir: &Path) -> Option<std::path::PathBuf> {
+    let path = resolve(base_dir, params.get(key)?.as_str()?);
+    params[key] = Value::String(path.to_string_lossy().into_owned());
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn upstream_class_paths_map_to_builtins() {
+        assert_eq!(
+            Builtin::from_class("trustgraph.bootstrap.initialisers.TemplateSeed"),
+            Some(Builtin::TemplateSeed)
+        );
+        assert_eq!(
+            Builtin::from_class("trustgraph.bootstrap.initialisers.workspace_init.WorkspaceInit"),
+            Some(Builtin::WorkspaceInit)
+        );
+        assert_eq!(Builtin::from_class("acme.initialisers.TemplateSeed"), None);
+        assert_eq!(Builtin::from_class("TemplateSeed"), None);
+    }
+
+    #[test]
+    fn template_seed_gets_its_seed_file_and_the_template_workspace() {
+        let (params, grants) =
+            Builtin::TemplateSeed.prepare(&json!({"config_file": "seed.json"}), Path::new("/etc/tg"));
+        assert_eq!(params["config_file"], "/etc/tg/seed.json");
+        assert_eq!(grants.files, vec![std::path::PathBuf::from("/etc/tg/seed.json")]);
+        assert!(grants.may_write_config("__template__"));
+        assert!(!grants.may_write_config("default"));
+        assert!(grants.http.is_empty() && grants.flow.is_empty());
+    }
+
+    #[test]
+    fn workspace_init_from_template_reads_template_and_writes_only_its_workspace() {
+        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({"workspace": "acme"}), Path::new("/"));
+        assert!(grants.may_read_config("__template__"));
+        assert!(grants.may_write_config("acme"));
+        assert!(!grants.may_write_config("__template__"));
+        assert!(grants.files.is_empty());
+    }
+
+    #[test]
+    fn pulsar_topology_reaches_only_its_admin_url() {
+        let (_, grants) =
+            Builtin::PulsarTopology.prepare(&json!({"admin_url": "http://127.0.0.1:9/"}), Path::new("/"));
+        assert!(grants.may_reach(&Origin::parse("http://127.0.0.1:9").unwrap()));
+        assert!(!grants.may_reach(&Origin::parse("http://pulsar:8080").unwrap()));
+        assert!(!grants.may_read_config("default"));
+    }
+}

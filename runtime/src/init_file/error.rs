@@ -1,0 +1,59 @@
+//! The one error type for everything wrong with an init file, as an operator reads it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A problem with the init file or with something it names (a component, a param), found
+/// before anything runs. Its message names the file, then the entry and the field when known:
+///
+/// `init.yaml: initialiser 'seed' (entry 2), field 'flag': missing`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// The entry's name (may be empty when the name itself is the problem) and position.
+    pub entry: Option<(String, usize)>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with the file as a whole.
+    pub fn file(file: &Path, message: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), entry: None, field: None, message: message.into() }
+    }
+
+    /// A problem with one field of one entry; finish it with [`ConfigError::because`].
+    pub fn entry(file: &Path, name: &str, position: usize, field: &str) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            entry: Some((name.to_owned(), position)),
+            field: Some(field.to_owned()),
+            message: String::new(),
+        }
+    }
+
+    pub fn because(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        match &self.entry {
+            Some((name, position)) if name.is_empty() => write!(f, "initialiser entry {position}")?,
+            Some((name, position)) => write!(f, "initialiser '{name}' (entry {position})")?,
+            None => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field '{field}'")?;
+        }
+        if self.entry.is_some() || self.field.is_some() {
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,195 @@
+//! The init file: which initialisers to run, with what flag, code, params, limits and grants.
+//!
+//! The shape is upstream's (`initialisers: [{class, name, flag, params}]`, YAML or JSON chosen by
+//! the file's extension), so an existing TrustGraph init file loads unchanged. bootstrap-wasm adds
+//! two other ways to name the code (`builtin:`, `component:`) and the per-entry `limits:` and
+//! `grants:`. Loading is all-or-nothing: the first problem found is returned as a [`ConfigError`]
+//! naming the file, the entry and the field, and nothing runs.
+//!
+//! Relative paths (components, granted files, builtin seed files) are resolved against the
+//! directory of the init file, not the process's working directory, so a file means the same
+//! wherever it is run from.
+
+mod error;
+mod raw;
+mod units;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub use error::ConfigError;
+
+use crate::builtins::Builtin;
+use crate::flag::Flag;
+use crate::policy::{Grants, Limits, Origin, WorkspacePattern};
+
+/// A loaded, checked init file.
+#[derive(Debug, Clone)]
+pub struct InitFile {
+    pub path: PathBuf,
+    pub initialisers: Vec<InitialiserSpec>,
+}
+
+/// One entry of the init file.
+#[derive(Debug, Clone)]
+pub struct InitialiserSpec {
+    /// Unique within the file; the key its flag is stored under.
+    pub name: String,
+    /// 1-based position in the file, for messages.
+    pub position: usize,
+    pub flag: Flag,
+    pub code: Code,
+    /// The field that named the code (`component`, `builtin` or `class`), for messages.
+    pub code_field: &'static str,
+    /// The entry's `params` (an object; `{}` when absent).
+    pub params: Value,
+    pub limits: Limits,
+    /// The entry's `grants:`, if it has any. Builtins derive theirs from their params.
+    pub grants: Option<Grants>,
+}
+
+/// Where an initialiser's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// A core initialiser compiled into the binary (`builtin:` or upstream's `class:`).
+    Builtin(Builtin),
+    /// A component file on disk (absolute path).
+    Component(PathBuf),
+}
+
+impl InitFile {
+    /// Read and check `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+        let raw = raw::parse(path, &text)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+
+        let mut names = HashSet::new();
+        let mut initialisers = Vec::with_capacity(raw.initialisers.len());
+        for (index, entry) in raw.initialisers.into_iter().enumerate() {
+            let spec = check_entry(path, &base_dir, index + 1, entry)?;
+            if !names.insert(spec.name.clone()) {
+                return Err(ConfigError::entry(path, &spec.name, spec.position, "name")
+                    .because("duplicate name: every initialiser needs its own"));
+            }
+            initialisers.push(spec);
+        }
+        Ok(Self { path: path.to_path_buf(), initialisers })
+    }
+}
+
+fn check_entry(
+    path: &Path,
+    base_dir: &Path,
+    position: usize,
+    raw: raw::RawEntry,
+) -> Result<InitialiserSpec, ConfigError> {
+    let name = match raw.name {
+        Some(name) if !name.trim().is_empty() => name,
+        Some(_) => return Err(ConfigError::entry(path, "", position, "name").because("must not be empty")),
+        None => return Err(ConfigError::entry(path, "", position, "name").because("missing")),
+    };
+    let err = |field: &str| ConfigError::entry(path, &name, position, field);
+
+    let flag = match raw.flag {
+        Some(value) => Flag::from_config(value).map_err(|m| err("flag").because(m))?,
+        None => return Err(err("flag").because("missing")),
+    };
+
+    let code_field = match (&raw.class, &raw.builtin) {
+        (Some(_), _) => "class",
+        (None, Some(_)) => "builtin",
+        (None, None) => "component",
+    };
+    let code = match (raw.class, raw.builtin, raw.component) {
+        (Some(class), None, None) => Code::Builtin(
+            Builtin::from_class(&class).ok_or_else(|| {
+                err("class").because(format!(
+                    "unknown class '{class}'; known: {}",
+                    Builtin::ALL.map(|b| b.class()).join(", ")
+                ))
+            })?,
+        ),
+        (None, Some(builtin), None) => Code::Builtin(Builtin::from_name(&builtin).ok_or_else(|| {
+            err("builtin").because(format!(
+                "unknown builtin '{builtin}'; known: {}",
+                Builtin::ALL.map(|b| b.name()).join(", ")
+            ))
+        })?),
+        (None, None, Some(component)) => Code::Component(resolve(base_dir, &component)),
+        (None, None, None) => {
+            return Err(err("component").because("missing: name the code with one of `component:`, `builtin:` or `class:`"));
+        }
+        _ => return Err(err("component").because("give only one of `component:`, `builtin:` and `class:`")),
+    };
+
+    let params = match raw.params {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(params @ Value::Object(_)) => params,
+        Some(_) => return Err(err("params").because("must be a mapping")),
+    };
+
+    let limits = match raw.limits {
+        Some(raw_limits) => check_limits(raw_limits).map_err(|(field, m)| err(&format!("limits.{field}")).because(m))?,
+        None => Limits::default(),
+    };
+
+    let grants = match raw.grants {
+        Some(raw_grants) => Some(
+            check_grants(base_dir, raw_grants).map_err(|(field, m)| err(&format!("grants.{field}")).because(m))?,
+        ),
+        None => None,
+    };
+
+    Ok(InitialiserSpec { name, position, flag, code, code_field, params, limits, grants })
+}
+
+fn check_limits(raw: raw::RawLimits) -> Result<Limits, (&'static str, String)> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        fuel: match raw.fuel {
+            Some(0) => return Err(("fuel", "must be more than 0".into())),
+            Some(fuel) => fuel,
+            None => defaults.fuel,
+        },
+        timeout: match raw.timeout {
+            Some(value) => units::duration(&value).map_err(|m| ("timeout", m))?,
+            None => defaults.timeout,
+        },
+        memory: match raw.memory {
+            Some(value) => units::bytes(&value).map_err(|m| ("memory", m))?,
+            None => defaults.memory,
+        },
+    })
+}
+
+fn check_grants(base_dir: &Path, raw: raw::RawGrants) -> Result<Grants, (&'static str, String)> {
+    let patterns = |list: Vec<String>| list.into_iter().map(WorkspacePattern::new).collect();
+    let config = raw.config.unwrap_or_default();
+    let http = raw
+        .http
+        .into_iter()
+        .map(|origin| Origin::parse(&origin))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ("http", m))?;
+    Ok(Grants {
+        config_read: patterns(config.read),
+        config_write: patterns(config.write),
+        flow: patterns(raw.flow.unwrap_or_default().workspaces),
+        http,
+        files: raw.files.iter().map(|f| resolve(base_dir, f)).collect(),
+    })
+}
+
+/// `path` as an absolute path, relative ones taken from `base_dir`.
+pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let joined = base_dir.join(path);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+#[cfg(test)]
+mod tests;

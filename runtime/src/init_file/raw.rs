@@ -1,0 +1,76 @@
+//! The init file as written, before any checking: every field optional, unknown fields refused
+//! (a misspelt `parmas:` would otherwise be silently ignored).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ConfigError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInitFile {
+    pub initialisers: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEntry {
+    pub name: Option<String>,
+    pub flag: Option<Value>,
+    pub class: Option<String>,
+    pub builtin: Option<String>,
+    pub component: Option<String>,
+    pub params: Option<Value>,
+    pub limits: Option<RawLimits>,
+    pub grants: Option<RawGrants>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub fuel: Option<u64>,
+    /// `30s`, `500ms`, `2m`, or a number of seconds.
+    pub timeout: Option<Value>,
+    /// `64MiB`, `512KiB`, or a number of bytes.
+    pub memory: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGrants {
+    pub config: Option<RawConfigGrants>,
+    pub flow: Option<RawFlowGrants>,
+    #[serde(default)]
+    pub http: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfigGrants {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlowGrants {
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+}
+
+/// Parse YAML (`.yaml`, `.yml`) or JSON (anything else), as upstream decides.
+pub(super) fn parse(path: &Path, text: &str) -> Result<RawInitFile, ConfigError> {
+    let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let parsed = if is_yaml {
+        serde_saphyr::from_str::<RawInitFile>(text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str::<RawInitFile>(text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|message| ConfigError::file(path, message))
+}

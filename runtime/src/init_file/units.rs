@@ -1,0 +1,79 @@
+//! Durations and byte sizes as operators write them in `limits:`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `30s`, `1m 30s`, `500ms` (humantime's forms), or a plain number of seconds.
+pub(super) fn duration(value: &Value) -> Result<Duration, String> {
+    let duration = match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("'{n}' is not a number of seconds"))?,
+        Value::String(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("'{text}' is not a duration like 30s or 500ms: {e}"))?,
+        other => return Err(format!("{other} is not a duration like 30s or 500ms")),
+    };
+    if duration.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(duration)
+}
+
+/// `64MiB`, `512 KiB`, `1GB`, or a plain number of bytes.
+pub(super) fn bytes(value: &Value) -> Result<usize, String> {
+    let size = match value {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("'{n}' is not a number of bytes"))?,
+        Value::String(text) => parse_size(text)
+            .ok_or_else(|| format!("'{text}' is not a size like 64MiB or 512KiB"))?,
+        other => return Err(format!("{other} is not a size like 64MiB")),
+    };
+    if size == 0 {
+        return Err("must be more than 0".into());
+    }
+    usize::try_from(size).map_err(|_| format!("{size} bytes is too large"))
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(&json!("30s")).unwrap(), Duration::from_secs(30));
+        assert_eq!(duration(&json!("500ms")).unwrap(), Duration::from_millis(500));
+        assert_eq!(duration(&json!(2)).unwrap(), Duration::from_secs(2));
+        assert!(duration(&json!("soon")).is_err());
+        assert!(duration(&json!(0)).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(&json!("64MiB")).unwrap(), 64 << 20);
+        assert_eq!(bytes(&json!("512 KiB")).unwrap(), 512 << 10);
+        assert_eq!(bytes(&json!("1GB")).unwrap(), 1_000_000_000);
+        assert_eq!(bytes(&json!(4096)).unwrap(), 4096);
+        assert!(bytes(&json!("lots")).is_err());
+        assert!(bytes(&json!("64XB")).is_err());
+    }
+}

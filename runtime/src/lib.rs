@@ -1,0 +1,29 @@
+//! bootstrap-wasm: TrustGraph's bootstrapper, with initialisers as sandboxed WebAssembly
+//! components.
+//!
+//! The pieces, each in its own module, in the order a start-up uses them:
+//! - [`init_file`] reads and checks the operator's init file;
+//! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
+//! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
+//! - [`host`] implements the WIT imports (`config`, `flow`, `log`) a guest calls;
+//! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
+//!   runs both in-process on a local store);
+//! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
+//! - [`reconcile`] is the loop that brings each one to its configured flag.
+//!
+//! The binary (`main.rs`) is a thin command line over this library.
+
+pub mod builtins;
+pub mod flag;
+mod host;
+pub mod init_file;
+pub mod initialiser;
+pub mod policy;
+pub mod reconcile;
+pub mod sandbox;
+pub mod services;
+
+pub use init_file::{ConfigError, InitFile};
+pub use initialiser::Initialiser;
+pub use reconcile::{Cadence, Outcome, Reconciler, WakeReport};
+pub use sandbox::Sandbox;

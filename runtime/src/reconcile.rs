@@ -1,0 +1,244 @@
+//! The reconcile loop: wake, bring every initialiser to its configured flag, sleep, repeat.
+//!
+//! One wake does what upstream's bootstrapper does, in order:
+//! 1. read every stored flag at once (`getvalues` on `__system__` / `init-state`);
+//! 2. run the pre-gate initialisers (`wait-for-services: false`) that are not at their flag,
+//!    *even when the flags cannot be read*: they set up what the services need to start, so
+//!    waiting for the services first would deadlock (upstream's first version did);
+//! 3. check the gate: config-svc answered step 1 (asked again if it had not) and flow-svc
+//!    answers `list-blueprints`; if either fails, stop here;
+//! 4. record the flags of pre-gate runs that succeeded while config-svc was down;
+//! 5. run, in file order, every other initialiser whose stored flag differs from its
+//!    configured one, storing the new flag only after a clean run.
+//!
+//! A failure is logged with the initialiser's name and retried on the next wake; it never stops
+//! the others. The loop knows nothing of transports or guest languages: it sees [`Services`]
+//! and [`Initialiser`]s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::flag::Flag;
+use crate::initialiser::Initialiser;
+use crate::policy::SYSTEM_WORKSPACE;
+use crate::services::{ConfigClient, FlowClient, ServiceError, Services};
+
+/// The config type under which flags are stored, one key per initialiser.
+pub const INIT_STATE_TYPE: &str = "init-state";
+
+/// How long to sleep after a wake, by what the wake found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// The gate was closed: services are still coming up.
+    pub gate_backoff: Duration,
+    /// Something ran or failed: converge quickly.
+    pub init_retry: Duration,
+    /// Everything was already at its flag.
+    pub steady_interval: Duration,
+}
+
+impl Default for Cadence {
+    /// Upstream's tiers.
+    fn default() -> Self {
+        Self {
+            gate_backoff: Duration::from_secs(5),
+            init_retry: Duration::from_secs(15),
+            steady_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What happened to one initialiser in one wake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already at its flag.
+    Skipped,
+    /// Ran cleanly and its flag is stored.
+    Ran,
+    /// Ran cleanly, but config-svc was down so its flag is not stored yet (pre-gate only).
+    RanUnrecorded,
+    /// Ran cleanly but storing its flag failed: it will run again.
+    FlagNotStored(String),
+    /// Failed (or could not tell whether it needed to run): retried next wake.
+    Failed(String),
+    /// Not attempted: the gate was closed.
+    Waiting,
+}
+
+/// What one wake found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeReport {
+    pub gate_open: bool,
+    /// One entry per initialiser, in file order.
+    pub outcomes: Vec<(Arc<str>, Outcome)>,
+}
+
+impl WakeReport {
+    /// Every initialiser is at its configured flag, and that is recorded.
+    pub fn converged(&self) -> bool {
+        self.gate_open && self.outcomes.iter().all(|(_, o)| matches!(o, Outcome::Skipped | Outcome::Ran))
+    }
+
+    /// Upstream's cadence rule.
+    pub fn next_sleep(&self, cadence: &Cadence) -> Duration {
+        if !self.gate_open {
+            cadence.gate_backoff
+        } else if self.outcomes.iter().any(|(_, o)| *o != Outcome::Skipped) {
+            cadence.init_retry
+        } else {
+            cadence.steady_interval
+        }
+    }
+}
+
+/// The loop's state: the initialisers, the services, and pre-gate successes not yet recorded.
+pub struct Reconciler {
+    initialisers: Vec<Initialiser>,
+    services: Arc<dyn Services>,
+    cadence: Cadence,
+    /// Pre-gate initialisers that succeeded while config-svc was down, by index, with the flag
+    /// to record once it answers.
+    unrecorded: HashMap<usize, Flag>,
+}
+
+impl Reconciler {
+    pub fn new(initialisers: Vec<Initialiser>, services: Arc<dyn Services>, cadence: Cadence) -> Self {
+        Self { initialisers, services, cadence, unrecorded: HashMap::new() }
+    }
+
+    pub fn initialisers(&self) -> &[Initialiser] {
+        &self.initialisers
+    }
+
+    /// Wake, sleep as the wake says, and repeat until `shutdown` resolves.
+    pub async fn run_until(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let report = tokio::select! {
+                report = self.wake() => report,
+                () = &mut shutdown => return,
+            };
+            let sleep = report.next_sleep(&self.cadence);
+            tracing::info!(gate_open = report.gate_open, converged = report.converged(), "wake done; next in {sleep:?}");
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// One wake.
+    pub async fn wake(&mut self) -> WakeReport {
+        let services = self.services.clone();
+        let config = ConfigClient(services.as_ref());
+        let mut stored = read_flags(config).await;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; self.initialisers.len()];
+
+        // Pre-gate: run whatever is not known to be at its flag.
+        for (index, init) in self.initialisers.iter().enumerate().filter(|(_, i)| i.pre_gate) {
+            let old_flag = stored.as_ref().ok().and_then(|flags| flags.get(&*init.name));
+            if old_flag == Some(&init.flag) {
+                outcomes[index] = Some(Outcome::Skipped);
+                continue;
+            }
+            if self.unrecorded.get(&index) == Some(&init.flag) {
+                // Done at this flag while config-svc was down; only the record is missing.
+                outcomes[index] = Some(Outcome::RanUnrecorded);
+                continue;
+            }
+            let outcome = match run_one(init, &services, old_flag).await {
+                Err(failure) => Outcome::Failed(failure),
+                Ok(()) if stored.is_ok() => store_flag(config, init).await,
+                Ok(()) => {
+                    self.unrecorded.insert(index, init.flag.clone());
+                    Outcome::RanUnrecorded
+                }
+            };
+            outcomes[index] = Some(outcome);
+        }
+
+        // The gate.
+        if stored.is_err() {
+            stored = read_flags(config).await;
+        }
+        let gate = match &stored {
+            Ok(_) => FlowClient(services.as_ref()).list_blueprints(SYSTEM_WORKSPACE).await.map(drop),
+            Err(e) => Err(e.clone()),
+        };
+        let stored = match (gate, stored) {
+            (Ok(()), Ok(stored)) => stored,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::info!("gate closed: services not ready ({e})");
+                return self.report(false, outcomes);
+            }
+        };
+
+        // Pre-gate successes from wakes when config-svc was down.
+        for (index, flag) in std::mem::take(&mut self.unrecorded) {
+            let init = &self.initialisers[index];
+            if init.flag != flag {
+                continue; // The operator changed the flag since; it will run again.
+            }
+            let outcome = store_flag(config, init).await;
+            if outcome != Outcome::Ran {
+                self.unrecorded.insert(index, flag);
+            }
+            outcomes[index] = Some(outcome);
+        }
+
+        // Post-gate, in file order.
+        for (index, init) in self.initialisers.iter().enumerate().filter(|(_, i)| !i.pre_gate) {
+            let old_flag = stored.get(&*init.name);
+            if old_flag == Some(&init.flag) {
+                outcomes[index] = Some(Outcome::Skipped);
+                continue;
+            }
+            let outcome = match run_one(init, &services, old_flag).await {
+                Ok(()) => store_flag(config, init).await,
+                Err(failure) => Outcome::Failed(failure),
+            };
+            outcomes[index] = Some(outcome);
+        }
+        self.report(true, outcomes)
+    }
+
+    fn report(&self, gate_open: bool, outcomes: Vec<Option<Outcome>>) -> WakeReport {
+        let outcomes = self
+            .initialisers
+            .iter()
+            .zip(outcomes)
+            .map(|(init, outcome)| (init.name.clone(), outcome.unwrap_or(Outcome::Waiting)))
+            .collect();
+        WakeReport { gate_open, outcomes }
+    }
+}
+
+/// Every stored flag, by initialiser name, in one round trip.
+pub async fn read_flags(config: ConfigClient<'_>) -> Result<HashMap<String, Flag>, ServiceError> {
+    let values = config.values(SYSTEM_WORKSPACE, INIT_STATE_TYPE).await?;
+    Ok(values.into_iter().map(|(name, stored)| (name, Flag::from_stored(&stored))).collect())
+}
+
+async fn run_one(init: &Initialiser, services: &Arc<dyn Services>, old_flag: Option<&Flag>) -> Result<(), String> {
+    let shown = |flag: Option<&Flag>| flag.map_or("none".to_owned(), |f| format!("{:?}", f.to_string()));
+    tracing::info!(initialiser = %init.name, "running (old_flag={} -> new_flag={})", shown(old_flag), shown(Some(&init.flag)));
+    init.run(services.clone(), old_flag).await.map_err(|failure| {
+        tracing::error!(initialiser = %init.name, "{failure}");
+        failure.to_string()
+    })
+}
+
+async fn store_flag(config: ConfigClient<'_>, init: &Initialiser) -> Outcome {
+    let entry = (INIT_STATE_TYPE.to_owned(), init.name.to_string(), init.flag.to_stored());
+    match config.put(SYSTEM_WORKSPACE, vec![entry]).await {
+        Ok(()) => {
+            tracing::info!(initialiser = %init.name, "completed (flag={:?})", init.flag.to_string());
+            Outcome::Ran
+        }
+        Err(e) => {
+            tracing::warn!(initialiser = %init.name, "completed but could not store its flag ({e}); it will run again");
+            Outcome::FlagNotStored(e.to_string())
+        }
+    }
+}

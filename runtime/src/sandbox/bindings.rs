@@ -1,0 +1,15 @@
+//! Host-side bindings for the `initialiser-component` world in `wit/`.
+//!
+//! Every import is async so that a host call can await a broker round trip without blocking
+//! the executor; every export is async so that the sandbox can bound a run by wall-clock time.
+
+wasmtime::component::bindgen!({
+    world: "initialiser-component",
+    path: "../wit",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use exports::trustgraph::bootstrap::initialiser::Description;
+pub use trustgraph::bootstrap::types::{ConfigEntry, ConfigKey, HostError};
+pub use trustgraph::bootstrap::{config, flow, log, types};

@@ -1,0 +1,213 @@
+//! One bounded call into a component: a fresh store and instance, limits, grants, and a verdict.
+//!
+//! Each call (`describe`, `validate` or `run`) builds a new `Store` whose data ([`RunState`])
+//! carries a deny-by-default WASI context (no environment, arguments, sockets or directories;
+//! only the granted files, read-only), the HTTP allow-list, the memory cap and the host state.
+//! Fuel bounds CPU work; the epoch callback bounds wall-clock time inside wasm, and an outer
+//! timeout bounds time spent waiting in host calls. Whatever happens inside, the caller gets a
+//! [`RunFailure`] that says which limit or fault stopped the guest; the runtime carries on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::{Description, InitialiserComponent};
+use super::files::{self, StagedFiles};
+use super::guest_output::{GuestOutput, OutputBudget, Stream};
+use super::http::HttpAllowList;
+use super::memory::MemoryCap;
+use super::{LoadedComponent, error_chain};
+use crate::host::HostState;
+use crate::policy::{Grants, Limits};
+use crate::services::Services;
+
+/// Bytes of stdout and stderr one call may send to the log.
+const OUTPUT_BUDGET: usize = 64 << 10;
+
+/// Who is calling, under which limits and grants, with which services.
+#[derive(Clone)]
+pub struct CallContext {
+    pub initialiser: Arc<str>,
+    pub limits: Limits,
+    pub grants: Arc<Grants>,
+    /// `None` for `describe` and `validate`, which must not reach the services.
+    pub services: Option<Arc<dyn Services>>,
+}
+
+/// Why a call did not complete. The runtime logs it and carries on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunFailure {
+    #[error("failed: {0}")]
+    Guest(String),
+    #[error("stopped: out of fuel (limit {0})")]
+    OutOfFuel(u64),
+    #[error("stopped: wall-clock limit of {0:?} exceeded")]
+    Deadline(Duration),
+    #[error("stopped: memory limit of {0} bytes reached")]
+    Memory(usize),
+    #[error("stopped: stack overflow")]
+    StackOverflow,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("could not start: {0}")]
+    Setup(String),
+}
+
+/// The data of one call's store.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: HttpAllowList,
+    table: ResourceTable,
+    pub(super) memory: MemoryCap,
+    pub(crate) host: HostState,
+    deadline: Instant,
+    _staged_files: StagedFiles,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+    }
+}
+
+/// Raised by the epoch callback when a call's wall-clock deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wall-clock deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+impl LoadedComponent {
+    /// The component's `describe()`.
+    pub async fn describe(&self, context: &CallContext) -> Result<Description, RunFailure> {
+        self.call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
+            .await
+    }
+
+    /// The component's `validate(params)`: `Ok(Ok(warnings))`, or the guest's refusal.
+    pub async fn validate(
+        &self,
+        context: &CallContext,
+        params: &str,
+    ) -> Result<Result<Vec<String>, String>, RunFailure> {
+        let params = params.to_owned();
+        self.call(context, move |guest, store| {
+            Box::pin(async move { guest.trustgraph_bootstrap_initialiser().call_validate(store, &params).await })
+        })
+        .await
+    }
+
+    /// The component's `run(params, old_flag, new_flag)`.
+    pub async fn run(
+        &self,
+        context: &CallContext,
+        params: &str,
+        old_flag: Option<&str>,
+        new_flag: &str,
+    ) -> Result<(), RunFailure> {
+        // The export borrows its arguments for as long as the call runs: hand it owned copies.
+        let (params, old_flag, new_flag) = (params.to_owned(), old_flag.map(str::to_owned), new_flag.to_owned());
+        self.call(context, move |guest, store| {
+            Box::pin(async move {
+                let exports = guest.trustgraph_bootstrap_initialiser();
+                exports.call_run(store, &params, old_flag.as_deref(), &new_flag).await
+            })
+        })
+        .await?
+        .map_err(RunFailure::Guest)
+    }
+
+    /// Instantiate in a fresh store and `invoke` one export, within the context's limits.
+    async fn call<T>(
+        &self,
+        context: &CallContext,
+        invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState>) -> CallFuture<'a, T>,
+    ) -> Result<T, RunFailure> {
+        let limits = context.limits;
+        let mut store = self.new_store(context)?;
+        let pre = &self.pre;
+        let outcome = tokio::time::timeout(limits.timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            invoke(&instance, &mut store).await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(classify(&error, &store, limits)),
+            Err(_elapsed) => Err(RunFailure::Deadline(limits.timeout)),
+        }
+    }
+
+    fn new_store(&self, context: &CallContext) -> Result<Store<RunState>, RunFailure> {
+        let limits = context.limits;
+        let budget = OutputBudget::new(OUTPUT_BUDGET);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestOutput::new(context.initialiser.clone(), Stream::Stdout, budget.clone()))
+            .stderr(GuestOutput::new(context.initialiser.clone(), Stream::Stderr, budget))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let staged_files = files::stage(&context.grants.files, &mut wasi)
+            .map_err(|e| RunFailure::Setup(format!("cannot stage granted files: {e}")))?;
+
+        let state = RunState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpAllowList::new(context.initialiser.clone(), context.grants.clone()),
+            table: ResourceTable::new(),
+            memory: MemoryCap::new(limits.memory),
+            host: HostState::new(context.initialiser.clone(), context.grants.clone(), context.services.clone()),
+            deadline: Instant::now() + limits.timeout,
+            _staged_files: staged_files,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
+        // Check the clock at every epoch tick and yield to the executor, so a spinning guest
+        // neither outlives its deadline nor starves other tasks.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(store)
+    }
+}
+
+/// Which limit or fault ended a call.
+fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) -> RunFailure {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        return RunFailure::Deadline(limits.timeout);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => RunFailure::OutOfFuel(limits.fuel),
+        Some(Trap::StackOverflow) => RunFailure::StackOverflow,
+        // A guest whose allocation was refused usually aborts (an `unreachable` trap): report
+        // the cause, not the symptom.
+        _ if store.data().memory.was_hit() => RunFailure::Memory(limits.memory),
+        _ => RunFailure::Trap(error_chain(error)),
+    }
+}

@@ -1,0 +1,42 @@
+//! The services an initialiser and the reconcile loop talk to: config-svc and flow-svc.
+//!
+//! Everything above this module (the loop, the host functions) sees only [`Services`]: a pair
+//! of request/response calls carrying TrustGraph's own records ([`wire`]). Which backend
+//! answers them, in-process ([`embedded`]) or over a broker, is chosen once at start-up.
+//! [`ConfigClient`] and [`FlowClient`] wrap the raw calls in typed helpers.
+
+pub mod clients;
+pub mod embedded;
+pub mod wire;
+
+use async_trait::async_trait;
+
+pub use clients::{ConfigClient, FlowClient};
+
+pub use wire::{
+    ConfigKey, ConfigRequest, ConfigResponse, ConfigValue, FlowRequest, FlowResponse, WireError,
+};
+
+/// Why a service call produced no answer, or an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The service could not be reached (broker down, service not started).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// No answer within the request timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The service answered with an error record.
+    #[error("{}: {}", .0.kind, .0.message)]
+    Remote(WireError),
+}
+
+/// A backend that carries config-svc and flow-svc requests. Implementations decide how a request
+/// travels; they do not interpret it beyond turning an `error` field into [`ServiceError::Remote`].
+#[async_trait]
+pub trait Services: Send + Sync {
+    /// One config-svc round trip.
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError>;
+    /// One flow-svc round trip.
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError>;
+}

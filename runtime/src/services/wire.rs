@@ -1,0 +1,102 @@
+//! The request and response records of TrustGraph's config-svc and flow-svc.
+//!
+//! Field names and shapes follow TrustGraph 2.4 (`trustgraph-base/trustgraph/schema/services/
+//! {config,flow}.py`), so these records serialise to exactly the JSON bodies the real services
+//! exchange over Pulsar or RabbitMQ. Every field is optional on the wire: a missing field
+//! deserialises to its default, as upstream's dataclasses do.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The `error` field of a response: upstream's `Error {type, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct WireError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind: kind.into(), message: message.into() }
+    }
+}
+
+/// The address of one config item: upstream's `ConfigKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfigKey {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+}
+
+/// One config item: upstream's `ConfigValue`. `value` is `None` for a missing key in a `get`
+/// answer (upstream sends `null`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfigValue {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    pub value: Option<String>,
+    /// Only set in `getvalues-all-ws` answers.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub workspace: String,
+}
+
+/// A config-svc request. `operation` is one of `get`, `list`, `getvalues`, `getvalues-all-ws`,
+/// `put`, `delete`, `config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfigRequest {
+    pub operation: String,
+    pub workspace: String,
+    pub keys: Vec<ConfigKey>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub values: Vec<ConfigValue>,
+}
+
+/// A config-svc response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfigResponse {
+    pub version: u64,
+    pub values: Vec<ConfigValue>,
+    pub directory: Vec<String>,
+    /// `config` answers: `{type: {key: value}}` of one workspace.
+    pub config: BTreeMap<String, BTreeMap<String, String>>,
+    pub error: Option<WireError>,
+}
+
+/// A flow-svc request. `operation` is one of `list-blueprints`, `get-blueprint`,
+/// `put-blueprint`, `delete-blueprint`, `list-flows`, `get-flow`, `start-flow`, `stop-flow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct FlowRequest {
+    pub operation: String,
+    pub workspace: String,
+    pub blueprint_name: String,
+    pub blueprint_definition: String,
+    pub description: String,
+    pub flow_id: String,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// A flow-svc response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct FlowResponse {
+    pub blueprint_names: Vec<String>,
+    pub flow_ids: Vec<String>,
+    /// `get-blueprint`; `None` (JSON `null`) when the blueprint does not exist.
+    pub blueprint_definition: Option<String>,
+    /// `get-flow`: the stored flow record (JSON text); `None` when the flow does not exist.
+    pub flow: Option<String>,
+    pub description: String,
+    pub parameters: BTreeMap<String, String>,
+    pub error: Option<WireError>,
+}
