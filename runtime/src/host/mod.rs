@@ -12,7 +12,7 @@ mod log;
 
 use std::sync::Arc;
 
-use crate::policy::Grants;
+use crate::policy::{Grants, SYSTEM_WORKSPACE};
 use crate::sandbox::bindings::HostError;
 use crate::services::{ServiceError, Services};
 
@@ -34,6 +34,7 @@ impl HostState {
     fn services_if(&self, allowed: bool, function: &str, target: &str) -> Result<&dyn Services, HostError> {
         match &self.services {
             Some(services) if allowed => Ok(services.as_ref()),
+            Some(_) if target == SYSTEM_WORKSPACE => Err(self.deny(function, target, "reserved for the runtime")),
             Some(_) => Err(self.deny(function, target, "not granted")),
             None => Err(self.deny(function, target, "host calls are not allowed outside run")),
         }

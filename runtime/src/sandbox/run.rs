@@ -208,6 +208,8 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) ->
         // A guest whose allocation was refused usually aborts (an `unreachable` trap): report
         // the cause, not the symptom.
         _ if store.data().memory.was_hit() => RunFailure::Memory(limits.memory),
-        _ => RunFailure::Trap(error_chain(error)),
+        // The trap itself, without the wasm backtrace wasmtime attaches as context.
+        Some(trap) => RunFailure::Trap(trap.to_string()),
+        None => RunFailure::Trap(error_chain(error)),
     }
 }

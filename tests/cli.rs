@@ -1,0 +1,154 @@
+//! End-to-end tests of the command line: the README's demo, `dump`, and every start-up error,
+//! each of which must exit 2 with a message naming the file, the entry and the field, and
+//! write nothing.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{Scratch, bin, component, entry, logged, stderr};
+
+#[test]
+fn the_readme_demo_converges_and_a_second_run_only_skips() {
+    let scratch = Scratch::new();
+    let init = support::repo().join("examples/init.yaml");
+    let first = scratch.run_once(&init);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    for name in ["template-seed", "workspace-init", "default-flow-start"] {
+        assert!(logged(&stderr(&first), name, &["completed"]), "{name} did not complete:\n{}", stderr(&first));
+    }
+
+    let second = scratch.run_once(&init);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(!stderr(&second).contains("running"), "a converged run ran something:\n{}", stderr(&second));
+
+    let output = bin().args(["dump", "--workspace", "default", "--state"]).arg(scratch.state()).output().unwrap();
+    assert!(output.status.success());
+    let default: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let flow: Value = serde_json::from_str(default["flow"]["default"].as_str().unwrap()).unwrap();
+    assert_eq!(flow["description"], "Default");
+    assert!(default["flow-blueprint"]["document-rag"].is_string());
+}
+
+#[test]
+fn dump_prints_every_workspace_or_one() {
+    let scratch = Scratch::new();
+    scratch.run_once(&support::repo().join("examples/init.yaml"));
+    let all = scratch.dump();
+    let mut workspaces: Vec<&str> = all.as_object().unwrap().keys().map(String::as_str).collect();
+    workspaces.sort();
+    assert_eq!(workspaces, ["__system__", "__template__", "default"]);
+
+    let output = bin().args(["dump", "--workspace", "nobody", "--state"]).arg(scratch.state()).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), json!({}));
+
+    let output = bin().args(["dump", "--state"]).arg(scratch.path("missing.redb")).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("missing.redb: no such file"), "{}", stderr(&output));
+}
+
+/// Runs `init` (YAML text, or a path given as-is), expects exit 2, a message containing every
+/// one of `expected`, and no state written.
+fn refused(scratch: &Scratch, init: &Path, expected: &[&str]) {
+    let output = scratch.run_once(init);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    for text in expected {
+        assert!(message.contains(text), "expected {text:?} in:\n{message}");
+    }
+    assert!(!scratch.state().exists(), "a refused start-up created the state store");
+}
+
+fn refused_yaml(yaml: &str, expected: &[&str]) {
+    let scratch = Scratch::new();
+    let init = scratch.write("init.yaml", yaml);
+    let file = init.display().to_string();
+    let mut expected = expected.to_vec();
+    expected.push(&file);
+    refused(&scratch, &init, &expected);
+}
+
+#[test]
+fn an_unreadable_init_file_is_refused() {
+    let scratch = Scratch::new();
+    refused(&scratch, &scratch.path("nope.yaml"), &["nope.yaml: cannot read"]);
+}
+
+#[test]
+fn bad_yaml_is_refused_with_its_line() {
+    refused_yaml("initialisers:\n  - name: a\n    flag: [v1\n", &["line"]);
+}
+
+#[test]
+fn missing_fields_are_refused() {
+    refused_yaml("initialisers:\n  - {flag: v1, builtin: template-seed}\n", &["entry 1, field 'name': missing"]);
+    refused_yaml("initialisers:\n  - {name: a, builtin: template-seed}\n", &["'a' (entry 1), field 'flag': missing"]);
+    refused_yaml("initialisers:\n  - {name: a, flag: v1}\n", &["'a' (entry 1), field 'component': missing"]);
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    refused_yaml(
+        "initialisers:\n  - {name: a, flag: v1, builtin: default-flow-start, params: {blueprint: x}}\n  - {name: a, flag: v2, builtin: default-flow-start, params: {blueprint: x}}\n",
+        &["'a' (entry 2), field 'name': duplicate name"],
+    );
+}
+
+#[test]
+fn unknown_classes_and_builtins_are_refused() {
+    refused_yaml("initialisers:\n  - {name: a, flag: v1, class: acme.Init}\n", &["field 'class': unknown class 'acme.Init'"]);
+    refused_yaml("initialisers:\n  - {name: a, flag: v1, builtin: seeder}\n", &["field 'builtin': unknown builtin 'seeder'"]);
+}
+
+#[test]
+fn missing_unreadable_and_foreign_components_are_refused() {
+    refused_yaml("initialisers:\n  - {name: a, flag: v1, component: gone.wasm}\n", &["field 'component': cannot read", "gone.wasm"]);
+    refused_yaml("initialisers:\n  - {name: a, flag: v1, component: .}\n", &["field 'component': cannot read"]);
+
+    let scratch = Scratch::new();
+    scratch.write("junk.wasm", "this is not wasm");
+    let init = scratch.write("init.yaml", "initialisers:\n  - {name: junk, flag: v1, component: junk.wasm}\n");
+    refused(&scratch, &init, &["'junk' (entry 1), field 'component'", "not a WebAssembly component"]);
+
+    let scratch = Scratch::new();
+    let init = scratch.init_file(&[entry("stranger", "wrong-world", json!({}))]);
+    refused(&scratch, &init, &["'stranger' (entry 1), field 'component'", "initialiser-component"]);
+}
+
+#[test]
+fn params_rejected_by_validate_are_refused() {
+    refused_yaml(
+        "initialisers:\n  - {name: seed, flag: v1, class: trustgraph.bootstrap.initialisers.TemplateSeed}\n",
+        &["'seed' (entry 1), field 'params'", "config_file"],
+    );
+    refused_yaml(
+        "initialisers:\n  - {name: ws, flag: v1, builtin: workspace-init, params: {source: elsewhere}}\n",
+        &["'ws' (entry 1), field 'params'", "source"],
+    );
+    // A component's own validate() speaks for it too.
+    let scratch = Scratch::new();
+    let init = scratch.init_file(&[entry("h", "hostile", json!({"mode": "read-file"}))]);
+    refused(&scratch, &init, &["'h' (entry 1), field 'params'", "path"]);
+}
+
+#[test]
+fn an_unknown_param_of_a_core_initialiser_is_a_warning_that_names_it() {
+    let scratch = Scratch::new();
+    let seed = support::example_seed();
+    let init = scratch.init_file(&[json!({"builtin": "template-seed", "name": "seed", "flag": "v1",
+                                          "params": {"config_file": seed, "overwrte": true}})]);
+    let output = scratch.run_once(&init);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(logged(&stderr(&output), "seed", &["WARN", "overwrte"]), "{}", stderr(&output));
+}
+
+#[test]
+fn a_backend_is_required() {
+    let scratch = Scratch::new();
+    let init = scratch.init_file(&[entry("p", "probe", json!({"workspace": "w"}))]);
+    let output = bin().arg("-c").arg(&init).arg("--once").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--pubsub-backend"), "{}", stderr(&output));
+    let _ = component("probe");
+}

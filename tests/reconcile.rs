@@ -1,0 +1,282 @@
+//! End-to-end tests of the reconcile loop through the public API, with the real core
+//! initialisers and test components on the embedded backend: what runs, with which flags, what
+//! it writes, and how long the loop sleeps after each wake.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::services::{
+    ConfigRequest, ConfigResponse, FlowClient, FlowRequest, FlowResponse, ServiceError, Services,
+};
+use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox, WakeReport};
+use serde_json::{Value, json};
+use support::{Scratch, entry, example_seed, stored_flags};
+
+/// A reconciler for the init file at `init` against `services`.
+async fn reconciler(init: &Path, services: Arc<dyn Services>) -> Reconciler {
+    let file = InitFile::load(init).unwrap();
+    let sandbox = Sandbox::new().unwrap();
+    let initialisers = Initialiser::prepare_all(&file, &sandbox).await.unwrap();
+    Reconciler::new(initialisers, services, Cadence::default())
+}
+
+fn embedded(scratch: &Scratch) -> Arc<EmbeddedServices> {
+    Arc::new(EmbeddedServices::open(&scratch.state()).unwrap())
+}
+
+/// The outcomes of a wake, by name, in file order.
+fn outcomes(report: &WakeReport) -> Vec<(&str, &Outcome)> {
+    report.outcomes.iter().map(|(name, outcome)| (&**name, outcome)).collect()
+}
+
+fn failed_with(outcome: &Outcome, text: &str) -> bool {
+    matches!(outcome, Outcome::Failed(why) if why.contains(text))
+}
+
+/// The three core initialisers of `examples/init.yaml`, pointed at a seed file in `scratch`.
+fn core_entries(seed: &Path) -> Vec<Value> {
+    vec![
+        json!({"builtin": "template-seed", "name": "template-seed", "flag": "v1", "params": {"config_file": seed}}),
+        json!({"builtin": "workspace-init", "name": "workspace-init", "flag": "v1", "params": {"workspace": "default"}}),
+        json!({"builtin": "default-flow-start", "name": "default-flow-start", "flag": "v1",
+               "params": {"workspace": "default", "blueprint": "document-rag"}}),
+    ]
+}
+
+#[tokio::test]
+async fn the_core_initialisers_converge_on_the_first_wake_and_then_only_skip() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let mut loop_ = reconciler(&support::repo().join("examples/init.yaml"), services.clone()).await;
+    let cadence = Cadence::default();
+
+    let first = loop_.wake().await;
+    assert!(first.converged(), "{first:?}");
+    assert!(first.outcomes.iter().all(|(_, o)| *o == Outcome::Ran), "{first:?}");
+    assert_eq!(first.next_sleep(&cadence), cadence.init_retry);
+
+    let dump = services.dump(None).unwrap();
+    let seed: Value = serde_json::from_str(&std::fs::read_to_string(example_seed()).unwrap()).unwrap();
+    for (kind, entries) in seed.as_object().unwrap() {
+        for key in entries.as_object().unwrap().keys() {
+            assert!(dump["__template__"][kind][key].is_string(), "template lacks {kind}/{key}");
+            assert_eq!(dump["default"][kind][key], dump["__template__"][kind][key]);
+        }
+    }
+    let flow: Value = serde_json::from_str(dump["default"]["flow"]["default"].as_str().unwrap()).unwrap();
+    assert_eq!(flow["blueprint-name"], "document-rag");
+    assert_eq!(flow["parameters"], json!({"model": "gemma2:9b", "temperature": "0.3"}));
+    assert_eq!(
+        stored_flags(&dump),
+        json!({"template-seed": "\"v1\"", "workspace-init": "\"v1\"", "default-flow-start": "\"v1\""})
+    );
+
+    let second = loop_.wake().await;
+    assert!(second.converged());
+    assert!(second.outcomes.iter().all(|(_, o)| *o == Outcome::Skipped), "{second:?}");
+    assert_eq!(second.next_sleep(&cadence), cadence.steady_interval);
+    assert_eq!(services.dump(None).unwrap(), dump, "a steady wake wrote something");
+}
+
+#[tokio::test]
+async fn a_flag_bump_reruns_with_the_old_and_the_new_flag() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let mut probe = entry("probe", "probe", json!({"workspace": "probed"}));
+    probe["grants"] = json!({"config": {"write": ["probed"]}});
+
+    let init = scratch.init_file(&[probe.clone()]);
+    assert!(reconciler(&init, services.clone()).await.wake().await.converged());
+
+    probe["flag"] = json!(2);
+    let init = scratch.init_file(&[probe]);
+    let mut loop_ = reconciler(&init, services.clone()).await;
+    assert_eq!(outcomes(&loop_.wake().await), [("probe", &Outcome::Ran)]);
+    assert_eq!(outcomes(&loop_.wake().await), [("probe", &Outcome::Skipped)]);
+
+    let dump = services.dump(None).unwrap();
+    assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
+    // The flag 2 is stored as JSON `2` and reaches the guest as the text "2".
+    assert_eq!(dump["probed"]["probe-runs"]["2"], r#"{"new":"2","old":"v1"}"#);
+    assert_eq!(stored_flags(&dump), json!({"probe": "2"}));
+}
+
+#[tokio::test]
+async fn a_rerun_upserts_missing_keys_unless_told_to_overwrite() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let seed = scratch.write("seed.json", r#"{"prompt": {"system": "v1 prompt"}}"#);
+    let mut template_seed = core_entries(&seed).remove(0);
+    assert!(reconciler(&scratch.init_file(&[template_seed.clone()]), services.clone()).await.wake().await.converged());
+
+    // The operator customises a key; the seed file gains one.
+    services.store().put_many("__template__", [("prompt", "system", "\"customised\"")]).unwrap();
+    scratch.write("seed.json", r#"{"prompt": {"system": "v2 prompt", "extra": "new"}}"#);
+
+    template_seed["flag"] = json!("v2");
+    assert!(reconciler(&scratch.init_file(&[template_seed.clone()]), services.clone()).await.wake().await.converged());
+    let prompts = services.dump(Some("__template__")).unwrap()["prompt"].clone();
+    assert_eq!(prompts, json!({"system": "\"customised\"", "extra": "\"new\""}));
+
+    template_seed["flag"] = json!("v3");
+    template_seed["params"]["overwrite"] = json!(true);
+    assert!(reconciler(&scratch.init_file(&[template_seed]), services.clone()).await.wake().await.converged());
+    let prompts = services.dump(Some("__template__")).unwrap()["prompt"].clone();
+    assert_eq!(prompts, json!({"system": "\"v2 prompt\"", "extra": "\"new\""}));
+}
+
+#[tokio::test]
+async fn workspace_init_fails_cleanly_until_the_template_is_seeded() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let mut entries = core_entries(&example_seed());
+    entries.swap(0, 1); // workspace-init first: its prerequisite has not run yet.
+    let mut loop_ = reconciler(&scratch.init_file(&entries[..2]), services.clone()).await;
+    let cadence = Cadence::default();
+
+    let first = loop_.wake().await;
+    let [(name, outcome), (_, seeded)] = &outcomes(&first)[..] else { panic!("{first:?}") };
+    assert_eq!(*name, "workspace-init");
+    assert!(failed_with(outcome, "Template workspace is empty"), "{outcome:?}");
+    assert_eq!(**seeded, Outcome::Ran);
+    assert!(!first.converged());
+    assert_eq!(first.next_sleep(&cadence), cadence.init_retry);
+    assert!(services.dump(Some("default")).unwrap().as_object().unwrap().is_empty());
+
+    let second = loop_.wake().await;
+    assert_eq!(outcomes(&second), [("workspace-init", &Outcome::Ran), ("template-seed", &Outcome::Skipped)]);
+    assert!(second.converged());
+}
+
+#[tokio::test]
+async fn default_flow_start_leaves_an_existing_flow_alone() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let mut loop_ = reconciler(&scratch.init_file(&core_entries(&example_seed())[..2]), services.clone()).await;
+    assert!(loop_.wake().await.converged());
+    // The operator started the flow by hand, with their own description.
+    let flows = FlowClient(services.as_ref());
+    flows.start_flow("default", "default", "document-rag", "by hand", BTreeMap::new()).await.unwrap();
+    let before = services.dump(Some("default")).unwrap();
+
+    let mut loop_ = reconciler(&scratch.init_file(&core_entries(&example_seed())), services.clone()).await;
+    let report = loop_.wake().await;
+    assert_eq!(report.outcomes[2].1, Outcome::Ran, "{report:?}");
+    assert_eq!(services.dump(Some("default")).unwrap(), before, "the existing flow was touched");
+}
+
+#[tokio::test]
+async fn a_failing_initialiser_does_not_block_the_next_and_keeps_no_flag() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    let mut failing = entry("failing", "probe", json!({"workspace": "probed", "fail": true}));
+    failing["grants"] = json!({"config": {"write": ["probed"]}});
+    let mut next = entry("next", "probe", json!({"workspace": "probed"}));
+    next["grants"] = json!({"config": {"write": ["probed"]}});
+    let mut loop_ = reconciler(&scratch.init_file(&[failing, next]), services.clone()).await;
+
+    for wake in 0..2 {
+        let report = loop_.wake().await;
+        let [(_, failed), (_, ran)] = &outcomes(&report)[..] else { panic!("{report:?}") };
+        assert!(failed_with(failed, "deliberate failure"), "wake {wake}: {failed:?}");
+        let expected = if wake == 0 { Outcome::Ran } else { Outcome::Skipped };
+        assert_eq!(**ran, expected, "wake {wake}");
+        assert_eq!(report.next_sleep(&Cadence::default()), Cadence::default().init_retry);
+    }
+    assert_eq!(stored_flags(&services.dump(None).unwrap()), json!({"next": "\"v1\""}));
+}
+
+#[tokio::test]
+async fn state_written_by_the_python_bootstrapper_reads_as_converged() {
+    let scratch = Scratch::new();
+    let services = embedded(&scratch);
+    // What upstream's `json.dumps(flag)` stored: strings quoted, numbers bare.
+    services
+        .store()
+        .put_many(
+            "__system__",
+            [
+                ("init-state", "template-seed", "\"v1\""),
+                ("init-state", "workspace-init", "\"v1\""),
+                ("init-state", "default-flow-start", "3"),
+            ],
+        )
+        .unwrap();
+    let mut entries = core_entries(&example_seed());
+    entries[2]["flag"] = json!(3);
+    let mut loop_ = reconciler(&scratch.init_file(&entries), services.clone()).await;
+
+    let report = loop_.wake().await;
+    assert!(report.outcomes.iter().all(|(_, o)| *o == Outcome::Skipped), "{report:?}");
+    assert_eq!(report.next_sleep(&Cadence::default()), Cadence::default().steady_interval);
+    assert!(services.dump(Some("__template__")).unwrap().as_object().unwrap().is_empty());
+}
+
+/// The embedded services behind a switch: while "down", every request fails as an unreachable
+/// service would. It stands in for a broker outage so that the gate can be seen closing.
+struct Switchable {
+    inner: Arc<EmbeddedServices>,
+    up: AtomicBool,
+}
+
+#[async_trait]
+impl Services for Switchable {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        self.check()?;
+        self.inner.config(request).await
+    }
+
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        self.check()?;
+        self.inner.flow(request).await
+    }
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), ServiceError> {
+        if self.up.load(Ordering::SeqCst) { Ok(()) } else { Err(ServiceError::Unavailable("switched off".into())) }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_gate_initialiser_runs_while_the_services_are_down_and_its_flag_is_recorded_later() {
+    let admin = support::pulsar_admin::PulsarAdmin::start();
+    let scratch = Scratch::new();
+    let services = Arc::new(Switchable { inner: embedded(&scratch), up: AtomicBool::new(false) });
+    let mut entries = vec![json!({"builtin": "pulsar-topology", "name": "pulsar-topology", "flag": "v1",
+                                  "params": {"admin_url": admin.url(), "tenant": "tg"}})];
+    entries.extend(core_entries(&example_seed()));
+    let mut loop_ = reconciler(&scratch.init_file(&entries), services.clone()).await;
+    let cadence = Cadence::default();
+
+    let down = loop_.wake().await;
+    assert!(!down.gate_open);
+    assert_eq!(down.next_sleep(&cadence), cadence.gate_backoff);
+    assert_eq!(down.outcomes[0].1, Outcome::RanUnrecorded, "{down:?}");
+    assert!(down.outcomes[1..].iter().all(|(_, o)| *o == Outcome::Waiting), "{down:?}");
+    assert_eq!(admin.namespaces(), ["tg/flow", "tg/notify", "tg/request", "tg/response"]);
+    let response: Value = serde_json::from_str(&admin.namespace_body("tg/response").unwrap()).unwrap();
+    assert_eq!(response["retention_policies"]["retentionTimeInMinutes"], 3);
+    assert_eq!(admin.namespace_body("tg/flow").unwrap(), "{}");
+
+    // Still down: the topology is done at this flag, so it is not redone.
+    let requests = admin.request_count();
+    assert_eq!(loop_.wake().await.outcomes[0].1, Outcome::RanUnrecorded);
+    assert_eq!(admin.request_count(), requests);
+
+    services.up.store(true, Ordering::SeqCst);
+    let up = loop_.wake().await;
+    assert!(up.converged(), "{up:?}");
+    assert_eq!(stored_flags(&services.inner.dump(None).unwrap())["pulsar-topology"], "\"v1\"");
+
+    let steady = loop_.wake().await;
+    assert!(steady.outcomes.iter().all(|(_, o)| *o == Outcome::Skipped), "{steady:?}");
+    assert_eq!(steady.next_sleep(&cadence), cadence.steady_interval);
+    assert_eq!(admin.request_count(), requests, "the topology ran again once recorded");
+}

@@ -1,0 +1,256 @@
+//! End-to-end tests of the sandbox: each shows a limit or a boundary stopping a hostile
+//! component (`tests/components/hostile`) while the runtime carries on and a well-behaved one
+//! (`tests/components/probe`) in the same init file converges.
+//!
+//! Most run the real binary for one wake (`--once`) and judge it by its exit code, its log and
+//! what it stored; one drives the public API to check the outcomes wake by wake.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
+use serde_json::{Value, json};
+use support::{Scratch, entry, logged, stored_flags};
+
+/// An entry running the hostile component as `name`, misbehaving as `params` say.
+fn hostile(name: &str, params: Value) -> Value {
+    entry(name, "hostile", params)
+}
+
+/// The well-behaved probe, allowed to record its runs in workspace `probed`.
+fn probe() -> Value {
+    let mut probe = entry("probe", "probe", json!({"workspace": "probed"}));
+    probe["grants"] = json!({"config": {"write": ["probed"]}});
+    probe
+}
+
+/// Runs `hostile` and then the probe in one wake, checks what every limit test expects (the
+/// runtime survives and exits 1, not converged; the probe converges; the hostile entry's flag
+/// is not stored), and returns the log and the store's contents.
+fn run_beside_probe(hostile: Value) -> (String, Value) {
+    let name = hostile["name"].as_str().unwrap().to_owned();
+    let scratch = Scratch::new();
+    let output = scratch.run_once(&scratch.init_file(&[hostile, probe()]));
+    let log = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "expected exit 1 (not converged), not a crash:\n{log}");
+
+    let dump = scratch.dump();
+    assert_eq!(stored_flags(&dump), json!({"probe": "\"v1\""}), "only the probe converged:\n{log}");
+    assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
+    assert!(logged(&log, &name, &["running"]), "{name} never ran:\n{log}");
+    (log, dump)
+}
+
+/// Runs `guest` beside the probe (see [`run_beside_probe`]) and checks that the runtime logged
+/// `stopped` for it; returns the log.
+fn stopped_beside_probe(guest: Value, stopped: &str) -> String {
+    let name = guest["name"].as_str().unwrap().to_owned();
+    let (log, _) = run_beside_probe(guest);
+    assert!(logged(&log, &name, &[stopped]), "expected {name}: {stopped}\n{log}");
+    log
+}
+
+/// The hostile component as `name` in `mode`, under `limits`.
+fn limited(name: &str, mode: &str, limits: Value) -> Value {
+    let mut guest = hostile(name, json!({"mode": mode}));
+    guest["limits"] = limits;
+    guest
+}
+
+/// Fuel enough for any of these guests to run until their wall-clock limit.
+const AMPLE_FUEL: u64 = 1_000_000_000_000;
+
+#[test]
+fn an_endless_loop_runs_out_of_fuel() {
+    let spin = limited("spinner", "spin", json!({"fuel": 50_000_000}));
+    stopped_beside_probe(spin, "stopped: out of fuel (limit 50000000)");
+}
+
+#[test]
+fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_limit() {
+    let spin = limited("spinner", "spin", json!({"fuel": AMPLE_FUEL, "timeout": "300ms"}));
+    stopped_beside_probe(spin, "stopped: wall-clock limit of 300ms exceeded");
+}
+
+#[test]
+fn an_endless_loop_of_host_calls_hits_the_wall_clock_limit() {
+    let spin = limited("chatterer", "spin-host", json!({"fuel": AMPLE_FUEL, "timeout": "300ms"}));
+    stopped_beside_probe(spin, "stopped: wall-clock limit of 300ms exceeded");
+}
+
+#[test]
+fn a_guest_blocked_in_a_host_call_hits_the_wall_clock_limit() {
+    // `sleep` waits inside WASI's clock: no wasm runs, so no fuel is spent and no epoch check
+    // happens; only the timeout around the whole call can stop it.
+    let sleeper = limited("sleeper", "sleep", json!({"fuel": AMPLE_FUEL, "timeout": "300ms"}));
+    stopped_beside_probe(sleeper, "stopped: wall-clock limit of 300ms exceeded");
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let bomb = limited("hoarder", "memory", json!({"memory": "32MiB"}));
+    let log = stopped_beside_probe(bomb, "stopped: memory limit of 33554432 bytes reached");
+    // The guest's own last words (Rust's allocation-failure message) reach the log too.
+    assert!(logged(&log, "hoarder", &["memory allocation of", "failed"]), "{log}");
+}
+
+#[test]
+fn unbounded_recursion_is_a_stack_overflow() {
+    stopped_beside_probe(hostile("recurser", json!({"mode": "stack"})), "stopped: stack overflow");
+}
+
+#[test]
+fn a_panic_is_a_failed_run() {
+    // The panic message arrives on the guest's stderr, under its name; the run ends in a trap
+    // (whose log message spans several lines: the wasm backtrace).
+    let log = stopped_beside_probe(hostile("panicker", json!({"mode": "panic"})), "deliberate panic");
+    assert!(log.contains("trapped: ") && log.contains("unreachable"), "{log}");
+}
+
+/// Through the public API: every limit yields a `Failed` outcome saying which limit, the probe
+/// still runs, and the next wake retries the failures while skipping what converged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_runs_never_stop_the_others_and_are_retried_on_the_next_wake() {
+    let scratch = Scratch::new();
+    let entries = [
+        limited("spinner", "spin", json!({"fuel": 50_000_000})),
+        limited("hoarder", "memory", json!({"memory": "32MiB"})),
+        hostile("recurser", json!({"mode": "stack"})),
+        hostile("panicker", json!({"mode": "panic"})),
+        probe(),
+    ];
+    let file = InitFile::load(&scratch.init_file(&entries)).unwrap();
+    let sandbox = Sandbox::new().unwrap();
+    let initialisers = Initialiser::prepare_all(&file, &sandbox).await.unwrap();
+    let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap());
+    let mut reconciler = Reconciler::new(initialisers, services.clone(), Cadence::default());
+
+    let expected_failures = [
+        ("spinner", "stopped: out of fuel (limit 50000000)"),
+        ("hoarder", "stopped: memory limit of 33554432 bytes reached"),
+        ("recurser", "stopped: stack overflow"),
+        ("panicker", "trapped: "),
+    ];
+    for (wake, probe_outcome) in [(1, Outcome::Ran), (2, Outcome::Skipped)] {
+        let report = reconciler.wake().await;
+        assert!(report.gate_open && !report.converged(), "wake {wake}: {report:?}");
+        let names: Vec<&str> = report.outcomes.iter().map(|(name, _)| &**name).collect();
+        assert_eq!(names, ["spinner", "hoarder", "recurser", "panicker", "probe"]);
+        for ((name, outcome), (expected_name, message)) in report.outcomes.iter().zip(expected_failures) {
+            assert_eq!(&**name, expected_name);
+            assert!(
+                matches!(outcome, Outcome::Failed(failure) if failure.starts_with(message)),
+                "wake {wake}: {name}: expected Failed({message}...), got {outcome:?}"
+            );
+        }
+        assert_eq!(report.outcomes[4].1, probe_outcome, "wake {wake}");
+    }
+
+    let store = services.store();
+    assert_eq!(store.values("__system__", "init-state").unwrap(), [("probe".to_owned(), "\"v1\"".to_owned())]);
+    // The probe ran once, on the first wake, with no previous flag.
+    assert_eq!(
+        store.values("probed", "probe-runs").unwrap(),
+        [("v1".to_owned(), r#"{"new":"v1","old":null}"#.to_owned())]
+    );
+}
+
+#[test]
+fn host_files_are_invisible_without_a_grant() {
+    let (log, _) = run_beside_probe(hostile("snooper", json!({"mode": "read-file", "path": "/etc/passwd"})));
+    assert!(logged(&log, "snooper", &["failed: cannot read /etc/passwd: No such file or directory"]), "{log}");
+    assert!(!log.contains("root:"), "the guest read /etc/passwd:\n{log}");
+}
+
+#[test]
+fn the_guest_sees_no_environment_variables_or_arguments() {
+    let scratch = Scratch::new();
+    let init = scratch.init_file(&[hostile("nosy", json!({"mode": "env"})), probe()]);
+    // The runtime has both: a variable set here, and its command line.
+    let output = scratch.once_command(&init).env("BOOTSTRAP_TEST_SECRET", "hunter2").output().unwrap();
+    let log = support::stderr(&output);
+    // `env` fails if it sees any variable or argument: here it succeeded, and all converged.
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(logged(&log, "nosy", &["no environment variables, no arguments"]), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+    assert_eq!(stored_flags(&scratch.dump()), json!({"nosy": "\"v1\"", "probe": "\"v1\""}));
+}
+
+/// Runs the hostile component as `name` with `params` and `grants` beside the probe (see
+/// [`run_beside_probe`]) and checks that its `config.put` to `target` was denied: logged under
+/// its name with the target, and its run failed saying so. Returns the store's contents.
+fn denied_beside_probe(name: &str, params: Value, grants: Value, target: &str) -> Value {
+    let mut guest = hostile(name, params);
+    guest["grants"] = grants;
+    let (log, dump) = run_beside_probe(guest);
+    assert!(logged(&log, name, &["denied", &format!("target=\"{target}\"")]), "{log}");
+    assert!(logged(&log, name, &[&format!("failed: denied: config.put on '{target}'")]), "{log}");
+    dump
+}
+
+#[test]
+fn the_system_workspace_is_out_of_reach_even_with_a_wildcard_grant() {
+    // Had this write gone through, it would have marked the probe as converged and the probe
+    // would have been skipped: `run_beside_probe` checks that it ran.
+    let params = json!({"mode": "write-system", "key": "probe"});
+    let grants = json!({"config": {"read": ["*"], "write": ["*"]}});
+    let dump = denied_beside_probe("forger", params, grants, "__system__");
+    assert_eq!(dump["__system__"].as_object().unwrap().len(), 1, "only init-state: {dump}");
+}
+
+#[test]
+fn a_workspace_that_is_not_granted_cannot_be_written() {
+    let params = json!({"mode": "write-other", "workspace": "theirs"});
+    let grants = json!({"config": {"read": ["theirs"], "write": ["mine"]}});
+    let dump = denied_beside_probe("trespasser", params, grants, "theirs");
+    assert!(dump.get("theirs").is_none() && dump.get("mine").is_none(), "{dump}");
+}
+
+#[test]
+fn a_granted_file_is_readable_read_only_and_alone_in_its_directory() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("data")).unwrap();
+    let granted = scratch.write("data/granted.txt", "granted contents");
+    let secret = scratch.write("data/secret.txt", "secret contents");
+    let path = |file: &Path| file.to_str().unwrap().to_owned();
+    // Granted by a path relative to the init file; the guest opens it at its absolute path.
+    let grants = json!({"files": ["data/granted.txt"]});
+    let mut entries = [
+        hostile("reader", json!({"mode": "read-file", "path": path(&granted)})),
+        hostile("snooper", json!({"mode": "read-file", "path": path(&secret)})),
+        hostile("scribbler", json!({"mode": "write-file", "path": path(&granted)})),
+        hostile("creator", json!({"mode": "write-file", "path": path(&scratch.path("data/new.txt"))})),
+    ];
+    for entry in &mut entries {
+        entry["grants"] = grants.clone();
+    }
+    let output = scratch.run_once(&scratch.init_file(&entries));
+    let log = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+
+    let data_dir = path(&scratch.path("data"));
+    assert!(logged(&log, "reader", &[&format!("read {}: granted contents", path(&granted))]), "{log}");
+    assert!(logged(&log, "reader", &[&format!("{data_dir} holds [\"granted.txt\"]")]), "{log}");
+    assert!(logged(&log, "snooper", &["failed: cannot read", "No such file or directory"]), "{log}");
+    assert!(logged(&log, "scribbler", &["failed: cannot write"]), "{log}");
+    assert!(logged(&log, "creator", &["failed: cannot write"]), "{log}");
+    assert!(!log.contains("secret contents"), "{log}");
+    assert_eq!(std::fs::read_to_string(&granted).unwrap(), "granted contents");
+    assert!(!scratch.path("data/new.txt").exists());
+    assert_eq!(stored_flags(&scratch.dump()), json!({"reader": "\"v1\""}));
+}
+
+#[test]
+fn a_component_for_another_world_is_refused_at_start_up() {
+    let scratch = Scratch::new();
+    let output = scratch.run_once(&scratch.init_file(&[entry("stranger", "wrong-world", json!({})), probe()]));
+    let log = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "expected a configuration error:\n{log}");
+    assert!(log.contains("initialiser 'stranger'"), "{log}");
+    assert!(log.contains("does not fit the runtime's `initialiser-component` world"), "{log}");
+    // Refused before the first wake: nothing ran, so no store was even opened.
+    assert!(!scratch.state().exists());
+}
