@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Scratch, bin, component, entry, logged, stderr};
+use support::{Scratch, bin, entry, logged, stderr};
 
 #[test]
 fn the_readme_demo_converges_and_a_second_run_only_skips() {
@@ -144,11 +144,10 @@ fn an_unknown_param_of_a_core_initialiser_is_a_warning_that_names_it() {
 }
 
 #[test]
-fn a_backend_is_required() {
+fn the_embedded_backend_needs_a_state_file() {
     let scratch = Scratch::new();
     let init = scratch.init_file(&[entry("p", "probe", json!({"workspace": "w"}))]);
-    let output = bin().arg("-c").arg(&init).arg("--once").output().unwrap();
+    let output = bin().arg("-c").arg(&init).args(["--once", "--pubsub-backend", "embedded"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("--pubsub-backend"), "{}", stderr(&output));
-    let _ = component("probe");
+    assert!(stderr(&output).contains("--pubsub-backend embedded needs --state"), "{}", stderr(&output));
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bootstrap_wasm::services::Services;
+use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
+use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::services::{Backend, Services};
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, Reconciler, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -24,6 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show each initialiser's configured flag, stored flag and whether it is pending.
+    Status {
+        /// The init file (YAML or JSON).
+        #[arg(short = 'c', long = "initialisers-file", value_name = "FILE")]
+        init_file: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Print an embedded backend's store as JSON: {workspace: {type: {key: value}}}.
     Dump {
         /// The embedded backend's state file.
@@ -44,12 +54,8 @@ struct RunArgs {
     /// Run one wake and exit: 0 when every initialiser is at its flag, 1 otherwise.
     #[arg(long)]
     once: bool,
-    /// Which services to talk to.
-    #[arg(long = "pubsub-backend", env = "PUBSUB_BACKEND", value_enum, value_name = "BACKEND")]
-    backend: Option<Backend>,
-    /// The embedded backend's state file (created if missing).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
     /// Sleep after a wake whose gate was closed.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     gate_backoff: Duration,
@@ -64,10 +70,78 @@ struct RunArgs {
     log_level: String,
 }
 
+/// Where config-svc and flow-svc are: upstream's flags and environment variables.
+#[derive(Args)]
+struct BackendArgs {
+    /// Which services to talk to.
+    #[arg(long = "pubsub-backend", env = "PUBSUB_BACKEND", value_enum, default_value = "pulsar")]
+    pubsub_backend: BackendKind,
+    /// The embedded backend's state file (created if missing).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Pulsar broker URL.
+    #[arg(short = 'p', long, env = "PULSAR_HOST", default_value = "pulsar://pulsar:6650")]
+    pulsar_host: String,
+    /// Pulsar token (token authentication).
+    #[arg(long, env = "PULSAR_API_KEY", hide_env_values = true)]
+    pulsar_api_key: Option<String>,
+    /// Pulsar listener name, for brokers with several advertised listeners.
+    #[arg(long)]
+    pulsar_listener: Option<String>,
+    #[arg(long, env = "RABBITMQ_HOST", default_value = "rabbitmq")]
+    rabbitmq_host: String,
+    #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
+    rabbitmq_port: u16,
+    #[arg(long, env = "RABBITMQ_USERNAME", default_value = "guest")]
+    rabbitmq_username: String,
+    #[arg(long, env = "RABBITMQ_PASSWORD", default_value = "guest", hide_env_values = true)]
+    rabbitmq_password: String,
+    #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
+    rabbitmq_vhost: String,
+    /// How long to wait for each config-svc or flow-svc answer.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    request_timeout: Duration,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
-enum Backend {
+enum BackendKind {
+    /// TrustGraph's services over Pulsar (upstream's default).
+    Pulsar,
+    /// TrustGraph's services over RabbitMQ.
+    Rabbitmq,
     /// config-svc and flow-svc in-process, on a local store (`--state`).
     Embedded,
+}
+
+impl BackendArgs {
+    fn backend(&self) -> Result<Backend, Failure> {
+        Ok(match self.pubsub_backend {
+            BackendKind::Embedded => Backend::Embedded {
+                state: self.state.clone().ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?,
+            },
+            BackendKind::Pulsar => Backend::Pulsar(PulsarOptions {
+                url: self.pulsar_host.clone(),
+                api_key: self.pulsar_api_key.clone(),
+                listener: self.pulsar_listener.clone(),
+                tcp_nodelay: true,
+            }),
+            BackendKind::Rabbitmq => Backend::RabbitMq(RabbitOptions {
+                host: self.rabbitmq_host.clone(),
+                port: self.rabbitmq_port,
+                username: self.rabbitmq_username.clone(),
+                password: self.rabbitmq_password.clone(),
+                vhost: self.rabbitmq_vhost.clone(),
+            }),
+        })
+    }
+
+    /// The services, with the start-up log line that says which and where.
+    fn open(&self) -> Result<Arc<dyn Services>, Failure> {
+        let backend = self.backend()?;
+        let services = backend.open(self.request_timeout).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
+        tracing::info!("backend: {backend}");
+        Ok(services)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -102,6 +176,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Dump { state, workspace }) => dump(&state, workspace.as_deref()),
+            Some(Command::Status { init_file, backend }) => status(&init_file, &backend).await,
             None => run(cli.run).await,
         }
     });
@@ -134,7 +209,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let initialisers = Initialiser::prepare_all(&init_file, &sandbox).await?;
     tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
 
-    let services = open_backend(args.backend, args.state.as_deref())?;
+    let services = args.backend.open()?;
     let cadence = Cadence {
         gate_backoff: args.gate_backoff,
         init_retry: args.init_retry,
@@ -150,17 +225,21 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_backend(backend: Option<Backend>, state: Option<&Path>) -> Result<Arc<dyn Services>, Failure> {
-    match backend {
-        None => Err(Failure::Config("no backend: give --pubsub-backend embedded --state PATH".into())),
-        Some(Backend::Embedded) => {
-            let state = state.ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?;
-            let services = EmbeddedServices::open(state)
-                .map_err(|e| Failure::Config(format!("--state {}: {e}", state.display())))?;
-            tracing::info!(state = %state.display(), "backend: embedded");
-            Ok(Arc::new(services))
-        }
+/// `status`: one row per initialiser, like `flyway info`. Exit 0 when none is pending.
+async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Failure> {
+    let init_file = InitFile::load(init_path)?;
+    let services = backend.open()?;
+    let rows = bootstrap_wasm::reconcile::status(&init_file, services.as_ref())
+        .await
+        .context("reading the stored flags from config-svc")?;
+    let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0).max(4);
+    println!("{:width$}  {:12}  {:12}  STATE", "NAME", "CONFIGURED", "STORED");
+    for row in &rows {
+        let stored = row.stored.as_ref().map_or("-".to_owned(), |f| f.to_stored());
+        let state = if row.pending() { "pending" } else { "done" };
+        println!("{:width$}  {:12}  {:12}  {state}", row.name, row.configured.to_stored(), stored);
     }
+    Ok(if rows.iter().any(|row| row.pending()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn dump(state: &Path, workspace: Option<&str>) -> Result<ExitCode, Failure> {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::flag::Flag;
+use crate::init_file::InitFile;
 use crate::initialiser::Initialiser;
 use crate::policy::SYSTEM_WORKSPACE;
 use crate::services::{ConfigClient, FlowClient, ServiceError, Services};
@@ -212,6 +213,32 @@ impl Reconciler {
             .collect();
         WakeReport { gate_open, outcomes }
     }
+}
+
+/// One initialiser's standing, as `bootstrap-wasm status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub name: String,
+    pub configured: Flag,
+    pub stored: Option<Flag>,
+}
+
+impl StatusRow {
+    /// It will run on the next wake.
+    pub fn pending(&self) -> bool {
+        self.stored.as_ref() != Some(&self.configured)
+    }
+}
+
+/// Each initialiser of `file` with its configured and stored flag, in file order: one
+/// round trip, nothing run.
+pub async fn status(file: &InitFile, services: &dyn Services) -> Result<Vec<StatusRow>, ServiceError> {
+    let mut stored = read_flags(ConfigClient(services)).await?;
+    Ok(file
+        .initialisers
+        .iter()
+        .map(|spec| StatusRow { name: spec.name.clone(), configured: spec.flag.clone(), stored: stored.remove(&spec.name) })
+        .collect())
 }
 
 /// Every stored flag, by initialiser name, in one round trip.

@@ -7,7 +7,10 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod peer;
+pub mod pulsar;
 pub mod pulsar_admin;
+pub mod rabbitmq;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

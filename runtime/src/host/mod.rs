@@ -51,6 +51,7 @@ impl From<ServiceError> for HostError {
         match error {
             ServiceError::Timeout(after) => HostError::Timeout(format!("no answer within {after:?}")),
             ServiceError::Unavailable(why) => HostError::ServiceError(format!("unavailable: {why}")),
+            ServiceError::BadAnswer(why) => HostError::ServiceError(format!("malformed answer: {why}")),
             ServiceError::Remote(e) if matches!(e.kind.as_str(), "bad-request" | "bad-operation") => {
                 HostError::InvalidRequest(format!("{}: {}", e.kind, e.message))
             }

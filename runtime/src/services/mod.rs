@@ -5,12 +5,15 @@
 //! answers them, in-process ([`embedded`]) or over a broker, is chosen once at start-up.
 //! [`ConfigClient`] and [`FlowClient`] wrap the raw calls in typed helpers.
 
+pub mod backend;
+pub mod broker;
 pub mod clients;
 pub mod embedded;
 pub mod wire;
 
 use async_trait::async_trait;
 
+pub use backend::Backend;
 pub use clients::{ConfigClient, FlowClient};
 
 pub use wire::{
@@ -26,6 +29,9 @@ pub enum ServiceError {
     /// No answer within the request timeout.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// An answer arrived but is not the record it should be.
+    #[error("malformed answer: {0}")]
+    BadAnswer(String),
     /// The service answered with an error record.
     #[error("{}: {}", .0.kind, .0.message)]
     Remote(WireError),

@@ -1,0 +1,55 @@
+//! Choosing the services at start-up: in-process on a local store, or TrustGraph's own over
+//! Pulsar or RabbitMQ. This is the only place that knows all three; everything above it sees
+//! `Arc<dyn Services>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Services;
+use super::broker::BrokerServices;
+use super::broker::pulsar::{PulsarOptions, PulsarTransport};
+use super::broker::rabbitmq::{RabbitOptions, RabbitTransport};
+use super::embedded::{EmbeddedServices, StoreError};
+
+/// Where config-svc and flow-svc are.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// In-process, on a redb file.
+    Embedded { state: PathBuf },
+    /// TrustGraph's services over Pulsar.
+    Pulsar(PulsarOptions),
+    /// TrustGraph's services over RabbitMQ.
+    RabbitMq(RabbitOptions),
+}
+
+impl Backend {
+    /// The services. Broker backends connect lazily, so this succeeds while the broker is
+    /// still down (the gate then stays closed until it is up); the embedded backend opens its
+    /// store now. Each broker request times out after `request_timeout`.
+    pub fn open(&self, request_timeout: Duration) -> Result<Arc<dyn Services>, StoreError> {
+        Ok(match self {
+            Self::Embedded { state } => Arc::new(EmbeddedServices::open(state)?),
+            Self::Pulsar(options) => {
+                Arc::new(BrokerServices::new(Arc::new(PulsarTransport::new(options.clone())), request_timeout))
+            }
+            Self::RabbitMq(options) => {
+                Arc::new(BrokerServices::new(Arc::new(RabbitTransport::new(options.clone())), request_timeout))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded { state } => write!(f, "embedded, state {}", state.display()),
+            Self::Pulsar(options) => write!(f, "pulsar at {}", options.url),
+            Self::RabbitMq(options) => write!(
+                f,
+                "rabbitmq at amqp://{}@{}:{}/{}",
+                options.username, options.host, options.port, options.vhost
+            ),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! config-svc and flow-svc over a message broker, exactly as TrustGraph's own clients reach
+//! them (TrustGraph 2.4, `trustgraph-base/trustgraph/base/{pubsub,pulsar_backend,
+//! rabbitmq_backend}.py`).
+//!
+//! A service listens on a request queue and answers on a response queue; queues are named
+//! `class:topicspace:topic` ([`Queue`]): config-svc on `request:tg:config` /
+//! `response:tg:config`, flow-svc on `request:tg:flow` / `response:tg:flow`. A request is the
+//! UTF-8 JSON of the request record, carrying a fresh UUID in its `id` property (Pulsar) or
+//! header (RabbitMQ); the answer carries the same `id`, and every client sees every answer on
+//! the response queue, so each keeps only its own.
+//!
+//! The layers: a [`Transport`] moves [`Envelope`]s to and from queues on one broker
+//! ([`pulsar`], [`rabbitmq`]); a [`RequestResponse`] client correlates answers with requests
+//! by id, times them out and reconnects; [`BrokerServices`] puts one such client in front of
+//! each service to implement [`Services`].
+
+pub mod pulsar;
+pub mod rabbitmq;
+mod queue;
+mod rpc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+pub use queue::{Queue, QueueClass};
+pub use rpc::RequestResponse;
+
+use super::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
+
+/// What travels on a queue: the body (JSON text) and the correlation `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Why the broker could not carry a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Messages arriving on one subscription. The channel closes when the subscription dies
+/// (the broker went away, the consumer was closed): the owner then subscribes again.
+pub struct Subscription {
+    pub messages: mpsc::Receiver<Envelope>,
+}
+
+/// One broker connection: publish to a queue, subscribe to one.
+///
+/// Implementations map queue names onto the broker's own (topics, exchanges), choose the
+/// subscription type by the queue's class as upstream does (request and flow classes shared
+/// among consumers, response and notify classes one per subscriber), and acknowledge what
+/// they deliver. They need not survive the broker going away; [`RequestResponse`] subscribes
+/// again when a subscription closes and retries a failed publish once.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Publish `envelope` to `queue`.
+    async fn publish(&self, queue: &Queue, envelope: Envelope) -> Result<(), TransportError>;
+
+    /// Start receiving from `queue` under `subscription`. Messages published after this
+    /// returns are delivered.
+    async fn subscribe(&self, queue: &Queue, subscription: &str) -> Result<Subscription, TransportError>;
+
+    /// Where it connects, for logs (`pulsar://pulsar:6650`, `amqp://rabbitmq:5672/`).
+    fn describe(&self) -> String;
+}
+
+/// The identity in subscription names (`bootstrap--config--<uuid>`), as upstream's
+/// bootstrapper names its own.
+const CLIENT_ID: &str = "bootstrap";
+
+/// config-svc and flow-svc over one broker.
+pub struct BrokerServices {
+    config: RequestResponse,
+    flow: RequestResponse,
+}
+
+impl BrokerServices {
+    /// Clients for both services on `transport`, each request timing out after `timeout`.
+    pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        let client = |service: &str| {
+            RequestResponse::new(
+                transport.clone(),
+                Queue::request(service),
+                Queue::response(service),
+                format!("{CLIENT_ID}--{service}--{}", uuid::Uuid::new_v4()),
+                timeout,
+            )
+        };
+        Self { config: client("config"), flow: client("flow") }
+    }
+}
+
+#[async_trait]
+impl Services for BrokerServices {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        let response: ConfigResponse = self.config.request(&request).await?;
+        match response.error {
+            Some(error) => Err(ServiceError::Remote(error)),
+            None => Ok(response),
+        }
+    }
+
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        let response: FlowResponse = self.flow.request(&request).await?;
+        match response.error {
+            Some(error) => Err(ServiceError::Remote(error)),
+            None => Ok(response),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The [`Transport`] over RabbitMQ (AMQP 0-9-1), laid out exactly as TrustGraph's own RabbitMQ
+//! backend lays it out (`trustgraph-base/trustgraph/base/rabbitmq_backend.py`), so the
+//! bootstrapper and TrustGraph's services meet on the same exchanges and queues.
+//!
+//! Each queue `class:topicspace:topic` is a durable fanout exchange `topicspace.class.topic`.
+//! Publishers send to the exchange with an empty routing key, the correlation id in the AMQP
+//! header `id`. Each subscriber binds a queue of its own to the exchange: for the shared
+//! classes (request, flow) the named queue `<exchange>.<subscription>`, which every subscriber
+//! under that name consumes from, so they split the messages; for the others (response,
+//! notify) an exclusive, auto-deleted queue the server names, so each sees every message.
+//!
+//! [`RabbitTransport::new`] does not connect: the bootstrapper starts while the broker is
+//! still coming up. The first publish or subscribe connects; one connection carries a channel
+//! for publishing and a channel per subscription. When the connection dies, subscriptions
+//! close (their owner subscribes again) and the next publish or subscribe connects afresh.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use tokio::sync::{Mutex, mpsc};
+
+use super::{Envelope, Queue, QueueClass, Subscription, Transport, TransportError};
+
+/// Where the broker is and who we are to it (upstream's `--rabbitmq-*` options).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RabbitOptions {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub vhost: String,
+}
+
+// Written by hand so that logging the options never shows the password.
+impl fmt::Debug for RabbitOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .field("vhost", &self.vhost)
+            .finish()
+    }
+}
+
+/// The longest a publish or subscribe may take, connecting included. A broker that accepts the
+/// TCP connection but never answers would otherwise hold the caller (and, through the shared
+/// connection, every other caller) for good.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest connecting may take, in milliseconds (lapin's `connection_timeout`).
+const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Heartbeat interval in seconds, as upstream's: detects a connection that died silently
+/// (a network partition) within about twice this.
+const HEARTBEAT_SECS: u16 = 60;
+
+/// The name the connection shows under in RabbitMQ's management UI.
+const CONNECTION_NAME: &str = "bootstrap-wasm";
+
+/// Messages a subscription buffers beyond the one RabbitMQ has in flight. RabbitMQ hands a
+/// consumer one unacknowledged message at a time (prefetch 1, as upstream) and a message is
+/// acknowledged once it is in this buffer, so a deep buffer would let one subscriber of a
+/// shared queue hoard messages its peers could be working on.
+const SUBSCRIPTION_BUFFER: usize = 1;
+
+/// A [`Transport`] to one RabbitMQ virtual host.
+pub struct RabbitTransport {
+    uri: AMQPUri,
+    described: String,
+    /// The connection while it lives. Publishes hold the lock throughout, which keeps them
+    /// in order on the one publishing channel; subscribes hold it only to open their channel.
+    link: Mutex<Option<Link>>,
+}
+
+/// One live connection and what was set up on it.
+struct Link {
+    connection: Connection,
+    /// The channel for publishing, in confirm mode; opened on the first publish, reopened if
+    /// the broker closed it (a failed declare closes the channel, not the connection).
+    publisher: Option<Channel>,
+    /// Exchanges declared on this connection, so each publish need not declare again.
+    exchanges: HashSet<String>,
+}
+
+impl RabbitTransport {
+    /// A transport to the broker at `options`. Connects on first use, not here.
+    pub fn new(options: RabbitOptions) -> Self {
+        let described = describe(&options);
+        let uri = AMQPUri {
+            scheme: AMQPScheme::AMQP,
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo { username: options.username, password: options.password },
+                host: options.host,
+                port: options.port,
+            },
+            vhost: options.vhost,
+            query: AMQPQueryString {
+                heartbeat: Some(HEARTBEAT_SECS),
+                connection_timeout: Some(CONNECT_TIMEOUT_MS),
+                ..AMQPQueryString::default()
+            },
+        };
+        Self { uri, described, link: Mutex::new(None) }
+    }
+
+    /// The live link in `slot`, connecting first if there is none or it died.
+    async fn live_link<'a>(&self, slot: &'a mut Option<Link>) -> Result<&'a mut Link, TransportError> {
+        if slot.as_ref().is_some_and(|link| link.connection.status().connected()) {
+            return Ok(slot.as_mut().expect("checked above"));
+        }
+        let properties = ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
+        let connection = Connection::connect_uri(self.uri.clone(), properties)
+            .await
+            .map_err(|e| TransportError(format!("cannot connect to {}: {e}", self.described)))?;
+        tracing::debug!(broker = %self.described, "connected");
+        Ok(slot.insert(Link { connection, publisher: None, exchanges: HashSet::new() }))
+    }
+
+    async fn try_publish(
+        &self,
+        slot: &mut Option<Link>,
+        queue: &Queue,
+        envelope: Envelope,
+    ) -> Result<(), TransportError> {
+        let exchange = exchange_name(queue)?;
+        let link = self.live_link(slot).await?;
+        let channel = match &link.publisher {
+            Some(channel) if channel.status().connected() => channel.clone(),
+            _ => {
+                let channel = link.connection.create_channel().await.map_err(failed("open a channel"))?;
+                // Confirms make a successful publish mean the broker has the message, so a
+                // publish into a connection that just died fails (and is retried) rather
+                // than vanishing.
+                channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(failed("enable confirms"))?;
+                link.publisher = Some(channel.clone());
+                channel
+            }
+        };
+        if !link.exchanges.contains(exchange.as_str()) {
+            declare_exchange(&channel, &exchange).await?;
+            link.exchanges.insert(exchange.to_string());
+        }
+
+        let mut headers = FieldTable::default();
+        if let Some(id) = envelope.id {
+            headers.insert("id".into(), AMQPValue::LongString(id.into()));
+        }
+        // Upstream marks only the flow class's messages persistent (delivery mode 2).
+        let delivery_mode = if queue.class == QueueClass::Flow { 2 } else { 1 };
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(delivery_mode)
+            .with_headers(headers);
+        let confirmation = channel
+            .basic_publish(exchange.clone(), "".into(), BasicPublishOptions::default(), &envelope.body, properties)
+            .await
+            .map_err(failed(format!("publish to exchange {exchange}")))?
+            .await
+            .map_err(failed(format!("publish to exchange {exchange}")))?;
+        if confirmation.is_nack() {
+            return Err(TransportError(format!("the broker refused a message for exchange {exchange}")));
+        }
+        Ok(())
+    }
+
+    /// Declare and bind `queue`'s consumer queue on a fresh channel and start consuming.
+    async fn try_subscribe(&self, queue: &Queue, subscription: &str) -> Result<(Channel, Consumer), TransportError> {
+        let exchange = exchange_name(queue)?;
+        let channel = {
+            let mut slot = self.link.lock().await;
+            let link = self.live_link(&mut slot).await?;
+            link.connection.create_channel().await.map_err(failed("open a channel"))?
+        };
+        declare_exchange(&channel, &exchange).await?;
+
+        let queue_name = if queue.is_shared() {
+            // Every subscriber under one name consumes from one queue: they split the messages.
+            // The queue outlives its consumers, so nothing published meanwhile is lost; only
+            // the flow class's survives a broker restart.
+            let name = ShortString::try_new(format!("{exchange}.{subscription}"))
+                .map_err(|e| TransportError(format!("queue name for {queue} under {subscription:?}: {e}")))?;
+            let options =
+                QueueDeclareOptions { durable: queue.class == QueueClass::Flow, ..QueueDeclareOptions::default() };
+            channel
+                .queue_declare(name.clone(), options, FieldTable::default())
+                .await
+                .map_err(failed(format!("declare queue {name}")))?;
+            name
+        } else {
+            // A queue of our own that the server names and deletes when we go.
+            let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+            let declared = channel
+                .queue_declare("".into(), options, FieldTable::default())
+                .await
+                .map_err(failed(format!("declare a queue for {exchange}")))?;
+            declared.name().clone()
+        };
+        channel
+            .queue_bind(
+                queue_name.clone(),
+                exchange.clone(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed(format!("bind queue {queue_name} to exchange {exchange}")))?;
+        channel.basic_qos(1, BasicQosOptions::default()).await.map_err(failed("set the prefetch count"))?;
+        // An empty consumer tag lets the server choose one; manual acknowledgement (no_ack
+        // false) so an undelivered message goes back to the queue.
+        let consumer = channel
+            .basic_consume(queue_name.clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(failed(format!("consume from queue {queue_name}")))?;
+        Ok((channel, consumer))
+    }
+
+    /// Forget the connection, so the next operation connects afresh. For when an operation
+    /// timed out: the connection may be wedged in a way its status does not show.
+    async fn drop_link(&self) {
+        *self.link.lock().await = None;
+    }
+}
+
+#[async_trait]
+impl Transport for RabbitTransport {
+    async fn publish(&self, queue: &Queue, envelope: Envelope) -> Result<(), TransportError> {
+        let mut slot = self.link.lock().await;
+        match tokio::time::timeout(OPERATION_TIMEOUT, self.try_publish(&mut slot, queue, envelope)).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                *slot = None;
+                Err(TransportError(format!(
+                    "publishing to {queue} on {} took over {OPERATION_TIMEOUT:?}",
+                    self.described
+                )))
+            }
+        }
+    }
+
+    async fn subscribe(&self, queue: &Queue, subscription: &str) -> Result<Subscription, TransportError> {
+        let (channel, consumer) =
+            match tokio::time::timeout(OPERATION_TIMEOUT, self.try_subscribe(queue, subscription)).await {
+                Ok(result) => result?,
+                Err(_elapsed) => {
+                    self.drop_link().await;
+                    return Err(TransportError(format!(
+                        "subscribing to {queue} on {} took over {OPERATION_TIMEOUT:?}",
+                        self.described
+                    )));
+                }
+            };
+        let (sender, messages) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(forward(channel, consumer, sender, queue.clone()));
+        Ok(Subscription { messages })
+    }
+
+    fn describe(&self) -> String {
+        self.described.clone()
+    }
+}
+
+/// Hand each delivery to the subscription's owner and acknowledge it, until the consumer ends
+/// (the connection or channel died, the broker cancelled it) or the owner drops the receiver.
+/// Returning drops the sender, which closes the subscription, and the channel, which releases
+/// the queue (an exclusive one is deleted).
+async fn forward(channel: Channel, mut consumer: Consumer, sender: mpsc::Sender<Envelope>, queue: Queue) {
+    loop {
+        let delivery = tokio::select! {
+            () = sender.closed() => break,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => {
+                    tracing::debug!(%queue, "consumer failed: {e}");
+                    break;
+                }
+                None => {
+                    tracing::debug!(%queue, "consumer cancelled by the broker");
+                    break;
+                }
+            },
+        };
+        let envelope = Envelope { id: correlation_id(&delivery.properties), body: delivery.data };
+        // Not acknowledged if the owner has gone: the broker gives it to another subscriber.
+        if sender.send(envelope).await.is_err() {
+            break;
+        }
+        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+            tracing::debug!(%queue, "cannot acknowledge a message: {e}");
+            break;
+        }
+    }
+    drop(channel);
+}
+
+/// The `id` header. Upstream (pika) sends text headers as long strings; accept the other
+/// string-like encodings too.
+fn correlation_id(properties: &BasicProperties) -> Option<String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match properties.headers().as_ref()?.inner().get("id")? {
+        AMQPValue::LongString(id) => Some(text(id.as_bytes())),
+        AMQPValue::ShortString(id) => Some(id.as_str().to_owned()),
+        AMQPValue::ByteArray(id) => Some(text(id.as_slice())),
+        _ => None,
+    }
+}
+
+/// Declare `queue`'s exchange: fanout and durable, as upstream declares it (declaring it
+/// otherwise would fail against one upstream made).
+async fn declare_exchange(channel: &Channel, exchange: &ShortString) -> Result<(), TransportError> {
+    let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(exchange.clone(), ExchangeKind::Fanout, options, FieldTable::default())
+        .await
+        .map_err(failed(format!("declare exchange {exchange}")))
+}
+
+fn exchange_name(queue: &Queue) -> Result<ShortString, TransportError> {
+    ShortString::try_new(queue.rabbitmq_exchange())
+        .map_err(|e| TransportError(format!("exchange name for {queue}: {e}")))
+}
+
+/// `amqp://host:port/vhost`, no credentials; the default vhost `/` shows as `amqp://host:port/`.
+fn describe(options: &RabbitOptions) -> String {
+    let vhost = if options.vhost == "/" { "" } else { options.vhost.as_str() };
+    format!("amqp://{}:{}/{vhost}", options.host, options.port)
+}
+
+/// Turns a lapin error into "cannot <what>: <error>".
+fn failed(what: impl fmt::Display) -> impl FnOnce(lapin::Error) -> TransportError {
+    let what = what.to_string();
+    move |e| TransportError(format!("cannot {what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(vhost: &str) -> RabbitOptions {
+        RabbitOptions {
+            host: "rabbitmq".into(),
+            port: 5672,
+            username: "guest".into(),
+            password: "secret".into(),
+            vhost: vhost.into(),
+        }
+    }
+
+    #[test]
+    fn describes_without_credentials() {
+        assert_eq!(RabbitTransport::new(options("/")).describe(), "amqp://rabbitmq:5672/");
+        assert_eq!(RabbitTransport::new(options("tg")).describe(), "amqp://rabbitmq:5672/tg");
+        assert!(!format!("{:?}", options("/")).contains("secret"));
+    }
+
+    #[test]
+    fn reads_the_id_header_in_any_string_encoding() {
+        let with = |value: AMQPValue| {
+            let mut headers = FieldTable::default();
+            headers.insert("id".into(), value);
+            correlation_id(&BasicProperties::default().with_headers(headers))
+        };
+        assert_eq!(with(AMQPValue::LongString("a".into())).as_deref(), Some("a"));
+        assert_eq!(with(AMQPValue::ShortString("b".into())).as_deref(), Some("b"));
+        assert_eq!(with(AMQPValue::ByteArray(b"c".as_slice().into())).as_deref(), Some("c"));
+        assert_eq!(with(AMQPValue::LongLongInt(7)), None);
+        assert_eq!(correlation_id(&BasicProperties::default()), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! A request/response client on one pair of queues: correlation by id, timeouts, reconnects.
+//!
+//! Before the first request it subscribes to the response queue (answers published before a
+//! subscription exists are lost, so it must come first) and starts a pump that hands each
+//! answer to the request waiting for its `id`. Answers for other ids, other clients' traffic
+//! on the shared response queue, are ignored; an answer that is not JSON is logged and dropped.
+//! When the subscription dies (the broker went away), waiting requests fail at once as
+//! unavailable, and the next request subscribes again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{Envelope, Queue, Subscription, Transport};
+use crate::services::ServiceError;
+
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+
+/// A client of one service.
+pub struct RequestResponse {
+    transport: Arc<dyn Transport>,
+    request_queue: Queue,
+    response_queue: Queue,
+    subscription: String,
+    timeout: Duration,
+    waiting: Waiting,
+    /// The pump reading the response queue, while it runs.
+    pump: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RequestResponse {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        request_queue: Queue,
+        response_queue: Queue,
+        subscription: String,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            transport,
+            request_queue,
+            response_queue,
+            subscription,
+            timeout,
+            waiting: Arc::default(),
+            pump: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Send `request` and wait for its answer.
+    pub async fn request<Req: Serialize, Resp: DeserializeOwned>(&self, request: &Req) -> Result<Resp, ServiceError> {
+        self.listen().await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.waiting.lock().unwrap().insert(id.clone(), answer_tx);
+        let _forget = ForgetOnDrop { waiting: &self.waiting, id: &id };
+
+        let body = serde_json::to_vec(request).expect("request records always serialise");
+        let envelope = Envelope { id: Some(id.clone()), body };
+        if let Err(first) = self.transport.publish(&self.request_queue, envelope.clone()).await {
+            tracing::debug!(queue = %self.request_queue, "publish failed ({first}); retrying once");
+            self.transport
+                .publish(&self.request_queue, envelope)
+                .await
+                .map_err(|e| ServiceError::Unavailable(format!("cannot publish to {}: {e}", self.request_queue)))?;
+        }
+
+        let body = match tokio::time::timeout(self.timeout, answer_rx).await {
+            Err(_elapsed) => return Err(ServiceError::Timeout(self.timeout)),
+            Ok(Err(_dropped)) => {
+                return Err(ServiceError::Unavailable(format!("lost the subscription to {}", self.response_queue)));
+            }
+            Ok(Ok(body)) => body,
+        };
+        serde_json::from_slice(&body)
+            .map_err(|e| ServiceError::BadAnswer(format!("answer on {} does not fit: {e}", self.response_queue)))
+    }
+
+    /// Make sure the response pump runs.
+    async fn listen(&self) -> Result<(), ServiceError> {
+        let mut pump = self.pump.lock().await;
+        if pump.as_ref().is_some_and(|running| !running.is_finished()) {
+            return Ok(());
+        }
+        let subscription = self.transport.subscribe(&self.response_queue, &self.subscription).await.map_err(|e| {
+            ServiceError::Unavailable(format!("cannot subscribe to {} on {}: {e}", self.response_queue, self.transport.describe()))
+        })?;
+        *pump = Some(tokio::spawn(deliver(subscription, self.waiting.clone(), self.response_queue.clone())));
+        Ok(())
+    }
+}
+
+impl Drop for RequestResponse {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.get_mut().take() {
+            pump.abort();
+        }
+    }
+}
+
+/// Hand each answer to the request waiting for its id, until the subscription closes.
+async fn deliver(mut subscription: Subscription, waiting: Waiting, queue: Queue) {
+    while let Some(Envelope { id, body }) = subscription.messages.recv().await {
+        let Some(id) = id else {
+            tracing::debug!(%queue, "ignored an answer without an id");
+            continue;
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            tracing::warn!(%queue, %id, "dropped an answer that is not JSON: {:?}", String::from_utf8_lossy(&body));
+            continue;
+        }
+        match waiting.lock().unwrap().remove(&id) {
+            Some(waiter) => {
+                let _ = waiter.send(body);
+            }
+            None => tracing::trace!(%queue, %id, "ignored an answer for another client"),
+        }
+    }
+    tracing::warn!(%queue, "subscription closed; requests in flight fail and the next one resubscribes");
+    // Dropping the senders wakes every waiting request with "unavailable".
+    waiting.lock().unwrap().clear();
+}
+
+/// Removes a request from the waiting table however it ends (answer, timeout, cancellation).
+struct ForgetOnDrop<'a> {
+    waiting: &'a Waiting,
+    id: &'a str,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.waiting.lock().unwrap().remove(self.id);
+    }
+}

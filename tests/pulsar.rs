@@ -1,0 +1,234 @@
+//! The Pulsar transport against a real broker: pulsar-lite, through the test relay
+//! (`support::pulsar`).
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
+use support::pulsar::{PulsarLite, normalise_frame};
+
+/// A guard against hanging, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn transport(broker: &PulsarLite) -> PulsarTransport {
+    PulsarTransport::new(PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true })
+}
+
+fn envelope(id: &str, body: &str) -> Envelope {
+    Envelope { id: Some(id.into()), body: body.as_bytes().to_vec() }
+}
+
+async fn next(subscription: &mut Subscription) -> Option<Envelope> {
+    tokio::time::timeout(PATIENCE, subscription.messages.recv())
+        .await
+        .expect("no message, nor the subscription closing")
+}
+
+/// Subscribe to `queue` as `reader`, publish a message there and check that it arrives.
+async fn check_round_trip(transport: &PulsarTransport, queue: &Queue, id: &str) -> Subscription {
+    let mut subscription = transport.subscribe(queue, "reader").await.unwrap();
+    transport.publish(queue, envelope(id, "{}")).await.unwrap();
+    assert_eq!(next(&mut subscription).await, Some(envelope(id, "{}")));
+    subscription
+}
+
+#[tokio::test]
+async fn a_message_arrives_with_its_id() {
+    let broker = PulsarLite::start();
+    let transport = transport(&broker);
+    let queue = Queue::response("round-trip");
+
+    let mut subscription = transport.subscribe(&queue, "reader").await.unwrap();
+    transport.publish(&queue, envelope("id-1", r#"{"a":1}"#)).await.unwrap();
+    transport.publish(&queue, Envelope { id: None, body: b"{}".to_vec() }).await.unwrap();
+
+    assert_eq!(next(&mut subscription).await, Some(envelope("id-1", r#"{"a":1}"#)));
+    assert_eq!(next(&mut subscription).await, Some(Envelope { id: None, body: b"{}".to_vec() }));
+    assert_eq!(transport.describe(), broker.url());
+}
+
+#[tokio::test]
+async fn response_subscribers_each_see_everything_and_request_subscribers_split_the_work() {
+    let broker = PulsarLite::start();
+    // Separate clients, as separate processes would be.
+    let (one, two, publisher) = (transport(&broker), transport(&broker), transport(&broker));
+
+    let responses = Queue::response("fan-out");
+    let mut seen_by_one = one.subscribe(&responses, "client-one").await.unwrap();
+    let mut seen_by_two = two.subscribe(&responses, "client-two").await.unwrap();
+    for n in 0..5 {
+        publisher.publish(&responses, envelope(&n.to_string(), "{}")).await.unwrap();
+    }
+    for subscription in [&mut seen_by_one, &mut seen_by_two] {
+        for n in 0..5 {
+            assert_eq!(next(subscription).await.unwrap().id, Some(n.to_string()));
+        }
+    }
+
+    let requests = Queue::request("work");
+    assert!(requests.is_shared());
+    let mut worker_one = one.subscribe(&requests, "service").await.unwrap();
+    let mut worker_two = two.subscribe(&requests, "service").await.unwrap();
+    let total = 20;
+    for n in 0..total {
+        publisher.publish(&requests, envelope(&n.to_string(), "{}")).await.unwrap();
+    }
+    let (mut got_one, mut got_two) = (Vec::new(), Vec::new());
+    while got_one.len() + got_two.len() < total {
+        tokio::select! {
+            message = worker_one.messages.recv() => got_one.push(message.unwrap().id.unwrap()),
+            message = worker_two.messages.recv() => got_two.push(message.unwrap().id.unwrap()),
+            () = tokio::time::sleep(PATIENCE) => panic!("only {} of {total} requests arrived", got_one.len() + got_two.len()),
+        }
+    }
+    let all: HashSet<_> = got_one.iter().chain(&got_two).cloned().collect();
+    assert_eq!(all.len(), total, "each request goes to one worker: {got_one:?} / {got_two:?}");
+    assert!(!got_one.is_empty() && !got_two.is_empty(), "both workers get requests: {got_one:?} / {got_two:?}");
+}
+
+#[tokio::test]
+async fn a_flow_queue_is_persistent_and_shared() {
+    let broker = PulsarLite::start();
+    let transport = transport(&broker);
+    let queue = Queue { class: QueueClass::Flow, topicspace: "tg".into(), topic: "load".into() };
+
+    check_round_trip(&transport, &queue, "p").await;
+}
+
+#[tokio::test]
+async fn the_transport_connects_only_when_used_and_again_after_the_broker_restarts() {
+    let mut broker = PulsarLite::start();
+    broker.stop();
+    // Created while the broker is down, as the bootstrapper may be.
+    let transport = transport(&broker);
+    let queue = Queue::response("restart");
+    let error = transport.publish(&queue, envelope("x", "{}")).await.unwrap_err();
+    assert!(error.0.contains(&broker.url()), "{error}");
+
+    broker.restart();
+    let mut subscription = check_round_trip(&transport, &queue, "before").await;
+
+    broker.stop();
+    assert_eq!(next(&mut subscription).await, None, "the subscription closes when the broker goes");
+    // As RequestResponse does: subscribe again first, which fails and drops the dead client.
+    // (A publish through the dead client's producer would fail too, but only once the crate
+    // gave up re-creating the producer, after its operation timeout.)
+    assert!(transport.subscribe(&queue, "reader").await.is_err());
+    assert!(transport.publish(&queue, envelope("x", "{}")).await.is_err());
+
+    broker.restart();
+    check_round_trip(&transport, &queue, "after").await;
+}
+
+#[tokio::test]
+async fn a_subscription_closes_when_the_broker_becomes_unreachable() {
+    let broker = PulsarLite::start();
+    let transport = transport(&broker);
+    let queue = Queue::response("unreachable");
+    let mut subscription = check_round_trip(&transport, &queue, "warm").await;
+
+    broker.pause();
+    assert_eq!(next(&mut subscription).await, None);
+
+    broker.resume();
+    check_round_trip(&transport, &queue, "back").await;
+}
+
+#[tokio::test]
+async fn the_clients_broker_sockets_have_tcp_nodelay() {
+    let broker = PulsarLite::start();
+    let transport = transport(&broker);
+    let _subscription = check_round_trip(&transport, &Queue::response("nodelay"), "x").await;
+
+    let relay: SocketAddr = broker.url().trim_start_matches("pulsar://").parse().unwrap();
+    let sockets = sockets_to(relay);
+    assert!(!sockets.is_empty(), "the client is connected to {relay}");
+    assert!(sockets.iter().all(|&nodelay| nodelay), "TCP_NODELAY on every socket to {relay}: {sockets:?}");
+}
+
+/// TCP_NODELAY of each socket of this process connected to `peer`.
+fn sockets_to(peer: SocketAddr) -> Vec<bool> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(raw) = entry.file_name().to_string_lossy().parse::<RawFd>() else { continue };
+        // SAFETY: only queried; a descriptor closed meanwhile fails the calls with EBADF.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let socket = socket2::SockRef::from(&fd);
+        if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer) {
+            found.push(socket.tcp_nodelay().unwrap());
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_request_gets_its_answer_over_pulsar() {
+    let broker = PulsarLite::start();
+    // A service answering each request on the response queue with the same id.
+    let service = Arc::new(transport(&broker));
+    let mut requests = service.subscribe(&Queue::request("echo"), "echo-svc").await.unwrap();
+    let responder = service.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.messages.recv().await {
+            responder.publish(&Queue::response("echo"), request).await.unwrap();
+        }
+    });
+
+    let client = RequestResponse::new(
+        Arc::new(transport(&broker)),
+        Queue::request("echo"),
+        Queue::response("echo"),
+        "client".into(),
+        PATIENCE,
+    );
+    let answer: serde_json::Value = client.request(&serde_json::json!({"ping": 1})).await.unwrap();
+    assert_eq!(answer, serde_json::json!({"ping": 1}));
+    let answer: serde_json::Value = client.request(&serde_json::json!({"ping": 2})).await.unwrap();
+    assert_eq!(answer, serde_json::json!({"ping": 2}));
+}
+
+/// The relay's frame rewriting, on hand-made frames.
+#[test]
+fn the_relay_adds_missing_checksums_and_leaves_others_alone() {
+    let command = [0x08, 0x09]; // BaseCommand { type: MESSAGE }, abridged
+    let rest = [0, 0, 0, 2, 0xaa, 0xbb, b'h', b'i']; // metadata size, metadata, payload
+    let frame = [&(command.len() as u32).to_be_bytes()[..], &command, &rest].concat();
+
+    let normalised = normalise_frame(&frame, "pulsar://relay:1");
+    let checksum = crc32c::crc32c(&rest).to_be_bytes();
+    let expected = [&frame[..6], &[0x0e, 0x01][..], &checksum, &rest].concat();
+    assert_eq!(normalised, expected);
+    assert_eq!(normalise_frame(&normalised, "pulsar://relay:1"), normalised, "a checksummed frame is left alone");
+
+    let pong = [0, 0, 0, 2, 0x08, 0x13];
+    assert_eq!(normalise_frame(&pong, "pulsar://relay:1"), pong);
+}
+
+#[test]
+fn the_relay_points_lookups_at_itself() {
+    use prost::Message as _;
+    use pulsar::proto::{BaseCommand, CommandLookupTopicResponse, base_command::Type};
+
+    let answer = BaseCommand {
+        r#type: Type::LookupResponse as i32,
+        lookup_topic_response: Some(CommandLookupTopicResponse {
+            broker_service_url: Some("pulsar://127.0.0.1:6650".into()),
+            request_id: 7,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let frame = [&(answer.len() as u32).to_be_bytes()[..], &answer].concat();
+
+    let normalised = normalise_frame(&frame, "pulsar://127.0.0.1:1234");
+    let decoded = BaseCommand::decode(&normalised[4..]).unwrap().lookup_topic_response.unwrap();
+    assert_eq!(decoded.broker_service_url.as_deref(), Some("pulsar://127.0.0.1:1234"));
+    assert_eq!(decoded.request_id, 7);
+}
