@@ -2,17 +2,21 @@
 //! component (`tests/components/hostile`) while the runtime carries on and a well-behaved one
 //! (`tests/components/probe`) in the same init file converges.
 //!
-//! Most run the real binary for one wake (`--once`) and judge it by its exit code, its log and
-//! what it stored; one drives the public API to check the outcomes wake by wake.
+//! Most run the real binary for one wake (`--once`) and judge it by its exit code, its log,
+//! what it stored and how much memory it took; one drives the public API to check the outcomes
+//! wake by wake.
 
 mod support;
 
+use std::io::ErrorKind;
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
+use support::pulsar_admin::PulsarAdmin;
 use support::{Scratch, entry, logged, stored_flags};
 
 /// An entry running the hostile component as `name`, misbehaving as `params` say.
@@ -27,21 +31,46 @@ fn probe() -> Value {
     probe
 }
 
+/// The most memory the runtime may take while a hostile guest runs: a sanity bound, far above
+/// what it needs (about 100 MiB with a 32 MiB guest), far below what an unbounded copy of a
+/// guest's data, or a guest's log, would take.
+const RSS_BOUND_KIB: u64 = 300 << 10;
+
 /// Runs `hostile` and then the probe in one wake, checks what every limit test expects (the
-/// runtime survives and exits 1, not converged; the probe converges; the hostile entry's flag
-/// is not stored), and returns the log and the store's contents.
+/// runtime survives and exits 1, not converged, within [`RSS_BOUND_KIB`]; the probe converges;
+/// the hostile entry's flag is not stored; nothing was written outside the workspaces the
+/// two may write), and returns the log and the store's contents.
 fn run_beside_probe(hostile: Value) -> (String, Value) {
+    let (log, dump, _) = measured_beside_probe(hostile);
+    (log, dump)
+}
+
+/// [`run_beside_probe`], also returning the runtime's peak memory in KiB.
+fn measured_beside_probe(hostile: Value) -> (String, Value, u64) {
     let name = hostile["name"].as_str().unwrap().to_owned();
+    let writable: Vec<String> = hostile["grants"]["config"]["write"]
+        .as_array()
+        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
     let scratch = Scratch::new();
-    let output = scratch.run_once(&scratch.init_file(&[hostile, probe()]));
+    let (output, peak_rss_kib) = scratch.run_once_measured(&scratch.init_file(&[hostile, probe()]));
     let log = support::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "expected exit 1 (not converged), not a crash:\n{log}");
+    assert!(peak_rss_kib < RSS_BOUND_KIB, "the runtime peaked at {peak_rss_kib} KiB:\n{log}");
 
     let dump = scratch.dump();
     assert_eq!(stored_flags(&dump), json!({"probe": "\"v1\""}), "only the probe converged:\n{log}");
     assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
+    assert_eq!(dump["__system__"].as_object().unwrap().len(), 1, "only init-state: {dump}");
+    for workspace in dump.as_object().unwrap().keys() {
+        let granted = writable.iter().any(|w| w.strip_suffix('*').map_or(w == workspace, |p| workspace.starts_with(p)));
+        assert!(
+            ["__system__", "probed"].contains(&workspace.as_str()) || granted,
+            "{workspace} was written without a grant: {dump}"
+        );
+    }
     assert!(logged(&log, &name, &["running"]), "{name} never ran:\n{log}");
-    (log, dump)
+    (log, dump, peak_rss_kib)
 }
 
 /// Runs `guest` beside the probe (see [`run_beside_probe`]) and checks that the runtime logged
@@ -51,6 +80,13 @@ fn stopped_beside_probe(guest: Value, stopped: &str) -> String {
     let (log, _) = run_beside_probe(guest);
     assert!(logged(&log, &name, &[stopped]), "expected {name}: {stopped}\n{log}");
     log
+}
+
+/// Not a test: the middleman through which `support::output_and_peak_rss` measures the
+/// runtime's memory (this binary, started again for this test alone). Does nothing otherwise.
+#[test]
+fn peak_rss_parent() {
+    support::peak_rss_parent();
 }
 
 /// The hostile component as `name` in `mode`, under `limits`.
@@ -197,8 +233,24 @@ fn the_system_workspace_is_out_of_reach_even_with_a_wildcard_grant() {
     // would have been skipped: `run_beside_probe` checks that it ran.
     let params = json!({"mode": "write-system", "key": "probe"});
     let grants = json!({"config": {"read": ["*"], "write": ["*"]}});
-    let dump = denied_beside_probe("forger", params, grants, "__system__");
-    assert_eq!(dump["__system__"].as_object().unwrap().len(), 1, "only init-state: {dump}");
+    denied_beside_probe("forger", params, grants, "__system__");
+}
+
+#[test]
+fn the_system_workspace_cannot_be_read_even_with_a_wildcard_grant() {
+    let mut guest = hostile("peeker", json!({"mode": "read-system"}));
+    guest["grants"] = json!({"config": {"read": ["*"]}});
+    let (log, _) = run_beside_probe(guest);
+    for function in ["config.get", "config.get-values", "config.get-workspace"] {
+        let fields =
+            [&format!("function=\"{function}\"")[..], "target=\"__system__\"", "denied: reserved for the runtime"];
+        assert!(logged(&log, "peeker", &fields), "{function}:\n{log}");
+    }
+    assert!(
+        logged(&log, "peeker", &["failed: could not read __system__: config.get: denied: config.get on '__system__'"]),
+        "{log}"
+    );
+    assert!(!log.contains("config.get read "), "the guest read something:\n{log}");
 }
 
 #[test]
@@ -241,6 +293,168 @@ fn a_granted_file_is_readable_read_only_and_alone_in_its_directory() {
     assert_eq!(std::fs::read_to_string(&granted).unwrap(), "granted contents");
     assert!(!scratch.path("data/new.txt").exists());
     assert_eq!(stored_flags(&scratch.dump()), json!({"reader": "\"v1\""}));
+}
+
+/// The hostile component as `name`, with `params`, allowed to write workspace `mine`.
+fn writer(name: &str, params: Value) -> Value {
+    let mut guest = hostile(name, params);
+    guest["grants"] = json!({"config": {"write": ["mine"]}});
+    guest
+}
+
+/// Whether `log` has the warning that `name`'s `function` on workspace `mine` was refused for
+/// going over `limit` (`put_entries`), with this message.
+fn refused(log: &str, name: &str, function: &str, limit: &str, message: &str) -> bool {
+    let fields = [
+        &format!("function=\"{function}\"")[..],
+        "target=\"mine\"",
+        &format!("limit=\"limits.{limit}\""),
+        &format!("refused: {message}"),
+    ];
+    logged(log, name, &fields)
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_log_limits_with_one_notice() {
+    let mut flood = limited("flooder", "log-flood", json!({"log_lines": 50}));
+    flood["params"] = json!({"mode": "log-flood", "lines": 10_000, "bytes": 10_000});
+    let (log, _) = run_beside_probe(flood);
+
+    // Fifty lines got through, from all three sources, each cut to 4 KiB and marked with how
+    // much was cut: "flood line <i> " and 10,000 bytes, less 4,096.
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("flood line ")).collect();
+    assert_eq!(lines.len(), 50, "{log}");
+    assert!(lines.iter().any(|line| line.contains("stream=\"stdout\"")), "{log}");
+    assert!(lines.iter().any(|line| line.contains("stream=\"stderr\"")), "{log}");
+    for line in &lines {
+        let message = &line[line.find("flood line ").unwrap()..];
+        let (text, marker) = message.split_once(" [truncated: ").expect("marked as truncated");
+        assert_eq!(text.len(), 4096, "{line}");
+        let number = text.split(' ').nth(2).unwrap();
+        let cut = "flood line  ".len() + number.len() + 10_000 - 4096;
+        assert!(marker.starts_with(&format!("{cut} more bytes, limits.log_line_size] ")), "{line}");
+    }
+    let notices = log.lines().filter(|line| line.contains("log limit of 50 lines per run reached")).count();
+    assert_eq!(notices, 1, "{log}");
+    // The run's own outcome is the runtime's to log, whatever the guest's budget.
+    assert!(logged(&log, "flooder", &["failed: sent 10000 lines of 10000 bytes to the log"]), "{log}");
+}
+
+#[test]
+fn a_value_over_the_size_limit_is_refused() {
+    let (log, dump) = run_beside_probe(writer("bloater", json!({"mode": "giant-put", "workspace": "mine"})));
+    let message =
+        "config.put value at 'hostile/hostile' of 2 MiB exceeds this initialiser's limit of 1 MiB (limits.value_size)";
+    assert!(refused(&log, "bloater", "config.put", "value_size", message), "{log}");
+    assert!(logged(&log, "bloater", &[&format!("failed: invalid request: {message}")]), "{log}");
+    assert!(dump.get("mine").is_none(), "{dump}");
+}
+
+#[test]
+fn a_put_of_a_million_keys_is_refused_before_the_runtime_copies_it() {
+    // The list is refused while still in the guest's memory. The runtime peaks at about 135 MiB
+    // (65 of its own, 70 of the guest's); a copy of the list would add about 100 MiB.
+    let guest = writer("hoarder", json!({"mode": "many-keys", "workspace": "mine"}));
+    let (log, dump, peak_rss_kib) = measured_beside_probe(guest);
+    assert!(peak_rss_kib < 200 << 10, "the runtime peaked at {peak_rss_kib} KiB: did it copy the list?\n{log}");
+    let message = "config.put of 1000000 entries exceeds this initialiser's limit of 10000 (limits.put_entries)";
+    assert!(refused(&log, "hoarder", "config.put", "put_entries", message), "{log}");
+    assert!(logged(&log, "hoarder", &[&format!("failed: invalid request: {message}")]), "{log}");
+    assert!(dump.get("mine").is_none(), "{dump}");
+}
+
+/// The values `put-loop` stored in `mine`, from a dump.
+fn looped_values(dump: &Value) -> Vec<&str> {
+    let stored = dump["mine"]["hostile"].as_object().expect("some puts went through");
+    stored.values().map(|value| value.as_str().unwrap()).collect()
+}
+
+#[test]
+fn many_small_puts_stop_at_the_written_limit() {
+    let mut guest = writer("scribbler", json!({"mode": "put-loop", "workspace": "mine", "bytes": 10_000}));
+    guest["limits"] = json!({"written": "1MiB"});
+    let (log, dump) = run_beside_probe(guest);
+    // Each put writes its type (7 bytes), its key (`k0`...) and 10,000 bytes of value: the
+    // 105th (k104) would pass 1 MiB.
+    let message = "config.put of 10011 bytes would bring this run's writes to 1051045 bytes, over this \
+                   initialiser's limit of 1 MiB (limits.written)";
+    assert!(refused(&log, "scribbler", "config.put", "written", message), "{log}");
+    assert!(logged(&log, "scribbler", &["failed: put 104 values of 10000 bytes, then: invalid request"]), "{log}");
+    assert_eq!(looped_values(&dump).len(), 104);
+}
+
+#[test]
+fn host_calls_stop_at_their_limit() {
+    let mut guest = writer("chatterer", json!({"mode": "put-loop", "workspace": "mine", "bytes": 1}));
+    guest["limits"] = json!({"host_calls": 100});
+    let (log, dump) = run_beside_probe(guest);
+    let message = "config.put exceeds this initialiser's limit of 100 host calls per run (limits.host_calls)";
+    assert!(refused(&log, "chatterer", "config.put", "host_calls", message), "{log}");
+    assert!(logged(&log, "chatterer", &["failed: put 100 values of 1 bytes, then: invalid request"]), "{log}");
+    assert_eq!(looped_values(&dump).len(), 100);
+}
+
+/// A TCP listener on a free loopback port that never accepts, so the test can tell afterwards
+/// whether anything connected.
+fn untouched_listener() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Whether a connection to `listener` ever completed (it stays queued until accepted).
+fn was_connected(listener: &TcpListener) -> bool {
+    match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept failed: {e}"),
+    }
+}
+
+#[test]
+fn sockets_cannot_be_opened() {
+    let (listener, port) = untouched_listener();
+    let address = format!("127.0.0.1:{port}");
+    let (log, _) = run_beside_probe(hostile("dialer", json!({"mode": "connect", "address": address})));
+    assert!(logged(&log, "dialer", &[&format!("failed: cannot connect to {address}")]), "{log}");
+    assert!(!was_connected(&listener), "the guest reached the listener:\n{log}");
+}
+
+#[test]
+fn http_reaches_only_the_granted_origin() {
+    let admin = PulsarAdmin::start();
+    let (listener, port) = untouched_listener();
+    let (granted, other) = (format!("{}/admin/v2/clusters", admin.url()), format!("http://127.0.0.1:{port}/"));
+    let mut guest = hostile("caller", json!({"mode": "http-get", "urls": [granted, other]}));
+    guest["grants"] = json!({"http": [admin.url()]});
+    let (log, _) = run_beside_probe(guest);
+
+    assert!(logged(&log, "caller", &[&format!("GET {granted}: 200 [\"standalone\"]")]), "{log}");
+    assert_eq!(admin.request_count(), 1);
+    let denial = [
+        "function=\"wasi:http/outgoing-handler.handle\"",
+        &format!("target=\"http://127.0.0.1:{port}/\"")[..],
+        &format!("denied: http://127.0.0.1:{port} is not granted"),
+    ];
+    assert!(logged(&log, "caller", &denial), "{log}");
+    assert!(logged(&log, "caller", &[&format!("GET {other}: HTTP request denied")]), "{log}");
+    assert!(logged(&log, "caller", &["failed: 1 of 2 requests failed"]), "{log}");
+    assert!(!was_connected(&listener), "the guest reached the listener:\n{log}");
+}
+
+#[test]
+fn oversized_params_are_refused_at_start_up() {
+    let scratch = Scratch::new();
+    let blob = "x".repeat(1 << 20);
+    let init = scratch.init_file(&[hostile("bloated", json!({"mode": "spin", "blob": blob})), probe()]);
+    let output = scratch.run_once(&init);
+    let log = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "expected a configuration error:\n{log}");
+    assert!(log.contains("initialiser 'bloated' (entry 1), field 'params': "), "{log}");
+    assert!(log.contains("of JSON, over the limit of 1 MiB"), "{log}");
+    assert!(!log.contains("xxxxxxxx"), "the params were echoed:\n{log}");
+    assert!(!scratch.state().exists());
 }
 
 #[test]

@@ -1,16 +1,19 @@
 //! Initialisers ready to run: each init-file entry's component loaded, described and validated.
 //!
 //! This is the start-up half of the runtime. For every entry it finds the code (a builtin or a
-//! component file), compiles it once however many entries share it, asks it to `describe`
-//! itself, and has it `validate` its params, so that every configuration problem is reported
-//! (as a [`ConfigError`]) before the first wake and before anything is written.
+//! component file), checks the bytes against the entry's `sha256:` pin if it has one, compiles
+//! them once however many entries share them, asks the component to `describe` itself, and has
+//! it `validate` its params, so that every configuration problem is reported (as a
+//! [`ConfigError`]) before the first wake and before anything is written.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
+use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
 use crate::sandbox::{CallContext, LoadedComponent, RunFailure, Sandbox};
 use crate::services::Services;
@@ -25,28 +28,38 @@ pub struct Initialiser {
     pub summary: String,
     pub limits: Limits,
     pub grants: Arc<Grants>,
+    /// The SHA-256 of the code's bytes, as compiled.
+    pub sha256: Digest,
     /// The params as the guest receives them (JSON text).
     params: String,
     component: LoadedComponent,
 }
 
 impl Initialiser {
-    /// Load every entry of `file` in `sandbox`. Stops at the first problem.
+    /// Load every entry of `file` in `sandbox`, in file order. Stops at the first problem.
     pub async fn prepare_all(file: &InitFile, sandbox: &Sandbox) -> Result<Vec<Initialiser>, ConfigError> {
         let base_dir = file.path.parent().unwrap_or(Path::new("."));
-        let mut compiled: HashMap<Code, LoadedComponent> = HashMap::new();
+        let mut compiled: HashMap<Code, (Digest, LoadedComponent)> = HashMap::new();
         let mut prepared = Vec::with_capacity(file.initialisers.len());
         for spec in &file.initialisers {
             let err = |field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
-            let component = match compiled.get(&spec.code) {
-                Some(component) => component.clone(),
+            let (digest, component) = match compiled.get(&spec.code) {
+                Some((digest, component)) => {
+                    check_pin(spec, *digest).map_err(|m| err("sha256").because(m))?;
+                    (*digest, component.clone())
+                }
                 None => {
-                    let component = load(sandbox, &spec.code).map_err(|m| err(spec.code_field).because(m))?;
-                    compiled.insert(spec.code.clone(), component.clone());
-                    component
+                    let bytes = read(&spec.code).map_err(|m| err(spec.code_field).because(m))?;
+                    let digest = Digest::of(&bytes);
+                    // Before compiling: bytes that are not the reviewed ones are not even parsed.
+                    check_pin(spec, digest).map_err(|m| err("sha256").because(m))?;
+                    let component = compile(sandbox, &spec.code, &bytes).map_err(|m| err(spec.code_field).because(m))?;
+                    compiled.insert(spec.code.clone(), (digest, component.clone()));
+                    (digest, component)
                 }
             };
-            prepared.push(Self::prepare(spec, base_dir, component).await.map_err(|(field, m)| {
+            tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
+            prepared.push(Self::prepare(spec, base_dir, digest, component).await.map_err(|(field, m)| {
                 err(if field.is_empty() { spec.code_field } else { field }).because(m)
             })?);
         }
@@ -57,6 +70,7 @@ impl Initialiser {
     async fn prepare(
         spec: &InitialiserSpec,
         base_dir: &Path,
+        sha256: Digest,
         component: LoadedComponent,
     ) -> Result<Self, (&'static str, String)> {
         let (params, derived_grants) = match spec.code {
@@ -73,10 +87,10 @@ impl Initialiser {
         match component.validate(&context, &params).await {
             Ok(Ok(warnings)) => {
                 for warning in warnings {
-                    tracing::warn!(initialiser = %name, "params: {warning}");
+                    tracing::warn!(initialiser = %name, "params: {}", one_line(&warning));
                 }
             }
-            Ok(Err(refusal)) => return Err(("params", refusal)),
+            Ok(Err(refusal)) => return Err(("params", one_line(&refusal))),
             Err(failure) => return Err(("params", format!("validate() {failure}"))),
         }
 
@@ -84,9 +98,10 @@ impl Initialiser {
             name,
             flag: spec.flag.clone(),
             pre_gate: !description.wait_for_services,
-            summary: description.summary,
+            summary: one_line(&description.summary),
             limits: spec.limits,
             grants,
+            sha256,
             params,
             component,
         })
@@ -105,13 +120,58 @@ impl Initialiser {
     }
 }
 
-/// Compile the code an entry names.
-fn load(sandbox: &Sandbox, code: &Code) -> Result<LoadedComponent, String> {
-    match code {
-        Code::Builtin(builtin) => sandbox.load(builtin.component()).map_err(|e| e.to_string()),
-        Code::Component(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            sandbox.load(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+/// Guest text on one line: control characters (newlines, terminal escapes) and bidirectional
+/// overrides escaped, so a component cannot forge lines of the log, of an error message or of
+/// `check`'s report, nor drive the operator's terminal.
+fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        // Bidirectional overrides too: they reorder what the operator reads.
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
         }
+    }
+    line
+}
+
+/// The bytes of the code an entry names, read once: the bytes hashed are the bytes compiled.
+fn read(code: &Code) -> Result<Cow<'static, [u8]>, String> {
+    match code {
+        Code::Builtin(builtin) => Ok(Cow::Borrowed(builtin.component())),
+        Code::Component(path) => {
+            std::fs::read(path).map(Cow::Owned).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Compile the code an entry names, from its bytes.
+fn compile(sandbox: &Sandbox, code: &Code, bytes: &[u8]) -> Result<LoadedComponent, String> {
+    sandbox.load(bytes).map_err(|e| match code {
+        Code::Builtin(_) => e.to_string(),
+        Code::Component(path) => format!("{}: {e}", path.display()),
+    })
+}
+
+/// The entry's `sha256:` pin, if any, against the digest of its code's bytes.
+fn check_pin(spec: &InitialiserSpec, actual: Digest) -> Result<(), String> {
+    match spec.sha256 {
+        Some(expected) if expected != actual => {
+            Err(format!("{} does not match its pin: expected sha256 {expected}, actual {actual}", spec.code))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_text_stays_on_one_line() {
+        assert_eq!(one_line("Seeds a workspace: é"), "Seeds a workspace: é");
+        assert_eq!(one_line("a\n  grants: none\u{1b}[2J\r\u{9b}"), "a\\n  grants: none\\u{1b}[2J\\r\\u{9b}");
+        assert_eq!(one_line("x\u{202e}y"), "x\\u{202e}y");
     }
 }

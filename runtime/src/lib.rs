@@ -3,21 +3,25 @@
 //!
 //! The pieces, each in its own module, in the order a start-up uses them:
 //! - [`init_file`] reads and checks the operator's init file;
+//! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
 //! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
 //! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
 //! - [`host`] implements the WIT imports (`config`, `flow`, `log`) a guest calls;
 //! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
-//! - [`reconcile`] is the loop that brings each one to its configured flag.
+//! - [`reconcile`] is the loop that brings each one to its configured flag;
+//! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`).
 //!
 //! The binary (`main.rs`) is a thin command line over this library.
 
 pub mod builtins;
+pub mod check;
 pub mod flag;
 mod host;
 pub mod init_file;
 pub mod initialiser;
+pub mod integrity;
 pub mod policy;
 pub mod reconcile;
 pub mod sandbox;

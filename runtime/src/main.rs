@@ -1,6 +1,7 @@
 //! The `bootstrap-wasm` command line: parse arguments, set up logging, pick the backend, and
-//! hand over to the library. Exit codes: 0 done (or converged, with `--once`), 1 not converged
-//! or failed, 2 a configuration error (bad arguments, init file, component or params).
+//! hand over to the library. Exit codes: 0 done (or converged, with `--once`; valid, with
+//! `check`), 1 not converged or failed, 2 a configuration error (bad arguments, init file,
+//! pin, component or params).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bootstrap_wasm::check::Report;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
@@ -26,6 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check an init file as start-up does, touching no service, and print what each
+    /// initialiser is and may do: code, sha256, summary, limits and grants.
+    Check {
+        /// The init file (YAML or JSON).
+        #[arg(short = 'c', long = "initialisers-file", value_name = "FILE")]
+        init_file: PathBuf,
+        /// `text` for people, `json` for tools.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Show each initialiser's configured flag, stored flag and whether it is pending.
     Status {
         /// The init file (YAML or JSON).
@@ -104,6 +116,12 @@ struct BackendArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum BackendKind {
     /// TrustGraph's services over Pulsar (upstream's default).
     Pulsar,
@@ -145,10 +163,11 @@ impl BackendArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
-        _ => humantime::parse_duration(text).map_err(|e| format!("{e} (try 5s, 500ms or a number of seconds)")),
-    }
+    let parsed = match text.parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string()),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    };
+    parsed.map_err(|e| format!("{e} (try 5s, 500ms or a number of seconds)"))
 }
 
 /// A failure with the exit code it deserves.
@@ -171,10 +190,13 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.run.log_level);
+    // `check` prints its report on stdout; its log (on stderr) carries only what needs a look.
+    let log_level = if matches!(cli.command, Some(Command::Check { .. })) { "warn" } else { &cli.run.log_level };
+    init_logging(log_level);
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Some(Command::Check { init_file, format }) => check(&init_file, format).await,
             Some(Command::Dump { state, workspace }) => dump(&state, workspace.as_deref()),
             Some(Command::Status { init_file, backend }) => status(&init_file, &backend).await,
             None => run(cli.run).await,
@@ -204,9 +226,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let Some(init_path) = args.init_file else {
         return Err(Failure::Config("no init file: give one with -c FILE".into()));
     };
-    let init_file = InitFile::load(&init_path)?;
-    let sandbox = Sandbox::new().context("starting the sandbox")?;
-    let initialisers = Initialiser::prepare_all(&init_file, &sandbox).await?;
+    let (_, initialisers) = prepare(&init_path).await?;
     tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
 
     let services = args.backend.open()?;
@@ -222,6 +242,27 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     reconciler.run_until(shutdown_signal()).await;
     tracing::info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything start-up checks before it touches a service: the init file, pins, components,
+/// `describe` and `validate`. `run` and `check` share it, so `check` passes exactly when a
+/// start-up would.
+async fn prepare(init_path: &Path) -> Result<(InitFile, Vec<Initialiser>), Failure> {
+    let init_file = InitFile::load(init_path)?;
+    let sandbox = Sandbox::new().context("starting the sandbox")?;
+    let initialisers = Initialiser::prepare_all(&init_file, &sandbox).await?;
+    Ok((init_file, initialisers))
+}
+
+/// `check`: the start-up checks, then the review of every initialiser. Exit 0 when valid.
+async fn check(init_path: &Path, format: Format) -> Result<ExitCode, Failure> {
+    let (init_file, initialisers) = prepare(init_path).await?;
+    let report = Report::new(&init_file, &initialisers);
+    match format {
+        Format::Text => print!("{report}"),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json()).context("printing the report")?),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -104,23 +104,96 @@ fn allowed(patterns: &[WorkspacePattern], workspace: &str) -> bool {
     workspace != SYSTEM_WORKSPACE && patterns.iter().any(|p| p.matches(workspace))
 }
 
-/// The resources one run may consume before the sandbox stops it.
+/// The largest `params` an entry may have, as JSON text. Params are held for the life of the
+/// process and copied into every call (`validate`, then each run), so an oversized block would
+/// cost memory and time on every wake; real initialisers take a few hundred bytes (upstream's
+/// largest names one seed file), and bulk data belongs in a granted file instead.
+pub const MAX_PARAMS_BYTES: usize = 1 << 20;
+
+/// The largest flag, as stored (its JSON text). Flags live in config-svc (`__system__` /
+/// `init-state`), all read back in one request on every wake and printed by `status`; they are
+/// version labels (`v1`, `2024-06-01`), so 1 KiB is ample and keeps that request small.
+pub const MAX_FLAG_BYTES: usize = 1 << 10;
+
+/// The resources one run may consume, and what it may push through the host.
+///
+/// The first three bound the guest itself (the sandbox stops it: a failed run). The others
+/// bound what it may make the runtime do on its behalf; the host enforces them call by call
+/// (a call over a cap gets `host-error::invalid-request`; log lines past the cap are dropped)
+/// and the run carries on, so a guest sees the refusal and can report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wasm fuel: roughly one unit per instruction executed.
+    /// Wasm fuel: roughly one unit per instruction executed (`limits.fuel`).
     pub fuel: u64,
-    /// Wall-clock time for the whole run, host calls included.
+    /// Wall-clock time for the whole run, host calls included (`limits.timeout`).
     pub timeout: Duration,
-    /// Linear memory, in bytes, across all the component's memories.
+    /// Linear memory, in bytes, across all the component's memories (`limits.memory`).
     pub memory: usize,
+    /// Bytes per config type, key or value a `config.put` writes, and per blueprint
+    /// definition (`limits.value_size`).
+    pub value_size: usize,
+    /// Entries per `config.put`, keys per `config.delete` (`limits.put_entries`).
+    pub put_entries: usize,
+    /// Bytes one run may write through config and flow in all: types, keys and values put,
+    /// keys deleted, blueprint names and definitions, flow ids, descriptions and parameters
+    /// (`limits.written`).
+    pub written: usize,
+    /// Calls one run may make to the runtime's own interfaces (`config`, `flow` and `log`,
+    /// refused ones included) (`limits.host_calls`).
+    pub host_calls: usize,
+    /// Lines one run may send to the runtime's log: `log` calls and stdout and stderr lines
+    /// together (`limits.log_lines`).
+    pub log_lines: usize,
+    /// Bytes per log line; a longer line is cut and marked as truncated
+    /// (`limits.log_line_size`).
+    pub log_line_size: usize,
 }
 
 impl Default for Limits {
-    /// Generous for real work (an interpreted Python guest included), small enough that a
-    /// runaway guest is stopped within seconds.
+    /// Generous for real work (an interpreted Python guest included, or a seed of thousands of
+    /// templates), small enough that a runaway guest is stopped within seconds and cannot make
+    /// the runtime hold or send more than tens of MiB on its behalf.
     fn default() -> Self {
-        Self { fuel: 20_000_000_000, timeout: Duration::from_secs(30), memory: 256 << 20 }
+        Self {
+            fuel: 20_000_000_000,
+            timeout: Duration::from_secs(30),
+            memory: 256 << 20,
+            value_size: 1 << 20,
+            put_entries: 10_000,
+            written: 64 << 20,
+            host_calls: 100_000,
+            log_lines: 1_000,
+            log_line_size: 4 << 10,
+        }
     }
+}
+
+impl Limits {
+    /// Each limit as `(name, value)`, named as in `limits:` and written for people:
+    /// `("fuel", "20000000000")`, `("timeout", "30s")`, `("memory", "256 MiB")`.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("fuel", self.fuel.to_string()),
+            ("timeout", humantime::format_duration(self.timeout).to_string()),
+            ("memory", format_bytes(self.memory)),
+            ("value_size", format_bytes(self.value_size)),
+            ("put_entries", self.put_entries.to_string()),
+            ("written", format_bytes(self.written)),
+            ("host_calls", self.host_calls.to_string()),
+            ("log_lines", self.log_lines.to_string()),
+            ("log_line_size", format_bytes(self.log_line_size)),
+        ]
+    }
+}
+
+/// `bytes` for people: `256 MiB`, `4 KiB`, `1 GiB` when exact, `1500 bytes` otherwise.
+pub fn format_bytes(bytes: usize) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    if bytes == 1 { "1 byte".into() } else { format!("{bytes} bytes") }
 }
 
 #[cfg(test)]
@@ -153,6 +226,34 @@ mod tests {
         assert!(!grants.may_read_config("acme"));
         assert!(!grants.may_use_flow("acme"));
         assert!(!grants.may_reach(&Origin::parse("http://pulsar:8080").unwrap()));
+    }
+
+    #[test]
+    fn limits_read_as_people_write_them() {
+        let rows = Limits::default().rows();
+        let row = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap();
+        assert_eq!(row("fuel"), "20000000000");
+        assert_eq!(row("timeout"), "30s");
+        assert_eq!(row("memory"), "256 MiB");
+        assert_eq!(row("value_size"), "1 MiB");
+        assert_eq!(row("put_entries"), "10000");
+        assert_eq!(row("written"), "64 MiB");
+        assert_eq!(row("host_calls"), "100000");
+        assert_eq!(row("log_lines"), "1000");
+        assert_eq!(row("log_line_size"), "4 KiB");
+        assert_eq!(rows.len(), 9, "one row per field");
+        let short = Limits { timeout: Duration::from_millis(1500), ..Limits::default() };
+        assert_eq!(short.rows()[1], ("timeout", "1s 500ms".to_owned()));
+    }
+
+    #[test]
+    fn sizes_use_the_largest_exact_unit() {
+        assert_eq!(format_bytes(1 << 30), "1 GiB");
+        assert_eq!(format_bytes(3 << 20), "3 MiB");
+        assert_eq!(format_bytes(1536), "1536 bytes");
+        assert_eq!(format_bytes(2048), "2 KiB");
+        assert_eq!(format_bytes(1), "1 byte");
+        assert_eq!(format_bytes(0), "0 bytes");
     }
 
     #[test]

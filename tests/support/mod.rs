@@ -12,8 +12,9 @@ pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -95,12 +96,91 @@ impl Scratch {
         self.once_command(init).output().unwrap()
     }
 
+    /// Run [`Self::once_command`] to completion; also returns its peak memory (see
+    /// [`output_and_peak_rss`]).
+    pub fn run_once_measured(&self, init: &Path) -> (Output, u64) {
+        output_and_peak_rss(&self.once_command(init))
+    }
+
     /// `bootstrap-wasm dump --state <state>` as JSON.
     pub fn dump(&self) -> Value {
         let output = bin().arg("dump").arg("--state").arg(self.state()).output().unwrap();
         assert!(output.status.success(), "dump failed: {}", stderr(&output));
         serde_json::from_slice(&output.stdout).unwrap()
     }
+}
+
+/// Set, to a JSON job, when a test binary is started again as the measuring parent of
+/// [`output_and_peak_rss`].
+const PEAK_RSS_JOB: &str = "BOOTSTRAP_WASM_TEST_PEAK_RSS_JOB";
+
+/// Run `command` to completion, as [`Command::output`] does, and return also the peak resident
+/// set size of the process it ran, in KiB (`ru_maxrss`, from `wait4`).
+///
+/// Linux counts in a process's `ru_maxrss` the memory of the process that started it as it was
+/// when it called `exec`: measured from here, the runtime would seem as large as this test
+/// process (which compiles components too). So the runtime is started by a small middleman,
+/// this test binary run again for its test `peak_rss_parent` alone (see [`peak_rss_parent`]),
+/// which waits for it and leaves its output, status and peak in a scratch directory.
+pub fn output_and_peak_rss(command: &Command) -> (Output, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |s: &std::ffi::OsStr| s.to_str().unwrap().to_owned();
+    let job = serde_json::json!({
+        "program": text(command.get_program()),
+        "args": command.get_args().map(text).collect::<Vec<_>>(),
+        "env": command.get_envs().map(|(k, v)| (text(k), v.map(text))).collect::<Vec<_>>(),
+        "dir": dir.path(),
+    });
+    let middleman = Command::new(std::env::current_exe().unwrap())
+        .args(["peak_rss_parent", "--exact", "--quiet", "--test-threads=1"])
+        .env(PEAK_RSS_JOB, job.to_string())
+        .output()
+        .unwrap();
+    assert!(middleman.status.success(), "the measuring parent failed: {}", stderr(&middleman));
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let number = |name: &str| String::from_utf8(read(name)).unwrap().parse::<i64>().unwrap();
+    let output = Output {
+        status: ExitStatus::from_raw(i32::try_from(number("status")).unwrap()),
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+    };
+    (output, u64::try_from(number("peak_rss")).unwrap())
+}
+
+/// The measuring parent of [`output_and_peak_rss`]: when this test binary was started as one,
+/// run the job's command as a child, wait for it, and leave its stdout, stderr, wait status and
+/// peak RSS (KiB) in the job's directory. Does nothing otherwise. Every test binary that
+/// measures calls it from a test named `peak_rss_parent`.
+pub fn peak_rss_parent() {
+    let Ok(job) = std::env::var(PEAK_RSS_JOB) else { return };
+    let job: Value = serde_json::from_str(&job).unwrap();
+    let dir = PathBuf::from(job["dir"].as_str().unwrap());
+    let mut command = Command::new(job["program"].as_str().unwrap());
+    command.args(job["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()));
+    for pair in job["env"].as_array().unwrap() {
+        match pair[1].as_str() {
+            Some(value) => command.env(pair[0].as_str().unwrap(), value),
+            None => command.env_remove(pair[0].as_str().unwrap()),
+        };
+    }
+    let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    #[allow(clippy::zombie_processes, reason = "reaped by wait4 below, which also reports its memory")]
+    let child = command
+        .env_remove(PEAK_RSS_JOB)
+        .stdin(Stdio::null())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"))
+        .spawn()
+        .unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, valid when zeroed; wait4 only writes to it and to
+    // `status`. The child is ours and not yet reaped (`child` is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    std::fs::write(dir.join("status"), status.to_string()).unwrap();
+    std::fs::write(dir.join("peak_rss"), usage.ru_maxrss.to_string()).unwrap();
 }
 
 pub fn stderr(output: &Output) -> String {

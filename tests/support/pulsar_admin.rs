@@ -95,7 +95,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
                 state.tenants.insert(tenant.to_string(), body);
                 (204, String::new())
             }
-            ("GET", ["namespaces", tenant, namespace]) if state.namespaces.contains_key(&format!("{tenant}/{namespace}")) => {
+            ("GET", ["namespaces", tenant, namespace])
+                if state.namespaces.contains_key(&format!("{tenant}/{namespace}")) =>
+            {
                 (200, "{}".into())
             }
             ("PUT", ["namespaces", tenant, namespace]) if state.tenants.contains_key(*tenant) => {

@@ -1,30 +1,45 @@
-//! `trustgraph:bootstrap/config`: config-svc, within the initialiser's config grants.
+//! `trustgraph:bootstrap/config`: config-svc, within the initialiser's config grants and limits.
+//!
+//! `put` and `delete` take lists, and wasmtime would copy a whole list out of the guest before
+//! the host function could look at its length: a million tiny entries cost the runtime over
+//! 100 MB. [`add_list_checks`] replaces the two generated functions with ones that take the list
+//! as a [`WasmList`] (still in guest memory), refuse it past `limits.put_entries` before
+//! copying anything, and only then hand it to the same code as the trait methods below.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentType, Lift, Linker, LinkerInstance, WasmList};
 
 use crate::sandbox::bindings::{ConfigEntry, ConfigKey, HostError, config};
 use crate::services::ConfigClient;
 
 use super::HostState;
+use super::budget::{QUOTED_CHARS, abbreviate};
+
+const PUT: &str = "config.put";
+const DELETE: &str = "config.delete";
 
 impl config::Host for HostState {
     async fn get(&mut self, workspace: String, kind: String, key: String) -> Result<Option<String>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.get", &workspace)?;
-        Ok(ConfigClient(services).get(&workspace, &kind, &key).await?)
+        Ok(ConfigClient(&*services).get(&workspace, &kind, &key).await?)
     }
 
     async fn list_keys(&mut self, workspace: String, kind: String) -> Result<Vec<String>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.list-keys", &workspace)?;
-        Ok(ConfigClient(services).keys(&workspace, &kind).await?)
+        Ok(ConfigClient(&*services).keys(&workspace, &kind).await?)
     }
 
     async fn get_values(&mut self, workspace: String, kind: String) -> Result<Vec<(String, String)>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.get-values", &workspace)?;
-        Ok(ConfigClient(services).values(&workspace, &kind).await?)
+        Ok(ConfigClient(&*services).values(&workspace, &kind).await?)
     }
 
     async fn get_workspace(&mut self, workspace: String) -> Result<Vec<ConfigEntry>, HostError> {
-        let services =
-            self.services_if(self.grants.may_read_config(&workspace), "config.get-workspace", &workspace)?;
-        let tree = ConfigClient(services).workspace(&workspace).await?;
+        let services = self.services_if(self.grants.may_read_config(&workspace), "config.get-workspace", &workspace)?;
+        let tree = ConfigClient(&*services).workspace(&workspace).await?;
         Ok(tree
             .into_iter()
             .flat_map(|(kind, entries)| {
@@ -33,15 +48,103 @@ impl config::Host for HostState {
             .collect())
     }
 
+    /// Unused at run time (see [`add_list_checks`]), but the same checks.
     async fn put(&mut self, workspace: String, entries: Vec<ConfigEntry>) -> Result<(), HostError> {
-        let services = self.services_if(self.grants.may_write_config(&workspace), "config.put", &workspace)?;
-        let entries = entries.into_iter().map(|e| (e.type_, e.key, e.value)).collect();
-        Ok(ConfigClient(services).put(&workspace, entries).await?)
+        self.usage.call(PUT, &workspace)?;
+        self.put_counted(workspace, entries).await
     }
 
+    /// Unused at run time (see [`add_list_checks`]), but the same checks.
     async fn delete(&mut self, workspace: String, keys: Vec<ConfigKey>) -> Result<(), HostError> {
-        let services = self.services_if(self.grants.may_write_config(&workspace), "config.delete", &workspace)?;
-        let keys = keys.into_iter().map(|k| (k.type_, k.key)).collect();
-        Ok(ConfigClient(services).delete(&workspace, keys).await?)
+        self.usage.call(DELETE, &workspace)?;
+        self.delete_counted(workspace, keys).await
     }
+}
+
+impl HostState {
+    /// `config.put`, its call already counted.
+    async fn put_counted(&mut self, workspace: String, entries: Vec<ConfigEntry>) -> Result<(), HostError> {
+        let services = self.granted(self.grants.may_write_config(&workspace), PUT, &workspace)?;
+        self.usage.entries(PUT, &workspace, entries.len(), "entries")?;
+        let mut bytes = 0usize;
+        for entry in &entries {
+            for (part, text) in [("type", &entry.type_), ("key", &entry.key), ("value", &entry.value)] {
+                if text.len() > self.usage.value_size() {
+                    let at = format!(
+                        "{part} at '{}/{}'",
+                        abbreviate(&entry.type_, QUOTED_CHARS),
+                        abbreviate(&entry.key, QUOTED_CHARS)
+                    );
+                    self.usage.value(PUT, &workspace, &at, text.len())?;
+                }
+            }
+            bytes = bytes.saturating_add(entry.type_.len() + entry.key.len() + entry.value.len());
+        }
+        self.usage.write(PUT, &workspace, bytes)?;
+        let entries = entries.into_iter().map(|e| (e.type_, e.key, e.value)).collect();
+        Ok(ConfigClient(&*services).put(&workspace, entries).await?)
+    }
+
+    /// `config.delete`, its call already counted.
+    async fn delete_counted(&mut self, workspace: String, keys: Vec<ConfigKey>) -> Result<(), HostError> {
+        let services = self.granted(self.grants.may_write_config(&workspace), DELETE, &workspace)?;
+        self.usage.entries(DELETE, &workspace, keys.len(), "keys")?;
+        let bytes = keys.iter().fold(0usize, |sum, k| sum.saturating_add(k.type_.len() + k.key.len()));
+        self.usage.write(DELETE, &workspace, bytes)?;
+        let keys = keys.into_iter().map(|k| (k.type_, k.key)).collect();
+        Ok(ConfigClient(&*services).delete(&workspace, keys).await?)
+    }
+
+    /// Count a call carrying a list of `len` items, and refuse the list if it is too long.
+    fn admit_list(&mut self, function: &str, workspace: &str, len: usize, items: &str) -> Result<(), HostError> {
+        self.usage.call(function, workspace)?;
+        self.usage.entries(function, workspace, len, items)
+    }
+}
+
+/// Replace the generated `config.put` and `config.delete` in `linker` with ones that refuse an
+/// oversized list before copying it out of the guest. `host` finds the [`HostState`] in the
+/// store's data.
+pub(crate) fn add_list_checks<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    host: fn(&mut T) -> &mut HostState,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut config = linker.instance("trustgraph:bootstrap/config@0.1.0")?;
+    checked_list(&mut config, host, PUT, "entries", |state, workspace, entries| {
+        Box::pin(state.put_counted(workspace, entries))
+    })?;
+    checked_list(&mut config, host, DELETE, "keys", |state, workspace, keys| {
+        Box::pin(state.delete_counted(workspace, keys))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// What a list-taking call does once its list is admitted and copied.
+type ListCall<E> =
+    for<'a> fn(&'a mut HostState, String, Vec<E>) -> Pin<Box<dyn Future<Output = Result<(), HostError>> + Send + 'a>>;
+
+/// Define `function` (`config.put`) in `instance`: count the call, refuse a list of more than
+/// `limits.put_entries` `items` while it is still in guest memory, then copy it and `call`.
+fn checked_list<T: Send + 'static, E: ComponentType + Lift + Send + 'static>(
+    instance: &mut LinkerInstance<'_, T>,
+    host: fn(&mut T) -> &mut HostState,
+    function: &'static str,
+    items: &'static str,
+    call: ListCall<E>,
+) -> wasmtime::Result<()> {
+    let name = function.strip_prefix("config.").expect("a config function");
+    instance.func_wrap_async(
+        name,
+        move |mut store: StoreContextMut<'_, T>, (workspace, list): (String, WasmList<E>)| {
+            Box::new(async move {
+                if let Err(refusal) = host(store.data_mut()).admit_list(function, &workspace, list.len(), items) {
+                    return Ok((Err(refusal),));
+                }
+                let list = list.iter(&mut store)?.collect::<wasmtime::Result<Vec<_>>>()?;
+                Ok((call(host(store.data_mut()), workspace, list).await,))
+            })
+        },
+    )
 }

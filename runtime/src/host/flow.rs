@@ -1,43 +1,68 @@
-//! `trustgraph:bootstrap/flow`: flow-svc, within the initialiser's flow grants.
+//! `trustgraph:bootstrap/flow`: flow-svc, within the initialiser's flow grants and limits.
+//!
+//! What a call writes (names, definitions, descriptions, parameters) counts towards
+//! `limits.written`; a blueprint definition is a config value, so `limits.value_size` caps it.
+
+use std::sync::Arc;
 
 use crate::sandbox::bindings::{HostError, flow};
-use crate::services::FlowClient;
+use crate::services::{FlowClient, Services};
 
 use super::HostState;
+use super::budget::{QUOTED_CHARS, abbreviate};
 
 impl HostState {
-    fn flow_client(&self, function: &str, workspace: &str) -> Result<FlowClient<'_>, HostError> {
-        self.services_if(self.grants.may_use_flow(workspace), function, workspace).map(FlowClient)
+    /// The services for a flow call in `workspace`, the call counted and `written` bytes charged.
+    fn flow_services(
+        &mut self,
+        function: &str,
+        workspace: &str,
+        written: usize,
+    ) -> Result<Arc<dyn Services>, HostError> {
+        let services = self.services_if(self.grants.may_use_flow(workspace), function, workspace)?;
+        if written > 0 {
+            self.usage.write(function, workspace, written)?;
+        }
+        Ok(services)
     }
 }
 
 impl flow::Host for HostState {
     async fn list_blueprints(&mut self, workspace: String) -> Result<Vec<String>, HostError> {
-        Ok(self.flow_client("flow.list-blueprints", &workspace)?.list_blueprints(&workspace).await?)
+        let services = self.flow_services("flow.list-blueprints", &workspace, 0)?;
+        Ok(FlowClient(&*services).list_blueprints(&workspace).await?)
     }
 
     async fn get_blueprint(&mut self, workspace: String, name: String) -> Result<String, HostError> {
-        let client = self.flow_client("flow.get-blueprint", &workspace)?;
-        client
+        let services = self.flow_services("flow.get-blueprint", &workspace, 0)?;
+        FlowClient(&*services)
             .get_blueprint(&workspace, &name)
             .await?
             .ok_or_else(|| HostError::NotFound(format!("no blueprint '{name}' in workspace '{workspace}'")))
     }
 
     async fn put_blueprint(&mut self, workspace: String, name: String, definition: String) -> Result<(), HostError> {
-        Ok(self.flow_client("flow.put-blueprint", &workspace)?.put_blueprint(&workspace, &name, &definition).await?)
+        const PUT: &str = "flow.put-blueprint";
+        let services = self.flow_services(PUT, &workspace, 0)?;
+        let what = format!("definition of '{}'", abbreviate(&name, QUOTED_CHARS));
+        self.usage.value(PUT, &workspace, &what, definition.len())?;
+        self.usage.write(PUT, &workspace, name.len().saturating_add(definition.len()))?;
+        Ok(FlowClient(&*services).put_blueprint(&workspace, &name, &definition).await?)
     }
 
     async fn delete_blueprint(&mut self, workspace: String, name: String) -> Result<(), HostError> {
-        Ok(self.flow_client("flow.delete-blueprint", &workspace)?.delete_blueprint(&workspace, &name).await?)
+        let services = self.flow_services("flow.delete-blueprint", &workspace, name.len())?;
+        Ok(FlowClient(&*services).delete_blueprint(&workspace, &name).await?)
     }
 
     async fn list_flows(&mut self, workspace: String) -> Result<Vec<String>, HostError> {
-        Ok(self.flow_client("flow.list-flows", &workspace)?.list_flows(&workspace).await?)
+        let services = self.flow_services("flow.list-flows", &workspace, 0)?;
+        Ok(FlowClient(&*services).list_flows(&workspace).await?)
     }
 
     async fn get_flow(&mut self, workspace: String, flow_id: String) -> Result<flow::FlowInfo, HostError> {
-        let client = self.flow_client("flow.get-flow", &workspace)?;
+        let services = self.flow_services("flow.get-flow", &workspace, 0)?;
+        let client = FlowClient(&*services);
         let not_found = || HostError::NotFound(format!("no flow '{flow_id}' in workspace '{workspace}'"));
         match client.get_flow(&workspace, &flow_id).await {
             Ok(response) => Ok(flow::FlowInfo {
@@ -61,12 +86,18 @@ impl flow::Host for HostState {
         description: String,
         parameters: Vec<(String, String)>,
     ) -> Result<(), HostError> {
-        let client = self.flow_client("flow.start-flow", &workspace)?;
+        let written = [&flow_id, &blueprint, &description]
+            .into_iter()
+            .map(String::len)
+            .chain(parameters.iter().map(|(name, value)| name.len() + value.len()))
+            .fold(0usize, usize::saturating_add);
+        let services = self.flow_services("flow.start-flow", &workspace, written)?;
         let parameters = parameters.into_iter().collect();
-        Ok(client.start_flow(&workspace, &flow_id, &blueprint, &description, parameters).await?)
+        Ok(FlowClient(&*services).start_flow(&workspace, &flow_id, &blueprint, &description, parameters).await?)
     }
 
     async fn stop_flow(&mut self, workspace: String, flow_id: String) -> Result<(), HostError> {
-        Ok(self.flow_client("flow.stop-flow", &workspace)?.stop_flow(&workspace, &flow_id).await?)
+        let services = self.flow_services("flow.stop-flow", &workspace, flow_id.len())?;
+        Ok(FlowClient(&*services).stop_flow(&workspace, &flow_id).await?)
     }
 }

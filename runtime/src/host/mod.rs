@@ -1,18 +1,24 @@
 //! The host side of the WIT imports: `config`, `flow` and `log`, as one guest sees them.
 //!
-//! Each run gets its own [`HostState`]: the initialiser's name, its grants and the services.
-//! Every call is checked against the grants before anything is sent; a refusal returns
-//! `host-error::denied` to the guest and is logged with the initialiser, the function and the
-//! target. Service failures are translated into the WIT's typed `host-error` so a guest can
-//! tell a refusal from an outage.
+//! Each run gets its own [`HostState`]: the initialiser's name, its grants, its limits and the
+//! services. Every call is counted and checked against the grants before anything is sent; a
+//! refusal returns `host-error::denied` to the guest and is logged with the initialiser, the
+//! function and the target. What a call may carry is capped by the run's limits ([`budget`]):
+//! over a cap, the guest gets `host-error::invalid-request` naming it. Service failures are
+//! translated into the WIT's typed `host-error` so a guest can tell a refusal from an outage.
 
+mod budget;
 mod config;
 mod flow;
 mod log;
 
 use std::sync::Arc;
 
-use crate::policy::{Grants, SYSTEM_WORKSPACE};
+pub(crate) use budget::{QUOTED_CHARS, abbreviate};
+pub(crate) use config::add_list_checks;
+pub(crate) use log::{GuestLog, Source, clip};
+
+use crate::policy::{Grants, Limits, SYSTEM_WORKSPACE};
 use crate::sandbox::bindings::HostError;
 use crate::services::{ServiceError, Services};
 
@@ -23,25 +29,58 @@ pub(crate) struct HostState {
     /// `None` while the component is only being described or validated: then every call is
     /// refused, since those exports must not reach the services.
     services: Option<Arc<dyn Services>>,
+    /// What this run has used of its limits.
+    usage: budget::Usage,
+    /// This run's log budget, shared with the guest's stdout and stderr.
+    log: Arc<GuestLog>,
+    /// The refusals logged so far in this run, as `(function, target)`.
+    denials_logged: Vec<(String, String)>,
 }
 
+/// How many distinct refusals a run logs as warnings (per kind: host calls, HTTP requests); the
+/// rest are logged at debug level, so a guest retrying a refused call in a loop cannot flood
+/// the log.
+pub(crate) const LOGGED_DENIALS: usize = 16;
+
 impl HostState {
-    pub fn new(initialiser: Arc<str>, grants: Arc<Grants>, services: Option<Arc<dyn Services>>) -> Self {
-        Self { initialiser, grants, services }
+    pub fn new(
+        initialiser: Arc<str>,
+        grants: Arc<Grants>,
+        services: Option<Arc<dyn Services>>,
+        limits: Limits,
+        log: Arc<GuestLog>,
+    ) -> Self {
+        let usage = budget::Usage::new(initialiser.clone(), limits);
+        Self { initialiser, grants, services, usage, log, denials_logged: Vec::new() }
     }
 
-    /// The services, if `allowed`; otherwise the refusal, logged.
-    fn services_if(&self, allowed: bool, function: &str, target: &str) -> Result<&dyn Services, HostError> {
+    /// Count the call, then hand out the services if `allowed`; otherwise the refusal, logged.
+    fn services_if(&mut self, allowed: bool, function: &str, target: &str) -> Result<Arc<dyn Services>, HostError> {
+        self.usage.call(function, target)?;
+        self.granted(allowed, function, target)
+    }
+
+    /// The services if `allowed`, without counting a call.
+    fn granted(&mut self, allowed: bool, function: &str, target: &str) -> Result<Arc<dyn Services>, HostError> {
         match &self.services {
-            Some(services) if allowed => Ok(services.as_ref()),
+            Some(services) if allowed => Ok(services.clone()),
             Some(_) if target == SYSTEM_WORKSPACE => Err(self.deny(function, target, "reserved for the runtime")),
             Some(_) => Err(self.deny(function, target, "not granted")),
             None => Err(self.deny(function, target, "host calls are not allowed outside run")),
         }
     }
 
-    fn deny(&self, function: &str, target: &str, reason: &str) -> HostError {
-        tracing::warn!(initialiser = %self.initialiser, function, target, "denied: {reason}");
+    fn deny(&mut self, function: &str, target: &str, reason: &str) -> HostError {
+        let initialiser = &*self.initialiser;
+        // The guest chose the target: quote no more of it than a person would read.
+        let target = abbreviate(target, QUOTED_CHARS);
+        let seen = self.denials_logged.iter().any(|(f, t)| f == function && *t == target);
+        if seen || self.denials_logged.len() >= LOGGED_DENIALS {
+            tracing::debug!(initialiser, function, target, "denied: {reason}");
+        } else {
+            tracing::warn!(initialiser, function, target, "denied: {reason}");
+            self.denials_logged.push((function.to_owned(), target.clone()));
+        }
         HostError::Denied(format!("{function} on '{target}': {reason}"))
     }
 }
@@ -61,3 +100,41 @@ impl From<ServiceError> for HostError {
 }
 
 impl crate::sandbox::bindings::types::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run granted nothing, with services (an embedded store in `dir`).
+    fn host_state(dir: &tempfile::TempDir) -> HostState {
+        let (name, limits): (Arc<str>, _) = ("t".into(), Limits::default());
+        let store = crate::services::embedded::EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let log = GuestLog::new(name.clone(), &limits);
+        HostState::new(name, Arc::new(Grants::default()), Some(Arc::new(store)), limits, log)
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_call_and_target_and_at_most_so_many_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host_state(&dir);
+        for _ in 0..5 {
+            assert!(matches!(host.granted(false, "config.get", "acme"), Err(HostError::Denied(_))));
+        }
+        assert_eq!(host.denials_logged.len(), 1);
+        for i in 0..100 {
+            let denied = host.granted(false, "config.put", &format!("w{i}"));
+            assert!(matches!(denied, Err(HostError::Denied(m)) if m == format!("config.put on 'w{i}': not granted")));
+        }
+        assert_eq!(host.denials_logged.len(), LOGGED_DENIALS);
+    }
+
+    #[test]
+    fn a_refusal_quotes_only_the_start_of_a_long_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host_state(&dir);
+        let Err(HostError::Denied(message)) = host.granted(false, "config.get", &"w".repeat(1 << 20)) else {
+            panic!("expected a refusal")
+        };
+        assert!(message.len() < QUOTED_CHARS + 100, "{}", message.len());
+    }
+}

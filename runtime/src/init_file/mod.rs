@@ -2,9 +2,10 @@
 //!
 //! The shape is upstream's (`initialisers: [{class, name, flag, params}]`, YAML or JSON chosen by
 //! the file's extension), so an existing TrustGraph init file loads unchanged. bootstrap-wasm adds
-//! two other ways to name the code (`builtin:`, `component:`) and the per-entry `limits:` and
-//! `grants:`. Loading is all-or-nothing: the first problem found is returned as a [`ConfigError`]
-//! naming the file, the entry and the field, and nothing runs.
+//! two other ways to name the code (`builtin:`, `component:`) and the per-entry `sha256:` (an
+//! integrity pin, see [`crate::integrity`]), `limits:` and `grants:`. Loading is all-or-nothing:
+//! the first problem found is returned as a [`ConfigError`] naming the file, the entry and the
+//! field, and nothing runs.
 //!
 //! Relative paths (components, granted files, builtin seed files) are resolved against the
 //! directory of the init file, not the process's working directory, so a file means the same
@@ -23,7 +24,8 @@ pub use error::ConfigError;
 
 use crate::builtins::Builtin;
 use crate::flag::Flag;
-use crate::policy::{Grants, Limits, Origin, WorkspacePattern};
+use crate::integrity::Digest;
+use crate::policy::{Grants, Limits, MAX_FLAG_BYTES, MAX_PARAMS_BYTES, Origin, WorkspacePattern, format_bytes};
 
 /// A loaded, checked init file.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct InitialiserSpec {
     pub code: Code,
     /// The field that named the code (`component`, `builtin` or `class`), for messages.
     pub code_field: &'static str,
+    /// The entry's `sha256:` pin: the digest its code's bytes must have.
+    pub sha256: Option<Digest>,
     /// The entry's `params` (an object; `{}` when absent).
     pub params: Value,
     pub limits: Limits,
@@ -57,6 +61,16 @@ pub enum Code {
     Builtin(Builtin),
     /// A component file on disk (absolute path).
     Component(PathBuf),
+}
+
+impl std::fmt::Display for Code {
+    /// `builtin template-seed` or `component /abs/path.wasm`, for logs and `check`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Builtin(builtin) => write!(f, "builtin {}", builtin.name()),
+            Code::Component(path) => write!(f, "component {}", path.display()),
+        }
+    }
 }
 
 impl InitFile {
@@ -99,6 +113,10 @@ fn check_entry(
         Some(value) => Flag::from_config(value).map_err(|m| err("flag").because(m))?,
         None => return Err(err("flag").because("missing")),
     };
+    if flag.to_stored().len() > MAX_FLAG_BYTES {
+        let size = format_bytes(flag.to_stored().len());
+        return Err(err("flag").because(format!("{size}, over the limit of {}", format_bytes(MAX_FLAG_BYTES))));
+    }
 
     let code_field = match (&raw.class, &raw.builtin) {
         (Some(_), _) => "class",
@@ -127,11 +145,25 @@ fn check_entry(
         _ => return Err(err("component").because("give only one of `component:`, `builtin:` and `class:`")),
     };
 
+    let sha256 = match raw.sha256 {
+        None => None,
+        Some(Value::String(hex)) => Some(Digest::parse(&hex).map_err(|m| err("sha256").because(m))?),
+        Some(_) => return Err(err("sha256").because("must be a string of 64 hex digits (quote it in YAML)")),
+    };
+
     let params = match raw.params {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(params @ Value::Object(_)) => params,
         Some(_) => return Err(err("params").because("must be a mapping")),
     };
+    let params_size = params.to_string().len();
+    if params_size > MAX_PARAMS_BYTES {
+        return Err(err("params").because(format!(
+            "{} of JSON, over the limit of {}: put bulk data in a granted file instead",
+            format_bytes(params_size),
+            format_bytes(MAX_PARAMS_BYTES)
+        )));
+    }
 
     let limits = match raw.limits {
         Some(raw_limits) => check_limits(raw_limits).map_err(|(field, m)| err(&format!("limits.{field}")).because(m))?,
@@ -145,11 +177,20 @@ fn check_entry(
         None => None,
     };
 
-    Ok(InitialiserSpec { name, position, flag, code, code_field, params, limits, grants })
+    Ok(InitialiserSpec { name, position, flag, code, code_field, sha256, params, limits, grants })
 }
 
 fn check_limits(raw: raw::RawLimits) -> Result<Limits, (&'static str, String)> {
     let defaults = Limits::default();
+    let size = |field: &'static str, value: Option<serde_json::Value>, default: usize| match value {
+        Some(value) => units::bytes(&value).map_err(|m| (field, m)),
+        None => Ok(default),
+    };
+    let count = |field: &'static str, value: Option<u64>, default: usize| match value {
+        Some(0) => Err((field, "must be more than 0".to_owned())),
+        Some(n) => usize::try_from(n).map_err(|_| (field, format!("{n} is too large"))),
+        None => Ok(default),
+    };
     Ok(Limits {
         fuel: match raw.fuel {
             Some(0) => return Err(("fuel", "must be more than 0".into())),
@@ -160,10 +201,13 @@ fn check_limits(raw: raw::RawLimits) -> Result<Limits, (&'static str, String)> {
             Some(value) => units::duration(&value).map_err(|m| ("timeout", m))?,
             None => defaults.timeout,
         },
-        memory: match raw.memory {
-            Some(value) => units::bytes(&value).map_err(|m| ("memory", m))?,
-            None => defaults.memory,
-        },
+        memory: size("memory", raw.memory, defaults.memory)?,
+        value_size: size("value_size", raw.value_size, defaults.value_size)?,
+        put_entries: count("put_entries", raw.put_entries, defaults.put_entries)?,
+        written: size("written", raw.written, defaults.written)?,
+        host_calls: count("host_calls", raw.host_calls, defaults.host_calls)?,
+        log_lines: count("log_lines", raw.log_lines, defaults.log_lines)?,
+        log_line_size: size("log_line_size", raw.log_line_size, defaults.log_line_size)?,
     })
 }
 
@@ -191,5 +235,7 @@ pub(crate) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,9 @@ pub(super) struct RawEntry {
     pub class: Option<String>,
     pub builtin: Option<String>,
     pub component: Option<String>,
+    /// The SHA-256 of the code's bytes, as 64 hex digits: an integrity pin. Any value here, so
+    /// that a number (YAML reads an unquoted all-digit digest as one) is refused by name.
+    pub sha256: Option<Value>,
     pub params: Option<Value>,
     pub limits: Option<RawLimits>,
     pub grants: Option<RawGrants>,
@@ -35,6 +38,15 @@ pub(super) struct RawLimits {
     pub timeout: Option<Value>,
     /// `64MiB`, `512KiB`, or a number of bytes.
     pub memory: Option<Value>,
+    /// A size, as `memory`.
+    pub value_size: Option<Value>,
+    pub put_entries: Option<u64>,
+    /// A size, as `memory`.
+    pub written: Option<Value>,
+    pub host_calls: Option<u64>,
+    pub log_lines: Option<u64>,
+    /// A size, as `memory`.
+    pub log_line_size: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,7 +78,10 @@ initialisers:
     let spec = &loaded.unwrap().initialisers[0];
     let base = std::path::absolute(dir.path()).unwrap();
     assert_eq!(spec.code, Code::Component(base.join("components/acme.wasm")));
-    assert_eq!(spec.limits, Limits { fuel: 1000, timeout: std::time::Duration::from_secs(2), memory: 16 << 20 });
+    assert_eq!(
+        spec.limits,
+        Limits { fuel: 1000, timeout: std::time::Duration::from_secs(2), memory: 16 << 20, ..Limits::default() }
+    );
     let grants = spec.grants.as_ref().unwrap();
     assert!(grants.may_read_config("__template__") && grants.may_write_config("acme"));
     assert!(!grants.may_write_config("__template__"));
@@ -163,6 +166,66 @@ fn bad_limits_and_grants_name_the_field() {
         "initialisers:\n  - {name: a, flag: v1, component: a.wasm, grants: {http: [\"pulsar:8080\"]}}\n",
     );
     assert!(message.contains("field 'grants.http'"), "{message}");
+}
+
+#[test]
+fn every_limit_can_be_set_and_the_rest_keep_their_defaults() {
+    let (_dir, loaded) = load(
+        "init.yaml",
+        r#"
+initialisers:
+  - name: a
+    flag: v1
+    builtin: template-seed
+    limits: {value_size: 64KiB, put_entries: 500, written: 8MiB, host_calls: 2000, log_lines: 50, log_line_size: 1KiB}
+"#,
+    );
+    let limits = loaded.unwrap().initialisers[0].limits;
+    let expected = Limits {
+        value_size: 64 << 10,
+        put_entries: 500,
+        written: 8 << 20,
+        host_calls: 2000,
+        log_lines: 50,
+        log_line_size: 1 << 10,
+        ..Limits::default()
+    };
+    assert_eq!(limits, expected);
+}
+
+#[test]
+fn bad_caps_name_the_field() {
+    for (limits, field) in [
+        ("{value_size: lots}", "limits.value_size"),
+        ("{put_entries: 0}", "limits.put_entries"),
+        ("{written: 0}", "limits.written"),
+        ("{host_calls: 0}", "limits.host_calls"),
+        ("{log_lines: 0}", "limits.log_lines"),
+        ("{log_line_size: 4XB}", "limits.log_line_size"),
+    ] {
+        let message =
+            error_of("init.yaml", &format!("initialisers:\n  - {{name: a, flag: v1, builtin: template-seed, limits: {limits}}}\n"));
+        assert!(message.contains(&format!("field '{field}'")), "{limits}: {message}");
+    }
+    let message =
+        error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, limits: {log_lines: -1}}\n");
+    assert!(message.contains("log_lines"), "{message}");
+}
+
+#[test]
+fn oversized_params_and_flags_are_refused_at_load() {
+    let big = "x".repeat(crate::policy::MAX_PARAMS_BYTES);
+    let text = format!(r#"{{"initialisers": [{{"name": "a", "flag": "v1", "builtin": "template-seed", "params": {{"blob": "{big}"}}}}]}}"#);
+    let message = error_of("init.json", &text);
+    assert!(message.contains("initialiser 'a' (entry 1), field 'params': 1048587 bytes of JSON, over the limit of 1 MiB"), "{}", &message[..200.min(message.len())]);
+
+    let flag = "v".repeat(crate::policy::MAX_FLAG_BYTES);
+    let message = error_of("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
+    assert!(message.contains("field 'flag': 1026 bytes, over the limit of 1 KiB"), "{message}");
+    // Up to the limit is fine: the stored flag is its JSON text, quotes included.
+    let flag = "v".repeat(crate::policy::MAX_FLAG_BYTES - 2);
+    let (_dir, loaded) = load("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
+    assert!(loaded.is_ok());
 }
 
 #[test]

@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// The longest duration accepted: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// `30s`, `1m 30s`, `500ms` (humantime's forms), or a plain number of seconds.
 pub(super) fn duration(value: &Value) -> Result<Duration, String> {
     let duration = match value {
         Value::Number(n) => n
             .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| format!("'{n}' is not a number of seconds"))?,
         Value::String(text) => humantime::parse_duration(text)
             .map_err(|e| format!("'{text}' is not a duration like 30s or 500ms: {e}"))?,
@@ -18,6 +20,11 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
     };
     if duration.is_zero() {
         return Err("must be more than 0".into());
+    }
+    // A run's deadline is `now + timeout`: past this the addition would overflow (a panic at
+    // start-up). No real limit comes near it.
+    if duration > MAX_DURATION {
+        return Err(format!("{} is too large: at most 100 years", humantime::format_duration(duration)));
     }
     Ok(duration)
 }
@@ -65,6 +72,11 @@ mod tests {
         assert_eq!(duration(&json!(2)).unwrap(), Duration::from_secs(2));
         assert!(duration(&json!("soon")).is_err());
         assert!(duration(&json!(0)).is_err());
+        // Found by the property tests: too large for a Duration is an error, not a panic.
+        assert!(duration(&json!(3.07e33)).is_err());
+        assert!(duration(&json!(1.5e19)).unwrap_err().contains("too large"));
+        assert!(duration(&json!("400000000000years")).unwrap_err().contains("too large"));
+        assert!(duration(&json!(-1.5)).is_err());
     }
 
     #[test]

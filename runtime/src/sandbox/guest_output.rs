@@ -1,66 +1,46 @@
 //! A guest's stdout and stderr, sent line by line to the runtime's log under its name.
 //!
-//! Output is bounded per run: past `budget` bytes the rest is dropped and one notice says so,
-//! so a guest cannot flood the operator's log.
+//! Output shares the run's log budget with the `log` interface ([`GuestLog`]): each line counts
+//! towards `limits.log_lines` and is cut to `limits.log_line_size`. A line is held only up to
+//! that size while it waits for its newline, so a guest writing one endless line costs the
+//! runtime no more memory than a short one.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Which of the guest's two output streams.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Stream {
-    Stdout,
-    Stderr,
-}
+use super::bindings::log::Level;
+use crate::host::{GuestLog, Source};
 
-/// One stream of one run. Clones share the budget with each other and the other stream.
+/// One output stream of one run. Clones share the run's log budget.
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
-    initialiser: Arc<str>,
-    stream: Stream,
-    budget: Arc<OutputBudget>,
-}
-
-/// Bytes a run may still write to its log, shared by stdout and stderr.
-pub(crate) struct OutputBudget {
-    remaining: AtomicUsize,
-    exhausted_noticed: AtomicBool,
-}
-
-impl OutputBudget {
-    pub fn new(bytes: usize) -> Arc<Self> {
-        Arc::new(Self { remaining: AtomicUsize::new(bytes), exhausted_noticed: AtomicBool::new(false) })
-    }
-
-    /// Take up to `wanted` bytes from the budget; returns how many were granted.
-    fn take(&self, wanted: usize) -> usize {
-        let mut granted = 0;
-        let _ = self.remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-            granted = left.min(wanted);
-            Some(left - granted)
-        });
-        granted
-    }
+    source: Source,
+    log: Arc<GuestLog>,
 }
 
 impl GuestOutput {
-    pub fn new(initialiser: Arc<str>, stream: Stream, budget: Arc<OutputBudget>) -> Self {
-        Self { initialiser, stream, budget }
+    /// Stdout (logged at info) or stderr (at warn) of the run whose budget is `log`.
+    pub fn new(source: Source, log: Arc<GuestLog>) -> Self {
+        Self { source, log }
     }
 
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches(['\r', '\n']);
-        match self.stream {
-            Stream::Stdout => tracing::info!(initialiser = %self.initialiser, "{line}"),
-            Stream::Stderr => tracing::warn!(initialiser = %self.initialiser, stream = "stderr", "{line}"),
-        }
+    fn emit(&self, line: &[u8], cut: usize) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A line cut at the size limit may end inside a character: drop the partial one.
+        let (line, partial) = match std::str::from_utf8(line) {
+            Err(e) if e.error_len().is_none() => (&line[..e.valid_up_to()], line.len() - e.valid_up_to()),
+            _ => (line, 0),
+        };
+        let level = match self.source {
+            Source::Stderr => Level::Warn,
+            Source::Stdout | Source::Log => Level::Info,
+        };
+        self.log.line(level, self.source, &String::from_utf8_lossy(line), cut + partial);
     }
 }
 
@@ -72,36 +52,52 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { output: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter { output: self.clone(), pending: Vec::new(), cut: 0 })
     }
 }
 
 /// Splits what the guest writes into lines; a partial line waits for its end (or the stream's).
 struct LineWriter {
     output: GuestOutput,
+    /// The current line, up to the line size.
     pending: Vec<u8>,
+    /// Bytes of the current line past the line size, dropped.
+    cut: usize,
 }
 
 impl LineWriter {
-    fn write_bytes(&mut self, buf: &[u8]) {
-        let granted = self.output.budget.take(buf.len());
-        if granted < buf.len() && !self.output.budget.exhausted_noticed.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                initialiser = %self.output.initialiser,
-                "guest output exceeds this run's log budget; the rest is dropped"
-            );
-        }
-        self.pending.extend_from_slice(&buf[..granted]);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.output.emit(&line);
+    fn write_bytes(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            if !self.output.log.has_room(self.output.source) {
+                // Nothing more reaches the log this run: hold nothing.
+                self.pending.clear();
+                self.cut = 0;
+                return;
+            }
+            let (chunk, rest, ended) = match buf.iter().position(|b| *b == b'\n') {
+                Some(end) => (&buf[..end], &buf[end + 1..], true),
+                None => (buf, &[][..], false),
+            };
+            let room = self.output.log.line_size().saturating_sub(self.pending.len());
+            let kept = chunk.len().min(room);
+            self.pending.extend_from_slice(&chunk[..kept]);
+            self.cut += chunk.len() - kept;
+            if ended {
+                self.flush_line();
+            }
+            buf = rest;
         }
     }
 
+    fn flush_line(&mut self) {
+        self.output.emit(&self.pending, self.cut);
+        self.pending.clear();
+        self.cut = 0;
+    }
+
     fn flush_partial(&mut self) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.output.emit(&line);
+        if !self.pending.is_empty() || self.cut > 0 {
+            self.flush_line();
         }
     }
 }
@@ -132,23 +128,42 @@ impl Drop for LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Limits;
 
-    #[test]
-    fn budget_is_shared_and_never_overdrawn() {
-        let budget = OutputBudget::new(10);
-        assert_eq!(budget.take(6), 6);
-        assert_eq!(budget.take(6), 4);
-        assert_eq!(budget.take(1), 0);
+    fn writer(limits: Limits) -> LineWriter {
+        let log = GuestLog::new("t".into(), &limits);
+        LineWriter { output: GuestOutput::new(Source::Stdout, log), pending: Vec::new(), cut: 0 }
     }
 
     #[test]
-    fn lines_are_split_and_budget_applies() {
-        let output = GuestOutput::new("t".into(), Stream::Stdout, OutputBudget::new(8));
-        let mut writer = LineWriter { output, pending: Vec::new() };
+    fn lines_are_split_and_a_partial_line_waits() {
+        let mut writer = writer(Limits::default());
         writer.write_bytes(b"abc\nde");
         assert_eq!(writer.pending, b"de");
-        writer.write_bytes(b"fghij\n");
-        // Only 8 bytes were allowed: "abc\n" + "defg"; the newline never came.
-        assert_eq!(writer.pending, b"defg");
+        writer.write_bytes(b"fg\nhi\n\nj");
+        assert_eq!(writer.pending, b"j");
+    }
+
+    #[test]
+    fn a_long_line_is_held_only_up_to_the_line_size() {
+        let mut writer = writer(Limits { log_line_size: 8, ..Limits::default() });
+        for _ in 0..1000 {
+            writer.write_bytes(b"0123456789");
+        }
+        assert_eq!(writer.pending, b"01234567");
+        assert_eq!(writer.cut, 10_000 - 8);
+        writer.write_bytes(b"\nnext");
+        assert_eq!((writer.pending.as_slice(), writer.cut), (&b"next"[..], 0));
+    }
+
+    #[test]
+    fn nothing_is_held_once_the_budget_is_spent() {
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::fmt().with_writer(std::io::sink).finish());
+        let mut writer = writer(Limits { log_lines: 2, ..Limits::default() });
+        writer.write_bytes(b"one\ntwo\nthree");
+        assert!(!writer.output.log.has_room(Source::Stdout));
+        assert!(writer.pending.is_empty());
+        writer.write_bytes(b"more and more");
+        assert!(writer.pending.is_empty());
     }
 }

@@ -12,16 +12,20 @@ use std::future::Future;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::host::{LOGGED_DENIALS, QUOTED_CHARS, abbreviate};
 use crate::policy::{Grants, Origin};
 
 pub(crate) struct HttpAllowList {
     initialiser: Arc<str>,
     grants: Arc<Grants>,
+    /// Refusals so far in this run: past [`LOGGED_DENIALS`], they are logged at debug level only,
+    /// so a guest retrying in a loop cannot flood the log.
+    denials: usize,
 }
 
 impl HttpAllowList {
     pub fn new(initialiser: Arc<str>, grants: Arc<Grants>) -> Self {
-        Self { initialiser, grants }
+        Self { initialiser, grants, denials: 0 }
     }
 
     fn allows(&self, uri: &http::Uri) -> Result<(), String> {
@@ -51,12 +55,14 @@ impl WasiHttpHooks for HttpAllowList {
         _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         if let Err(reason) = self.allows(request.uri()) {
-            tracing::warn!(
-                initialiser = %self.initialiser,
-                function = "wasi:http/outgoing-handler.handle",
-                target = %request.uri(),
-                "denied: {reason}"
-            );
+            let (initialiser, function) = (&*self.initialiser, "wasi:http/outgoing-handler.handle");
+            let target = abbreviate(&request.uri().to_string(), QUOTED_CHARS);
+            self.denials += 1;
+            if self.denials <= LOGGED_DENIALS {
+                tracing::warn!(initialiser, function, target, "denied: {reason}");
+            } else {
+                tracing::debug!(initialiser, function, target, "denied: {reason}");
+            }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         Box::new(async move {

@@ -13,8 +13,6 @@ mod http;
 mod memory;
 mod run;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasData, Linker};
@@ -47,7 +45,6 @@ pub struct SandboxError(String);
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 /// A component checked against our world and pre-linked, ready to instantiate cheaply.
@@ -76,10 +73,10 @@ impl Sandbox {
         link(InitialiserComponent::add_to_linker::<RunState, HostImports>(&mut linker, |state| {
             &mut state.host
         }))?;
+        link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        start_epoch_ticker(engine.clone(), ticker_stop.clone());
-        Ok(Self { engine, linker, ticker_stop })
+        start_epoch_ticker(&engine);
+        Ok(Self { engine, linker })
     }
 
     /// Compile `bytes` (a component binary) and check it against our world.
@@ -92,21 +89,20 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Advance the engine's epoch every tick until `stop`; each store's epoch callback compares
-/// the clock with its own deadline.
-fn start_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+/// Advance the engine's epoch every tick for as long as the engine lives (in the sandbox or in
+/// any component loaded from it, which may outlive the sandbox); each store's epoch callback
+/// compares the clock with its own deadline.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
     std::thread::Builder::new()
         .name("bootstrap-wasm-epoch".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
             }
         })
         .expect("cannot start the epoch thread");

@@ -19,16 +19,19 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{Description, InitialiserComponent};
 use super::files::{self, StagedFiles};
-use super::guest_output::{GuestOutput, OutputBudget, Stream};
+use super::guest_output::GuestOutput;
 use super::http::HttpAllowList;
 use super::memory::MemoryCap;
 use super::{LoadedComponent, error_chain};
-use crate::host::HostState;
+use crate::host::{GuestLog, HostState, Source, clip};
 use crate::policy::{Grants, Limits};
 use crate::services::Services;
 
-/// Bytes of stdout and stderr one call may send to the log.
-const OUTPUT_BUDGET: usize = 64 << 10;
+/// The most data one host call may copy out of the guest (wasmtime's "hostcall fuel": list
+/// elements counted at their size in the host, strings by length); a call carrying more traps.
+/// A backstop under the per-call caps of [`Limits`], which the host checks once the data is
+/// copied (or, for `config.put` and `config.delete`, once it knows the list's length).
+const HOSTCALL_TRANSFER: usize = 128 << 20;
 
 /// Who is calling, under which limits and grants, with which services.
 #[derive(Clone)]
@@ -100,8 +103,11 @@ type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send
 impl LoadedComponent {
     /// The component's `describe()`.
     pub async fn describe(&self, context: &CallContext) -> Result<Description, RunFailure> {
-        self.call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
-            .await
+        let mut description = self
+            .call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
+            .await?;
+        description.summary = guest_text(description.summary, &context.limits);
+        Ok(description)
     }
 
     /// The component's `validate(params)`: `Ok(Ok(warnings))`, or the guest's refusal.
@@ -111,10 +117,19 @@ impl LoadedComponent {
         params: &str,
     ) -> Result<Result<Vec<String>, String>, RunFailure> {
         let params = params.to_owned();
-        self.call(context, move |guest, store| {
-            Box::pin(async move { guest.trustgraph_bootstrap_initialiser().call_validate(store, &params).await })
+        let verdict = self
+            .call(context, move |guest, store| {
+                Box::pin(async move { guest.trustgraph_bootstrap_initialiser().call_validate(store, &params).await })
+            })
+            .await?;
+        // Warnings are logged one per line, and a refusal is printed: both within the log caps.
+        let limits = &context.limits;
+        Ok(match verdict {
+            Ok(warnings) => {
+                Ok(warnings.into_iter().take(limits.log_lines).map(|warning| guest_text(warning, limits)).collect())
+            }
+            Err(refusal) => Err(guest_text(refusal, limits)),
         })
-        .await
     }
 
     /// The component's `run(params, old_flag, new_flag)`.
@@ -134,7 +149,7 @@ impl LoadedComponent {
             })
         })
         .await?
-        .map_err(RunFailure::Guest)
+        .map_err(|message| RunFailure::Guest(guest_text(message, &context.limits)))
     }
 
     /// Instantiate in a fresh store and `invoke` one export, within the context's limits.
@@ -160,10 +175,10 @@ impl LoadedComponent {
 
     fn new_store(&self, context: &CallContext) -> Result<Store<RunState>, RunFailure> {
         let limits = context.limits;
-        let budget = OutputBudget::new(OUTPUT_BUDGET);
+        let log = GuestLog::new(context.initialiser.clone(), &limits);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestOutput::new(context.initialiser.clone(), Stream::Stdout, budget.clone()))
-            .stderr(GuestOutput::new(context.initialiser.clone(), Stream::Stderr, budget))
+        wasi.stdout(GuestOutput::new(Source::Stdout, log.clone()))
+            .stderr(GuestOutput::new(Source::Stderr, log.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -173,16 +188,28 @@ impl LoadedComponent {
         let state = RunState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            http_hooks: HttpAllowList::new(context.initialiser.clone(), context.grants.clone()),
+            // `describe` and `validate` (no services) reach no HTTP origin either, whatever the
+            // grants: start-up and `bootstrap-wasm check` send nothing anywhere.
+            http_hooks: HttpAllowList::new(
+                context.initialiser.clone(),
+                if context.services.is_some() { context.grants.clone() } else { Arc::new(Grants::default()) },
+            ),
             table: ResourceTable::new(),
             memory: MemoryCap::new(limits.memory),
-            host: HostState::new(context.initialiser.clone(), context.grants.clone(), context.services.clone()),
+            host: HostState::new(
+                context.initialiser.clone(),
+                context.grants.clone(),
+                context.services.clone(),
+                limits,
+                log,
+            ),
             deadline: Instant::now() + limits.timeout,
             _staged_files: staged_files,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
+        store.set_hostcall_fuel(HOSTCALL_TRANSFER);
         // Check the clock at every epoch tick and yield to the executor, so a spinning guest
         // neither outlives its deadline nor starves other tasks.
         store.set_epoch_deadline(1);
@@ -194,6 +221,14 @@ impl LoadedComponent {
             }
         });
         Ok(store)
+    }
+}
+
+/// Text the guest wrote that the runtime will log or print, cut to the run's line size.
+fn guest_text(text: String, limits: &Limits) -> String {
+    match clip(&text, limits.log_line_size, 0) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(clipped) => clipped,
     }
 }
 

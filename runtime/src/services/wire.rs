@@ -100,3 +100,6 @@ pub struct FlowResponse {
     pub parameters: BTreeMap<String, String>,
     pub error: Option<WireError>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,16 +16,30 @@
 //!   none;
 //! - `write-system`: stores its flag at `__system__` / `init-state` / `key`, the runtime's own
 //!   record of what has converged;
-//! - `write-other`: writes `workspace` / `hostile` / `key`.
+//! - `write-other`: writes `workspace` / `hostile` / `key`;
+//! - `log-flood`: sends `lines` lines of `bytes` bytes to the log, alternately through `log`,
+//!   stdout and stderr, then fails;
+//! - `giant-put`: writes one value of `bytes` bytes to `workspace`;
+//! - `many-keys`: writes `lines` tiny entries to `workspace` in one `config.put`;
+//! - `put-loop`: writes values of `bytes` bytes to `workspace`, one `config.put` each, until
+//!   one fails, and fails saying how many went through;
+//! - `read-system`: reads `__system__` with `config.get`, `get-values` and `get-workspace`;
+//!   fails either way, saying what it read or why it could not;
+//! - `connect`: opens a TCP connection to `address` (`host:port`); fails either way;
+//! - `http-get`: sends a GET to each of `urls`, logging each outcome; fails if any failed.
 //!
-//! `key` defaults to `hostile`.
+//! `key` defaults to `hostile`; `lines` to 1,000,000 (`many-keys`) or 100,000; `bytes` to 2 MiB
+//! (`giant-put`) or 10,000.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use bootstrap_guest::{Description, Error, Initialiser, Parameters, Params, ParamsError};
-use bootstrap_guest::{bail, config, export_initialiser, info, log};
+use bootstrap_guest::config::ConfigEntry;
+use bootstrap_guest::{
+    Description, Error, HostError, Initialiser, Parameters, Params, ParamsError,
+};
+use bootstrap_guest::{bail, config, export_initialiser, http, info, log};
 use serde::Deserialize;
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
@@ -42,6 +56,13 @@ enum Mode {
     Env,
     WriteSystem,
     WriteOther,
+    LogFlood,
+    GiantPut,
+    ManyKeys,
+    PutLoop,
+    ReadSystem,
+    Connect,
+    HttpGet,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +72,11 @@ struct Settings {
     workspace: Option<String>,
     #[serde(default = "default_key")]
     key: String,
+    lines: Option<usize>,
+    bytes: Option<usize>,
+    address: Option<String>,
+    #[serde(default)]
+    urls: Vec<String>,
 }
 
 fn default_key() -> String {
@@ -64,8 +90,16 @@ impl Parameters for Settings {
                 "path",
                 "required by read-file and write-file",
             )),
-            Mode::WriteOther if self.workspace.is_none() => {
-                Err(ParamsError::new("workspace", "required by write-other"))
+            Mode::WriteOther | Mode::GiantPut | Mode::ManyKeys | Mode::PutLoop
+                if self.workspace.is_none() =>
+            {
+                Err(ParamsError::new(
+                    "workspace",
+                    "required by write-other, giant-put, many-keys and put-loop",
+                ))
+            }
+            Mode::Connect if self.address.is_none() => {
+                Err(ParamsError::new("address", "required by connect"))
             }
             _ => Ok(()),
         }
@@ -124,8 +158,122 @@ impl Initialiser for Hostile {
                     new_flag,
                 )?)
             }
+            Mode::LogFlood => flood_log(
+                settings.lines.unwrap_or(100_000),
+                settings.bytes.unwrap_or(10_000),
+            ),
+            Mode::GiantPut => {
+                let value = "x".repeat(settings.bytes.unwrap_or(2 << 20));
+                let workspace = settings.workspace.unwrap_or_default();
+                Ok(config::put(
+                    &workspace,
+                    &[ConfigEntry::new("hostile", &settings.key, value)],
+                )?)
+            }
+            Mode::ManyKeys => put_many_keys(
+                &settings.workspace.unwrap_or_default(),
+                settings.lines.unwrap_or(1_000_000),
+            ),
+            Mode::PutLoop => put_loop(
+                &settings.workspace.unwrap_or_default(),
+                settings.bytes.unwrap_or(10_000),
+            ),
+            Mode::ReadSystem => read_system(),
+            Mode::Connect => {
+                let address = settings.address.unwrap_or_default();
+                match std::net::TcpStream::connect(&address) {
+                    Ok(_) => bail!("connected to {address}"),
+                    Err(error) => bail!("cannot connect to {address}: {error}"),
+                }
+            }
+            Mode::HttpGet => http_get(&settings.urls),
         }
     }
+}
+
+fn flood_log(lines: usize, bytes: usize) -> Result<(), Error> {
+    let padding = "x".repeat(bytes);
+    for i in 0..lines {
+        let line = format!("flood line {i} {padding}");
+        match i % 3 {
+            0 => log::info(&line),
+            1 => println!("{line}"),
+            _ => eprintln!("{line}"),
+        }
+    }
+    bail!("sent {lines} lines of {bytes} bytes to the log")
+}
+
+/// One `config.put` of `count` entries, built as cheaply as the guest can (straight into the
+/// WIT's own records, empty types and values), so that the guest itself stays small.
+fn put_many_keys(workspace: &str, count: usize) -> Result<(), Error> {
+    use bootstrap_guest::bindings::trustgraph::bootstrap::{config as host, types};
+    let entries: Vec<types::ConfigEntry> = (0..count)
+        .map(|i| types::ConfigEntry {
+            type_: String::new(),
+            key: i.to_string(),
+            value: String::new(),
+        })
+        .collect();
+    host::put(workspace, &entries).map_err(HostError::from)?;
+    bail!("the host took {count} entries in one put")
+}
+
+fn put_loop(workspace: &str, bytes: usize) -> Result<(), Error> {
+    let value = "x".repeat(bytes);
+    for i in 0usize.. {
+        let entry = ConfigEntry::new("hostile", format!("k{i}"), value.as_str());
+        if let Err(error) = config::put(workspace, &[entry]) {
+            bail!("put {i} values of {bytes} bytes, then: {error}");
+        }
+    }
+    unreachable!()
+}
+
+fn read_system() -> Result<(), Error> {
+    let outcomes = [
+        (
+            "config.get",
+            config::get("__system__", "init-state", "probe").map(|v| format!("{v:?}")),
+        ),
+        (
+            "config.get-values",
+            config::get_values("__system__", "init-state").map(|v| format!("{v:?}")),
+        ),
+        (
+            "config.get-workspace",
+            config::get_workspace("__system__").map(|v| format!("{v:?}")),
+        ),
+    ];
+    let read: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(call, outcome)| Some(format!("{call} read {}", outcome.as_ref().ok()?)))
+        .collect();
+    if !read.is_empty() {
+        bail!("{}", read.join("; "));
+    }
+    let errors: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(call, outcome)| Some(format!("{call}: {}", outcome.as_ref().err()?)))
+        .collect();
+    bail!("could not read __system__: {}", errors.join("; "))
+}
+
+fn http_get(urls: &[String]) -> Result<(), Error> {
+    let mut failed = 0;
+    for url in urls {
+        match http::get(url, Duration::from_secs(5)) {
+            Ok(response) => info!("GET {url}: {} {}", response.status, response.text()),
+            Err(error) => {
+                failed += 1;
+                info!("GET {url}: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} requests failed", urls.len());
+    }
+    Ok(())
 }
 
 fn spin() -> ! {
