@@ -11,7 +11,7 @@ demo state="target/demo.redb": setup
 
 # Every test: unit, end-to-end and doc tests.
 test: setup
-    cargo test --workspace
+    cargo test --workspace && cargo test --manifest-path initialisers/Cargo.toml
 
 # Build the core initialisers' components on their own.
 initialisers:
@@ -20,3 +20,23 @@ initialisers:
 # What CI runs.
 ci:
     .ci/run
+
+# Build the example initialiser (initialisers/examples/) in one language: rust, python, js or c.
+example language:
+    initialisers/examples/{{language}}/build.sh
+
+# Build the Rust example (the guest SDK, cargo).
+example-rust: (example "rust")
+
+# Build the Python example (componentize-py, in a virtualenv of its own).
+example-python: (example "python")
+
+# Build the JavaScript example (componentize-js, from npm).
+example-js: (example "js")
+
+# Build the C example (wit-bindgen-cli, Debian's clang).
+example-c: (example "c")
+
+# Each guest language's component size, compile time and call time (docs/authoring.md).
+bench-guests:
+    cargo bench -p bootstrap-wasm --bench guests
