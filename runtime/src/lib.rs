@@ -11,7 +11,8 @@
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
 //! - [`reconcile`] is the loop that brings each one to its configured flag;
-//! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`).
+//! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`);
+//! - [`scaffold`] writes a new initialiser project for an author (`bootstrap-wasm new`).
 //!
 //! The binary (`main.rs`) is a thin command line over this library.
 
@@ -25,6 +26,7 @@ pub mod integrity;
 pub mod policy;
 pub mod reconcile;
 pub mod sandbox;
+pub mod scaffold;
 pub mod services;
 
 pub use init_file::{ConfigError, InitFile};

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bootstrap_wasm::check::Report;
+use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
@@ -54,6 +55,15 @@ enum Command {
         /// Print only this workspace, as {type: {key: value}}.
         #[arg(long)]
         workspace: Option<String>,
+    },
+    /// Write a ready-to-build initialiser project in NAME/: its source, the WIT, build.sh
+    /// and dev.yaml (which runs it on the embedded backend).
+    New {
+        /// The initialiser's language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// The project's name: its directory, crate or package, initialiser and workspace.
+        name: String,
     },
 }
 
@@ -199,6 +209,7 @@ fn main() -> ExitCode {
             Some(Command::Check { init_file, format }) => check(&init_file, format).await,
             Some(Command::Dump { state, workspace }) => dump(&state, workspace.as_deref()),
             Some(Command::Status { init_file, backend }) => status(&init_file, &backend).await,
+            Some(Command::New { lang, name }) => new(lang, &name),
             None => run(cli.run).await,
         }
     });
@@ -281,6 +292,19 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         println!("{:width$}  {:12}  {:12}  {state}", row.name, row.configured.to_stored(), stored);
     }
     Ok(if rows.iter().any(|row| row.pending()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn new(lang: scaffold::Lang, name: &str) -> Result<ExitCode, Failure> {
+    match scaffold::create(lang, name, Path::new("")) {
+        Ok(dir) => {
+            print!("{}", scaffold::next_steps(lang, name, &dir));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ (scaffold::ScaffoldError::BadName(_) | scaffold::ScaffoldError::Exists(_))) => {
+            Err(Failure::Config(error.to_string()))
+        }
+        Err(error) => Err(Failure::Runtime(error.into())),
+    }
 }
 
 fn dump(state: &Path, workspace: Option<&str>) -> Result<ExitCode, Failure> {
