@@ -151,3 +151,33 @@ fn the_embedded_backend_needs_a_state_file() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--pubsub-backend embedded needs --state"), "{}", stderr(&output));
 }
+
+#[test]
+fn json_logs_carry_the_initialiser_and_run_id_on_every_line_of_a_run() {
+    let scratch = Scratch::new();
+    let init = support::repo().join("examples/init.yaml");
+    let output = scratch.once_command(&init).args(["--log-format", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines: Vec<Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let run_of = |text: &str| {
+        let line = lines
+            .iter()
+            .find(|line| line["fields"]["message"].as_str().is_some_and(|m| m.contains(text)))
+            .unwrap_or_else(|| panic!("no line with {text:?}"));
+        (line["span"]["initialiser"].as_str().unwrap().to_owned(), line["span"]["run_id"].as_u64().unwrap())
+    };
+    // The guest's own log line and the runtime's lines of the same run share the run id.
+    let (seeded_by, seed_run) = run_of("Template seeded");
+    assert_eq!(seeded_by, "template-seed");
+    let (_, populated_run) = run_of("populated with");
+    assert_ne!(seed_run, populated_run, "two runs share a run id");
+    let completed: Vec<u64> = lines
+        .iter()
+        .filter(|line| line["fields"]["message"].as_str().is_some_and(|m| m.starts_with("completed")))
+        .map(|line| line["span"]["run_id"].as_u64().unwrap())
+        .collect();
+    assert!(completed.contains(&seed_run) && completed.contains(&populated_run), "{completed:?}");
+}

@@ -90,6 +90,15 @@ struct RunArgs {
     /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where config-svc and flow-svc are: upstream's flags and environment variables.
@@ -202,7 +211,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `check` prints its report on stdout; its log (on stderr) carries only what needs a look.
     let log_level = if matches!(cli.command, Some(Command::Check { .. })) { "warn" } else { &cli.run.log_level };
-    init_logging(log_level);
+    init_logging(log_level, cli.run.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -226,11 +235,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logger.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // The current span (a run: initialiser, run_id) under `span`, beside the event's fields.
+        LogFormat::Json => logger.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, Failure> {

@@ -17,7 +17,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tracing::Instrument;
 
 use crate::flag::Flag;
 use crate::init_file::InitFile;
@@ -148,14 +151,18 @@ impl Reconciler {
                 outcomes[index] = Some(Outcome::RanUnrecorded);
                 continue;
             }
-            let outcome = match run_one(init, &services, old_flag).await {
-                Err(failure) => Outcome::Failed(failure),
-                Ok(()) if stored.is_ok() => store_flag(config, init).await,
-                Ok(()) => {
-                    self.unrecorded.insert(index, init.flag.clone());
-                    Outcome::RanUnrecorded
+            let outcome = async {
+                match run_one(init, &services, old_flag).await {
+                    Err(failure) => Outcome::Failed(failure),
+                    Ok(()) if stored.is_ok() => store_flag(config, init).await,
+                    Ok(()) => Outcome::RanUnrecorded,
                 }
-            };
+            }
+            .instrument(run_span(init))
+            .await;
+            if outcome == Outcome::RanUnrecorded {
+                self.unrecorded.insert(index, init.flag.clone());
+            }
             outcomes[index] = Some(outcome);
         }
 
@@ -195,10 +202,14 @@ impl Reconciler {
                 outcomes[index] = Some(Outcome::Skipped);
                 continue;
             }
-            let outcome = match run_one(init, &services, old_flag).await {
-                Ok(()) => store_flag(config, init).await,
-                Err(failure) => Outcome::Failed(failure),
-            };
+            let outcome = async {
+                match run_one(init, &services, old_flag).await {
+                    Ok(()) => store_flag(config, init).await,
+                    Err(failure) => Outcome::Failed(failure),
+                }
+            }
+            .instrument(run_span(init))
+            .await;
             outcomes[index] = Some(outcome);
         }
         self.report(true, outcomes)
@@ -245,6 +256,15 @@ pub async fn status(file: &InitFile, services: &dyn Services) -> Result<Vec<Stat
 pub async fn read_flags(config: ConfigClient<'_>) -> Result<HashMap<String, Flag>, ServiceError> {
     let values = config.values(SYSTEM_WORKSPACE, INIT_STATE_TYPE).await?;
     Ok(values.into_iter().map(|(name, stored)| (name, Flag::from_stored(&stored))).collect())
+}
+
+/// Numbers this process's runs, so that the lines of one run can be told apart.
+static RUN_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// The span of one run: every line logged while it lasts (the runtime's, the guest's own log
+/// calls and its stdout/stderr, storing its flag) carries the initialiser's name and the run id.
+fn run_span(init: &Initialiser) -> tracing::Span {
+    tracing::info_span!("run", initialiser = %init.name, run_id = RUN_IDS.fetch_add(1, Ordering::Relaxed))
 }
 
 async fn run_one(init: &Initialiser, services: &Arc<dyn Services>, old_flag: Option<&Flag>) -> Result<(), String> {
