@@ -181,3 +181,56 @@ fn json_logs_carry_the_initialiser_and_run_id_on_every_line_of_a_run() {
         .collect();
     assert!(completed.contains(&seed_run) && completed.contains(&populated_run), "{completed:?}");
 }
+
+#[test]
+fn sigterm_stops_the_running_guest_stores_nothing_and_exits_0() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let scratch = Scratch::new();
+    let mut spinner = entry("spinner", "hostile", json!({"mode": "spin"}));
+    spinner["limits"] = json!({"fuel": 1_000_000_000_000_u64, "timeout": "10m"});
+    let init = scratch.init_file(&[spinner]);
+    let mut child = bin()
+        .arg("-c")
+        .arg(&init)
+        .args(["--pubsub-backend", "embedded", "--state"])
+        .arg(scratch.state())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait until the guest is running (bounded only so that a broken build cannot hang the suite).
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            if line.contains("running (old_flag=none") {
+                let _ = started_tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    started.recv_timeout(Duration::from_secs(120)).expect("the guest never started");
+
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > give_up {
+            child.kill().unwrap();
+            panic!("still running long after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert_eq!(support::stored_flags(&scratch.dump()), Value::Null, "a flag was stored for a stopped run");
+}
