@@ -234,3 +234,28 @@ fn sigterm_stops_the_running_guest_stores_nothing_and_exits_0() {
     assert!(log.contains("shutting down"), "{log}");
     assert_eq!(support::stored_flags(&scratch.dump()), Value::Null, "a flag was stored for a stopped run");
 }
+
+#[test]
+fn compiled_components_are_cached_and_loaded_on_the_next_start() {
+    let scratch = Scratch::new();
+    let cache = scratch.path("compiled");
+    let init = support::repo().join("examples/init.yaml");
+    let start = || {
+        let output = scratch
+            .once_command(&init)
+            .arg("--compile-cache")
+            .arg(&cache)
+            .args(["--log-level", "bootstrap_wasm=debug"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let first = start();
+    assert!(!first.contains("from the cache"), "{first}");
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(cached.len(), 3, "one artefact per builtin: {cached:?}");
+
+    let second = start();
+    assert_eq!(second.matches("loaded a compiled component from the cache").count(), 3, "{second}");
+}

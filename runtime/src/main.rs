@@ -38,6 +38,8 @@ enum Command {
         /// `text` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Show each initialiser's configured flag, stored flag and whether it is pending.
     Status {
@@ -90,9 +92,37 @@ struct RunArgs {
     /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set.
     #[arg(long, default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// `text` for people, `json` (one object per line) for log collectors.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Where compiled components are kept between starts.
+#[derive(Args)]
+struct CacheArgs {
+    /// The compile cache (default: $XDG_CACHE_HOME/bootstrap-wasm, else ~/.cache/bootstrap-wasm).
+    /// It must be the operator's own: what it holds is loaded as native code.
+    #[arg(long, env = "BOOTSTRAP_WASM_CACHE", value_name = "DIR")]
+    compile_cache: Option<PathBuf>,
+    /// Compile every component at every start.
+    #[arg(long, conflicts_with = "compile_cache")]
+    no_compile_cache: bool,
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_compile_cache {
+            return None;
+        }
+        self.compile_cache.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("bootstrap-wasm"))
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -215,7 +245,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Some(Command::Check { init_file, format }) => check(&init_file, format).await,
+            Some(Command::Check { init_file, format, cache }) => check(&init_file, format, &cache).await,
             Some(Command::Dump { state, workspace }) => dump(&state, workspace.as_deref()),
             Some(Command::Status { init_file, backend }) => status(&init_file, &backend).await,
             Some(Command::New { lang, name }) => new(lang, &name),
@@ -250,7 +280,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let Some(init_path) = args.init_file else {
         return Err(Failure::Config("no init file: give one with -c FILE".into()));
     };
-    let (_, initialisers) = prepare(&init_path).await?;
+    let (_, initialisers) = prepare(&init_path, &args.cache).await?;
     tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
 
     let services = args.backend.open()?;
@@ -272,16 +302,19 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 /// Everything start-up checks before it touches a service: the init file, pins, components,
 /// `describe` and `validate`. `run` and `check` share it, so `check` passes exactly when a
 /// start-up would.
-async fn prepare(init_path: &Path) -> Result<(InitFile, Vec<Initialiser>), Failure> {
+async fn prepare(init_path: &Path, cache: &CacheArgs) -> Result<(InitFile, Vec<Initialiser>), Failure> {
     let init_file = InitFile::load(init_path)?;
-    let sandbox = Sandbox::new().context("starting the sandbox")?;
+    let mut sandbox = Sandbox::new().context("starting the sandbox")?;
+    if let Some(dir) = cache.dir() {
+        sandbox = sandbox.with_compile_cache(dir);
+    }
     let initialisers = Initialiser::prepare_all(&init_file, &sandbox).await?;
     Ok((init_file, initialisers))
 }
 
 /// `check`: the start-up checks, then the review of every initialiser. Exit 0 when valid.
-async fn check(init_path: &Path, format: Format) -> Result<ExitCode, Failure> {
-    let (init_file, initialisers) = prepare(init_path).await?;
+async fn check(init_path: &Path, format: Format, cache: &CacheArgs) -> Result<ExitCode, Failure> {
+    let (init_file, initialisers) = prepare(init_path, cache).await?;
     let report = Report::new(&init_file, &initialisers);
     match format {
         Format::Text => print!("{report}"),

@@ -7,12 +7,14 @@
 //! grants ([`run`]). Nothing survives from one call to the next.
 
 pub(crate) mod bindings;
+mod cache;
 mod files;
 mod guest_output;
 mod http;
 mod memory;
 mod run;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasData, Linker};
@@ -45,6 +47,7 @@ pub struct SandboxError(String);
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
+    cache: Option<cache::CompileCache>,
 }
 
 /// A component checked against our world and pre-linked, ready to instantiate cheaply.
@@ -76,13 +79,24 @@ impl Sandbox {
         link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
         start_epoch_ticker(&engine);
-        Ok(Self { engine, linker })
+        Ok(Self { engine, linker, cache: None })
     }
 
-    /// Compile `bytes` (a component binary) and check it against our world.
+    /// Keep compiled components in `dir` and load them from there on later starts, instead of
+    /// compiling them again (see the `cache` module for what this trusts).
+    pub fn with_compile_cache(mut self, dir: PathBuf) -> Self {
+        self.cache = Some(cache::CompileCache::new(dir, &self.engine));
+        self
+    }
+
+    /// Compile `bytes` (a component binary), or load it from the compile cache, and check it
+    /// against our world.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
+        let component = match &self.cache {
+            Some(cache) => cache.component(&self.engine, bytes),
+            None => Component::new(&self.engine, bytes),
+        };
+        let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
         let pre = InitialiserComponentPre::new(pre).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
         Ok(LoadedComponent { pre })
