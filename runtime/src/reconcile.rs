@@ -111,10 +111,6 @@ impl Reconciler {
         Self { initialisers, services, cadence, unrecorded: HashMap::new() }
     }
 
-    pub fn initialisers(&self) -> &[Initialiser] {
-        &self.initialisers
-    }
-
     /// Wake, sleep as the wake says, and repeat until `shutdown` resolves.
     pub async fn run_until(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);

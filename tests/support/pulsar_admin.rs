@@ -3,7 +3,7 @@
 //! API, so the tests serve this on a free loopback port. Plain HTTP/1.1, one request per
 //! connection.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -47,10 +47,6 @@ impl PulsarAdmin {
     /// The body each namespace was created with.
     pub fn namespace_body(&self, name: &str) -> Option<String> {
         self.state.lock().unwrap().namespaces.get(name).cloned()
-    }
-
-    pub fn tenants(&self) -> BTreeSet<String> {
-        self.state.lock().unwrap().tenants.keys().cloned().collect()
     }
 
     pub fn request_count(&self) -> usize {
