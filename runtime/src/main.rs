@@ -3,6 +3,7 @@
 //! `check`), 1 not converged or failed, 2 a configuration error (bad arguments, init file,
 //! pin, component or params).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -361,8 +362,11 @@ fn dump(state: &Path, workspace: Option<&str>) -> Result<ExitCode, Failure> {
         EmbeddedServices::open(state).map_err(|e| Failure::Config(format!("--state {}: {e}", state.display())))?;
     let tree = services.dump(workspace).map_err(|e| Failure::Config(format!("--state {}: {e}", state.display())))?;
     let json = serde_json::to_string_pretty(&tree).context("printing the store")?;
-    println!("{json}");
-    Ok(ExitCode::SUCCESS)
+    // A reader that stops early (`dump | head`) is not an error.
+    match writeln!(std::io::stdout().lock(), "{json}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Runtime(e.into())),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
