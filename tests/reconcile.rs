@@ -280,3 +280,50 @@ async fn a_pre_gate_initialiser_runs_while_the_services_are_down_and_its_flag_is
     assert_eq!(steady.next_sleep(&cadence), cadence.steady_interval);
     assert_eq!(admin.request_count(), requests, "the topology ran again once recorded");
 }
+
+/// The embedded backend, counting the requests that reach it and which of them read a whole
+/// workspace, by workspace.
+struct Counted {
+    store: EmbeddedServices,
+    requests: std::sync::atomic::AtomicU64,
+    workspace_reads: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+#[async_trait]
+impl Services for Counted {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if request.operation == "config" {
+            *self.workspace_reads.lock().unwrap().entry(request.workspace.clone()).or_default() += 1;
+        }
+        self.store.config(request).await
+    }
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.store.flow(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_wake_reads_the_template_once_for_every_tenant_and_a_steady_wake_sends_two_requests() {
+    let scratch = Scratch::new();
+    let mut entries = vec![core_entries(&example_seed()).remove(0)];
+    for tenant in ["t1", "t2", "t3"] {
+        entries.push(json!({"builtin": "workspace-init", "name": format!("init-{tenant}"), "flag": "v1",
+                            "params": {"workspace": tenant}}));
+    }
+    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+    let services =
+        Arc::new(Counted { store, requests: Default::default(), workspace_reads: Default::default() });
+    let mut loop_ = reconciler(&scratch.init_file(&entries), services.clone()).await;
+
+    let first = loop_.wake().await;
+    assert!(first.converged(), "{first:?}");
+    assert_eq!(services.workspace_reads.lock().unwrap().get("__template__"), Some(&1));
+    assert_eq!(first.requests, services.requests.load(Ordering::Relaxed));
+
+    let second = loop_.wake().await;
+    assert!(second.converged(), "{second:?}");
+    assert_eq!(second.requests, 2, "getvalues of the flags, and list-blueprints for the gate");
+    assert_eq!(services.requests.load(Ordering::Relaxed), first.requests + 2);
+}

@@ -26,7 +26,7 @@ use crate::flag::Flag;
 use crate::init_file::InitFile;
 use crate::initialiser::Initialiser;
 use crate::policy::SYSTEM_WORKSPACE;
-use crate::services::{ConfigClient, FlowClient, ServiceError, Services};
+use crate::services::{ConfigClient, FlowClient, ServiceError, Services, WakeReadCache};
 
 /// The config type under which flags are stored, one key per initialiser.
 pub const INIT_STATE_TYPE: &str = "init-state";
@@ -74,6 +74,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WakeReport {
     pub gate_open: bool,
+    /// Requests the wake sent to config-svc and flow-svc (reads repeated within the wake are
+    /// answered by [`WakeReadCache`] and not counted).
+    pub requests: u64,
     /// One entry per initialiser, in file order.
     pub outcomes: Vec<(Arc<str>, Outcome)>,
 }
@@ -99,7 +102,7 @@ impl WakeReport {
 /// The loop's state: the initialisers, the services, and pre-gate successes not yet recorded.
 pub struct Reconciler {
     initialisers: Vec<Initialiser>,
-    services: Arc<dyn Services>,
+    services: Arc<WakeReadCache>,
     cadence: Cadence,
     /// Pre-gate initialisers that succeeded while config-svc was down, by index, with the flag
     /// to record once it answers.
@@ -108,7 +111,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(initialisers: Vec<Initialiser>, services: Arc<dyn Services>, cadence: Cadence) -> Self {
-        Self { initialisers, services, cadence, unrecorded: HashMap::new() }
+        Self { initialisers, services: Arc::new(WakeReadCache::new(services)), cadence, unrecorded: HashMap::new() }
     }
 
     /// Wake, sleep as the wake says, and repeat until `shutdown` resolves.
@@ -120,7 +123,7 @@ impl Reconciler {
                 () = &mut shutdown => return,
             };
             let sleep = report.next_sleep(&self.cadence);
-            tracing::info!(gate_open = report.gate_open, converged = report.converged(), "wake done; next in {sleep:?}");
+            tracing::info!("next wake in {sleep:?}");
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = &mut shutdown => return,
@@ -130,7 +133,8 @@ impl Reconciler {
 
     /// One wake.
     pub async fn wake(&mut self) -> WakeReport {
-        let services = self.services.clone();
+        self.services.begin_wake();
+        let services: Arc<dyn Services> = self.services.clone();
         let config = ConfigClient(services.as_ref());
         let mut stored = read_flags(config).await;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; self.initialisers.len()];
@@ -218,7 +222,9 @@ impl Reconciler {
             .zip(outcomes)
             .map(|(init, outcome)| (init.name.clone(), outcome.unwrap_or(Outcome::Waiting)))
             .collect();
-        WakeReport { gate_open, outcomes }
+        let report = WakeReport { gate_open, requests: self.services.requests_sent(), outcomes };
+        tracing::info!(gate_open, converged = report.converged(), requests = report.requests, "wake done");
+        report
     }
 }
 

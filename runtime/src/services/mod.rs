@@ -9,12 +9,14 @@ pub mod backend;
 pub mod broker;
 pub mod clients;
 pub mod embedded;
+pub mod read_cache;
 pub mod wire;
 
 use async_trait::async_trait;
 
 pub use backend::Backend;
 pub use clients::{ConfigClient, FlowClient};
+pub use read_cache::WakeReadCache;
 
 pub use wire::{
     ConfigKey, ConfigRequest, ConfigResponse, ConfigValue, FlowRequest, FlowResponse, WireError,

@@ -1,0 +1,191 @@
+//! A per-wake read cache in front of the services: what one wake has read, it does not ask for
+//! again, until it writes there itself.
+//!
+//! Thousands of initialisers often read the same thing: every WorkspaceInit reads the whole
+//! `__template__` workspace. Without a cache each of them costs a round trip and the service a
+//! full workspace read; with it, a wake reads the template once. The cache is a [`Services`]
+//! decorator, so neither the loop nor the host functions know it is there:
+//! - config-svc reads (`get`, `list`, `getvalues`, `config`) are answered from the cache when
+//!   the same request was answered earlier in this wake; errors are never kept;
+//! - every write (config `put` and `delete`, and every flow-svc operation other than a read,
+//!   since flow-svc writes config in its workspace) drops what was cached for its workspace
+//!   *before* it is sent, so a write whose outcome is unknown cannot leave a stale answer;
+//! - [`WakeReadCache::begin_wake`] empties the cache: what other writers (TrustGraph itself, an
+//!   operator) changed between wakes is seen by the next wake.
+//!
+//! Within a wake the runtime is taken to be the only writer of what its initialisers read; a
+//! change made by someone else during a wake is seen on the next one. It also counts the
+//! requests that reach the services, which the wake reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use super::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
+
+/// config-svc operations that only read.
+const CONFIG_READS: [&str; 4] = ["get", "list", "getvalues", "config"];
+/// flow-svc operations that only read; every other one may write config in its workspace.
+const FLOW_READS: [&str; 4] = ["list-blueprints", "get-blueprint", "list-flows", "get-flow"];
+
+/// The services, with reads remembered for the length of one wake.
+pub struct WakeReadCache {
+    inner: Arc<dyn Services>,
+    /// Answers by workspace, then by request.
+    answers: Mutex<HashMap<String, Vec<(ConfigRequest, ConfigResponse)>>>,
+    /// Requests that reached the services since the wake began.
+    sent: AtomicU64,
+}
+
+impl WakeReadCache {
+    pub fn new(inner: Arc<dyn Services>) -> Self {
+        Self { inner, answers: Mutex::new(HashMap::new()), sent: AtomicU64::new(0) }
+    }
+
+    /// Forget every answer and restart the request count: a new wake reads afresh.
+    pub fn begin_wake(&self) {
+        self.answers().clear();
+        self.sent.store(0, Ordering::Relaxed);
+    }
+
+    /// Requests sent to the services since [`begin_wake`](Self::begin_wake).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn answers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(ConfigRequest, ConfigResponse)>>> {
+        // A panic while holding the lock cannot leave the map inconsistent; carry on with it.
+        self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cached(&self, request: &ConfigRequest) -> Option<ConfigResponse> {
+        let answers = self.answers();
+        let in_workspace = answers.get(&request.workspace)?;
+        in_workspace.iter().find(|(asked, _)| asked == request).map(|(_, answer)| answer.clone())
+    }
+
+    fn forget_workspace(&self, workspace: &str) {
+        self.answers().remove(workspace);
+    }
+}
+
+#[async_trait]
+impl Services for WakeReadCache {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        let is_read = CONFIG_READS.contains(&request.operation.as_str());
+        if is_read {
+            if let Some(answer) = self.cached(&request) {
+                return Ok(answer);
+            }
+        } else {
+            self.forget_workspace(&request.workspace);
+        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let answer = self.inner.config(request.clone()).await?;
+        if is_read {
+            let workspace = request.workspace.clone();
+            self.answers().entry(workspace).or_default().push((request, answer.clone()));
+        }
+        Ok(answer)
+    }
+
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        if !FLOW_READS.contains(&request.operation.as_str()) {
+            self.forget_workspace(&request.workspace);
+        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.flow(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::ConfigClient;
+    use crate::services::embedded::EmbeddedServices;
+
+    fn cache() -> (tempfile::TempDir, WakeReadCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        (dir, WakeReadCache::new(Arc::new(store)))
+    }
+
+    fn entry(kind: &str, key: &str, value: &str) -> (String, String, String) {
+        (kind.into(), key.into(), value.into())
+    }
+
+    #[tokio::test]
+    async fn a_repeated_read_is_answered_once_per_wake() {
+        let (_dir, cache) = cache();
+        let config = ConfigClient(&cache);
+        config.put("__template__", vec![entry("prompt", "a", "\"x\"")]).await.unwrap();
+        cache.begin_wake();
+        let first = config.workspace("__template__").await.unwrap();
+        let second = config.workspace("__template__").await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(cache.requests_sent(), 1);
+
+        cache.begin_wake();
+        config.workspace("__template__").await.unwrap();
+        assert_eq!(cache.requests_sent(), 1, "a new wake reads afresh");
+    }
+
+    #[tokio::test]
+    async fn a_write_drops_what_was_read_in_its_workspace_only() {
+        let (_dir, cache) = cache();
+        let config = ConfigClient(&cache);
+        config.get("w", "prompt", "a").await.unwrap();
+        config.get("other", "prompt", "a").await.unwrap();
+        config.put("w", vec![entry("prompt", "a", "\"new\"")]).await.unwrap();
+
+        assert_eq!(config.get("w", "prompt", "a").await.unwrap().as_deref(), Some("\"new\""));
+        config.get("other", "prompt", "a").await.unwrap();
+        assert_eq!(cache.requests_sent(), 4, "2 reads, the put, the re-read of w; `other` cached");
+    }
+
+    #[tokio::test]
+    async fn flow_writes_drop_their_workspace_and_flow_reads_are_not_kept() {
+        let (_dir, cache) = cache();
+        let config = ConfigClient(&cache);
+        let flow = crate::services::FlowClient(&cache);
+        config.keys("w", "flow").await.unwrap();
+        flow.list_flows("w").await.unwrap();
+        flow.list_flows("w").await.unwrap();
+        flow.put_blueprint("w", "bp", "{}").await.unwrap();
+        config.keys("w", "flow").await.unwrap();
+        assert_eq!(cache.requests_sent(), 5);
+    }
+
+    /// Answers `get` with an error the first time, then from the embedded store.
+    struct FailsOnce {
+        store: EmbeddedServices,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Services for FailsOnce {
+        async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+            if !self.failed.swap(true, Ordering::Relaxed) {
+                return Err(ServiceError::Unavailable("down".into()));
+            }
+            self.store.config(request).await
+        }
+        async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+            self.store.flow(request).await
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let cache = WakeReadCache::new(Arc::new(FailsOnce { store, failed: Default::default() }));
+        let config = ConfigClient(&cache);
+        assert!(config.get("w", "prompt", "a").await.is_err());
+        assert_eq!(config.get("w", "prompt", "a").await.unwrap(), None);
+        assert_eq!(cache.requests_sent(), 2);
+    }
+}
