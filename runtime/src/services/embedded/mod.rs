@@ -8,6 +8,7 @@
 
 mod config_svc;
 mod flow_svc;
+mod group_commit;
 mod python_json;
 mod store;
 

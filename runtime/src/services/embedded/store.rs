@@ -4,15 +4,20 @@
 //! It plays the part of upstream's Cassandra `config` and `version` tables
 //! (`trustgraph/tables/config.py`). Reads see one consistent snapshot ([`Snapshot`]); every
 //! write is one redb write transaction ([`ConfigStore::update`]), so a multi-key put or delete
-//! lands whole or not at all, and once it returns it survives a crash (redb's default
-//! `Durability::Immediate` commit). The version is bumped inside that same transaction, so a
-//! reader never sees new data with an old version or the reverse.
+//! lands whole or not at all. It is durable within 200 ms, or when the store is closed: writes
+//! are synced to disk in groups, and a crash loses at most the last of them, never an earlier
+//! write while keeping a later one (see [`group_commit`](super::group_commit)). The version is
+//! bumped inside the same transaction as the write, so a reader never sees new data with an
+//! old version or the reverse.
 //!
 //! redb locks the file for its one writer: a second process opening the same path gets
 //! [`StoreError::Locked`] instead of corrupting it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::group_commit::GroupCommit;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -68,13 +73,15 @@ storage_error_from!(
     redb::StorageError,
     redb::TransactionError,
     redb::TableError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// The config store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct ConfigStore {
-    db: redb::Database,
+    db: Arc<redb::Database>,
     path: PathBuf,
+    pub(super) group_commit: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for ConfigStore {
@@ -102,7 +109,14 @@ impl ConfigStore {
         txn.open_table(META).map_err(|err| table_error(path, err))?;
         txn.commit().map_err(|err| open_failed(err.into()))?;
 
-        Ok(Self { db, path: path.to_owned() })
+        let db = Arc::new(db);
+        let group_commit = GroupCommit::start(Arc::downgrade(&db));
+        Ok(Self { db, path: path.to_owned(), group_commit })
+    }
+
+    /// Make every write so far durable now (they all are within 200 ms anyway).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.group_commit.sync(&self.db).map_err(StoreError::Storage)
     }
 
     /// The file this store lives in.
@@ -212,7 +226,8 @@ impl ConfigStore {
     where
         E: From<StoreError>,
     {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
+        txn.set_durability(redb::Durability::None).map_err(StoreError::from)?;
         let (outcome, wrote) = {
             let entries = txn.open_table(ENTRIES).map_err(StoreError::from)?;
             let meta = txn.open_table(META).map_err(StoreError::from)?;
@@ -226,11 +241,20 @@ impl ConfigStore {
         match outcome {
             Ok(value) if wrote => {
                 txn.commit().map_err(StoreError::from)?;
+                self.group_commit.wrote();
                 Ok(value)
             }
             // Nothing to commit, or the body refused: dropping the transaction aborts it.
             Ok(value) => Ok(value),
             Err(err) => Err(err),
+        }
+    }
+}
+
+impl Drop for ConfigStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.group_commit.close(&self.db) {
+            tracing::error!("config store {}: the last writes could not be made durable: {error}", self.path.display());
         }
     }
 }
