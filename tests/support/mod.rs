@@ -123,6 +123,23 @@ const PEAK_RSS_JOB: &str = "BOOTSTRAP_WASM_TEST_PEAK_RSS_JOB";
 /// this test binary run again for its test `peak_rss_parent` alone (see [`peak_rss_parent`]),
 /// which waits for it and leaves its output, status and peak in a scratch directory.
 pub fn output_and_peak_rss(command: &Command) -> (Output, u64) {
+    let (output, usage) = output_and_usage(command);
+    (output, usage.peak_rss_kib)
+}
+
+/// What a process run by [`output_and_usage`] cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// From spawn to exit.
+    pub wall: std::time::Duration,
+    /// User plus system time.
+    pub cpu: std::time::Duration,
+    /// Peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Run `command` to completion, as [`output_and_peak_rss`] does, and return what it cost.
+pub fn output_and_usage(command: &Command) -> (Output, Usage) {
     let dir = tempfile::tempdir().unwrap();
     let text = |s: &std::ffi::OsStr| s.to_str().unwrap().to_owned();
     let job = serde_json::json!({
@@ -144,7 +161,16 @@ pub fn output_and_peak_rss(command: &Command) -> (Output, u64) {
         stdout: read("stdout"),
         stderr: read("stderr"),
     };
-    (output, u64::try_from(number("peak_rss")).unwrap())
+    let micros = |name: &str| std::time::Duration::from_micros(u64::try_from(number(name)).unwrap());
+    let usage =
+        Usage { wall: micros("wall_us"), cpu: micros("cpu_us"), peak_rss_kib: u64::try_from(number("peak_rss")).unwrap() };
+    (output, usage)
+}
+
+/// Whether this process was started as the measuring parent of [`output_and_usage`] (a bench
+/// without the test harness asks, and then calls [`peak_rss_parent`] and nothing else).
+pub fn is_measuring_parent() -> bool {
+    std::env::var_os(PEAK_RSS_JOB).is_some()
 }
 
 /// The measuring parent of [`output_and_peak_rss`]: when this test binary was started as one,
@@ -164,6 +190,7 @@ pub fn peak_rss_parent() {
         };
     }
     let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let started = std::time::Instant::now();
     #[allow(clippy::zombie_processes, reason = "reaped by wait4 below, which also reports its memory")]
     let child = command
         .env_remove(PEAK_RSS_JOB)
@@ -179,8 +206,12 @@ pub fn peak_rss_parent() {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(reaped, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    let wall = started.elapsed();
+    let micros = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
     std::fs::write(dir.join("status"), status.to_string()).unwrap();
     std::fs::write(dir.join("peak_rss"), usage.ru_maxrss.to_string()).unwrap();
+    std::fs::write(dir.join("wall_us"), wall.as_micros().to_string()).unwrap();
+    std::fs::write(dir.join("cpu_us"), (micros(usage.ru_utime) + micros(usage.ru_stime)).to_string()).unwrap();
 }
 
 pub fn stderr(output: &Output) -> String {

@@ -1,0 +1,243 @@
+//! Scale figures, printed: many tenants' initialisers converging, steady wakes, and the idle
+//! runtime.
+//!
+//! `cargo bench -p bootstrap-wasm --bench scale` (after `.ci/setup`; Pulsar through pulsar-lite
+//! and the tests' peer serving config-svc and flow-svc). Three parts:
+//! 1. one TemplateSeed plus, for each of N tenants, a WorkspaceInit (from the template) and a
+//!    DefaultFlowStart (1 + 2N initialisers), converged by the real binary with `--once` from a
+//!    fresh store and a warm compile cache, then a steady `--once` run: wall time, CPU, peak
+//!    memory and the requests of the wake, for N = 10, 100 and 1,000, on the embedded backend
+//!    and over Pulsar;
+//! 2. the CPU and time of one steady wake with 1,000 tenants (2,001 initialisers) in-process
+//!    on the embedded backend, through the public API;
+//! 3. the resident memory of the runtime idling in steady state with the core initialisers.
+//!
+//! See docs/performance.md.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
+use serde_json::{Value, json};
+use support::peer::{Behaviour, ServicePeer};
+use support::{Scratch, Usage};
+
+const TENANTS: [usize; 3] = [10, 100, 1000];
+const STEADY_WAKES: usize = 20;
+
+fn main() {
+    if support::is_measuring_parent() {
+        support::peak_rss_parent();
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+
+    println!("converging 1 + 2N initialisers with --once, then a steady --once (whole process, warm compile cache)");
+    println!(
+        "{:<10} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "backend", "N", "inits", "wall", "cpu", "peak", "requests", "wall", "cpu", "peak", "requests"
+    );
+    for tenants in TENANTS {
+        let scratch = Scratch::new();
+        let init = scratch.init_file(&entries(tenants));
+        warm_cache(&init, cache.path());
+        let run = || measure(scratch.once_command(&init).arg("--compile-cache").arg(cache.path()));
+        print_row("embedded", tenants, run(), run());
+    }
+    let pulsar = support::pulsar::PulsarLite::start();
+    for tenants in TENANTS {
+        let scratch = Scratch::new();
+        let init = scratch.init_file(&entries(tenants));
+        warm_cache(&init, cache.path());
+        let store = EmbeddedServices::open(&scratch.state()).unwrap();
+        let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
+        let peer = runtime.block_on(ServicePeer::start(
+            Arc::new(PulsarTransport::new(options)),
+            store,
+            Behaviour::default(),
+        ));
+        let run = || {
+            let mut command = support::bin();
+            command.arg("-c").arg(&init).args(["--pubsub-backend", "pulsar", "-p", &pulsar.url(), "--once"]);
+            measure(command.arg("--compile-cache").arg(cache.path()))
+        };
+        print_row("pulsar", tenants, run(), run());
+        drop(peer);
+    }
+    drop(pulsar);
+
+    println!();
+    steady_wake_in_process(&runtime, cache.path());
+    println!();
+    idle_memory(cache.path());
+}
+
+/// A TemplateSeed, then a WorkspaceInit and a DefaultFlowStart per tenant.
+fn entries(tenants: usize) -> Vec<Value> {
+    let mut entries = vec![json!({
+        "builtin": "template-seed", "name": "template-seed", "flag": "v1",
+        "params": {"config_file": support::example_seed()},
+    })];
+    for tenant in (0..tenants).map(|i| format!("tenant-{i:04}")) {
+        entries.push(json!({
+            "builtin": "workspace-init", "name": format!("{tenant}-init"), "flag": "v1",
+            "params": {"workspace": tenant},
+        }));
+        entries.push(json!({
+            "builtin": "default-flow-start", "name": format!("{tenant}-flow"), "flag": "v1",
+            "params": {"workspace": tenant, "blueprint": "document-rag"},
+        }));
+    }
+    entries
+}
+
+/// Fill the compile cache, so the figures show running, not compiling.
+fn warm_cache(init: &Path, cache: &Path) {
+    let output = support::bin().arg("check").arg("-c").arg(init).arg("--compile-cache").arg(cache).output().unwrap();
+    assert!(output.status.success(), "check failed: {}", support::stderr(&output));
+}
+
+/// One whole-process run: what it cost, and the requests its wake sent.
+fn measure(command: &mut Command) -> (Usage, u64) {
+    let (output, usage) = support::output_and_usage(command);
+    let log = support::stderr(&output);
+    assert!(output.status.success(), "the run did not converge:\n{log}");
+    (usage, requests_of_last_wake(&log))
+}
+
+/// The `requests=N` of the last "wake done" line.
+fn requests_of_last_wake(log: &str) -> u64 {
+    let line = log.lines().rev().find(|line| line.contains("wake done")).expect("no wake in the log");
+    let count = line.split("requests=").nth(1).expect("no request count").split_whitespace().next().unwrap();
+    count.parse().unwrap()
+}
+
+fn print_row(backend: &str, tenants: usize, converge: (Usage, u64), steady: (Usage, u64)) {
+    let cells = |(usage, requests): (Usage, u64)| {
+        format!(
+            "{:>8.2}s {:>8.2}s {:>6} MiB {:>9}",
+            usage.wall.as_secs_f64(),
+            usage.cpu.as_secs_f64(),
+            usage.peak_rss_kib / 1024,
+            requests
+        )
+    };
+    println!("{backend:<10} {tenants:>6} {:>6} | {} | {}", 1 + 2 * tenants, cells(converge), cells(steady));
+}
+
+/// CPU and time of one steady wake of 2,001 initialisers, in this process.
+fn steady_wake_in_process(runtime: &tokio::runtime::Runtime, cache: &Path) {
+    let tenants = 1000;
+    let scratch = Scratch::new();
+    let file = InitFile::load(&scratch.init_file(&entries(tenants))).unwrap();
+    let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap());
+    let mut reconciler = runtime.block_on(async {
+        let sandbox = Sandbox::new().unwrap().with_compile_cache(cache.to_path_buf());
+        let initialisers = Initialiser::prepare_all(&file, &sandbox).await.unwrap();
+        Reconciler::new(initialisers, services, Cadence::default())
+    });
+    let started = Instant::now();
+    let converging = runtime.block_on(reconciler.wake());
+    assert!(converging.converged());
+    println!(
+        "in-process, embedded, {} initialisers: converging wake {:.2} s, {} requests",
+        1 + 2 * tenants,
+        started.elapsed().as_secs_f64(),
+        converging.requests
+    );
+
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..STEADY_WAKES {
+        let (cpu_before, started) = (process_cpu(), Instant::now());
+        let report = runtime.block_on(reconciler.wake());
+        wall.push(started.elapsed());
+        cpu.push(process_cpu() - cpu_before);
+        assert!(report.converged() && report.requests == 2, "{report:?}");
+    }
+    println!(
+        "steady wake, median of {STEADY_WAKES}: {:.2} ms wall, {:.2} ms CPU, 2 requests",
+        median(&mut wall).as_secs_f64() * 1e3,
+        median(&mut cpu).as_secs_f64() * 1e3
+    );
+}
+
+/// User plus system time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: `rusage` is plain data, valid when zeroed; getrusage only writes to it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The resident memory of the runtime left running in steady state with the core initialisers.
+fn idle_memory(cache: &Path) {
+    let scratch = Scratch::new();
+    let init = scratch.write("init.yaml", &std::fs::read_to_string(support::repo().join("examples/init.yaml")).unwrap());
+    std::fs::copy(support::example_seed(), scratch.path("seed.json")).unwrap();
+    warm_cache(&init, cache);
+    let mut child = support::bin()
+        .arg("-c")
+        .arg(&init)
+        .args(["--pubsub-backend", "embedded", "--state"])
+        .arg(scratch.state())
+        .args(["--steady-interval", "1s", "--compile-cache"])
+        .arg(cache)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for two converged wakes (the one that ran everything, and a steady one), and keep
+    // reading the log after that so the runtime never writes into a full pipe.
+    let (converged_tx, converged_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("wake done") && line.contains("converged=true") {
+                let _ = converged_tx.send(());
+            }
+        }
+    });
+    for _ in 0..2 {
+        converged_rx.recv_timeout(Duration::from_secs(60)).expect("the runtime did not reach steady state");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let ticks_before: u64 = cpu_ticks(&stat);
+    std::thread::sleep(Duration::from_secs(10));
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let idle_ticks = cpu_ticks(&stat) - ticks_before;
+    println!(
+        "idle in steady state (core initialisers, embedded): RSS {} MiB (peak {} MiB), {} threads, CPU over 10 s idle: {} ms",
+        field("VmRSS:").parse::<u64>().unwrap() / 1024,
+        field("VmHWM:").parse::<u64>().unwrap() / 1024,
+        field("Threads:"),
+        idle_ticks * 10
+    );
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    child.wait().unwrap();
+}
+
+/// utime + stime, in clock ticks (100 per second on Linux), of a /proc/PID/stat line.
+fn cpu_ticks(stat: &str) -> u64 {
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
