@@ -12,6 +12,8 @@
 //!    on the embedded backend, through the public API;
 //! 3. the resident memory of the runtime idling in steady state with the core initialisers.
 //!
+//! Name parts to run only those: `cargo bench --bench scale -- embedded pulsar steady idle`.
+//!
 //! See docs/performance.md.
 
 #[path = "../../tests/support/mod.rs"]
@@ -38,6 +40,9 @@ fn main() {
         support::peak_rss_parent();
         return;
     }
+    // cargo passes `--bench`; every other argument names a part to run.
+    let parts: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cache = tempfile::tempdir().unwrap();
 
@@ -46,7 +51,7 @@ fn main() {
         "{:<10} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
         "backend", "N", "inits", "wall", "cpu", "peak", "requests", "wall", "cpu", "peak", "requests"
     );
-    for tenants in TENANTS {
+    for tenants in TENANTS.into_iter().filter(|_| wanted("embedded")) {
         let scratch = Scratch::new();
         let init = scratch.init_file(&entries(tenants));
         warm_cache(&init, cache.path());
@@ -54,7 +59,7 @@ fn main() {
         print_row("embedded", tenants, run(), run());
     }
     let pulsar = support::pulsar::PulsarLite::start();
-    for tenants in TENANTS {
+    for tenants in TENANTS.into_iter().filter(|_| wanted("pulsar")) {
         let scratch = Scratch::new();
         let init = scratch.init_file(&entries(tenants));
         warm_cache(&init, cache.path());
@@ -75,10 +80,14 @@ fn main() {
     }
     drop(pulsar);
 
-    println!();
-    steady_wake_in_process(&runtime, cache.path());
-    println!();
-    idle_memory(cache.path());
+    if wanted("steady") {
+        println!();
+        steady_wake_in_process(&runtime, cache.path());
+    }
+    if wanted("idle") {
+        println!();
+        idle_memory(cache.path());
+    }
 }
 
 /// A TemplateSeed, then a WorkspaceInit and a DefaultFlowStart per tenant.
