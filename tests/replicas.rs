@@ -1,7 +1,9 @@
 //! One active replica, on every backend: two real `bootstrap-wasm` processes on one deployment.
 //! While both live, only the lease holder runs initialisers and the other says it is on
 //! standby; after the holder is SIGKILLed, the standby takes the lease and runs. The runs of
-//! the two never interleave in time (compared by their log lines' timestamps).
+//! the two never interleave in time (compared by their log lines' timestamps). On the brokers,
+//! a replica whose broker goes away loses the lease, runs nothing, and takes it again when the
+//! broker is back.
 //!
 //! The initialiser is the `probe` test component with `fail: true`: it fails every run, so it
 //! runs again on every wake (every `--init-retry`, 200 ms here) for as long as its replica is
@@ -18,12 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bootstrap_wasm::services::broker::Transport;
 use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
-use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use serde_json::json;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;
-use support::rabbitmq::TestVhost;
+use support::rabbitmq::{Relay, TestVhost};
 use support::{Scratch, bin, entry};
 
 /// A guard against hanging, not a timing assertion.
@@ -99,12 +101,16 @@ fn timestamp(line: &str) -> SystemTime {
     humantime::parse_rfc3339(word).unwrap_or_else(|e| panic!("no timestamp on {line:?}: {e}"))
 }
 
-/// The scenario, on a deployment reached with `backend` (the binary's arguments).
-async fn one_replica_runs_and_the_standby_takes_over(label: &str, scratch: &Scratch, backend: &[String]) {
+/// An init file whose probe fails, and so runs again, on every wake.
+fn failing_probe(scratch: &Scratch) -> PathBuf {
     let mut probe = entry("probe", "probe", json!({"workspace": "probed", "fail": true}));
     probe["grants"] = json!({"config": {"write": ["probed"]}});
-    let init = scratch.init_file(&[probe]);
+    scratch.init_file(&[probe])
+}
 
+/// The scenario, on a deployment reached with `backend` (the binary's arguments).
+async fn one_replica_runs_and_the_standby_takes_over(label: &str, scratch: &Scratch, backend: &[String]) {
+    let init = failing_probe(scratch);
     let mut first = Replica::start("first", scratch, &init, backend);
     first.wait_for("took the lease and ran", |r| r.log().contains("lease acquired") && !r.runs().is_empty()).await;
     let second = Replica::start("second", scratch, &init, backend);
@@ -132,6 +138,30 @@ async fn one_replica_runs_and_the_standby_takes_over(label: &str, scratch: &Scra
     assert!(acquired[0] <= first_of_second, "the second ran before it held the lease:\n{}", second.log());
 }
 
+/// One replica whose broker goes away (`go_away`) and comes back (`come_back`).
+async fn a_lost_lease_stops_the_runs_until_it_is_taken_again(
+    scratch: &Scratch,
+    backend: &[String],
+    go_away: impl FnOnce(),
+    come_back: impl FnOnce(),
+) {
+    let replica = Replica::start("only", scratch, &failing_probe(scratch), backend);
+    replica.wait_for("took the lease and ran", |r| r.log().contains("lease acquired") && !r.runs().is_empty()).await;
+    go_away();
+    replica.wait_for("lost the lease", |r| r.log().contains("lease lost")).await;
+    come_back();
+    replica
+        .wait_for("took the lease again and ran", |r| {
+            let acquired = r.times_of("lease acquired");
+            acquired.len() == 2 && r.runs().last().is_some_and(|run| *run > acquired[1])
+        })
+        .await;
+    let lost = replica.times_of("lease lost")[0];
+    let again = replica.times_of("lease acquired")[1];
+    let runs_between = replica.runs().into_iter().filter(|run| lost < *run && *run < again).count();
+    assert_eq!(runs_between, 0, "ran without the lease:\n{}", replica.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded() {
     let scratch = Scratch::new();
@@ -142,10 +172,7 @@ async fn embedded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pulsar() {
     let scratch = Scratch::new();
-    let broker = PulsarLite::start();
-    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
-    let _peer = peer(Arc::new(PulsarTransport::new(options)), &scratch).await;
-    let backend = ["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    let (broker, _peer, backend) = pulsar_deployment(&scratch).await;
     one_replica_runs_and_the_standby_takes_over("pulsar", &scratch, &backend).await;
 }
 
@@ -153,19 +180,46 @@ async fn pulsar() {
 async fn rabbitmq() {
     let scratch = Scratch::new();
     let vhost = TestVhost::create();
-    let options = vhost.options();
-    let _peer = peer(Arc::new(RabbitTransport::new(options.clone())), &scratch).await;
-    let backend = [
-        "--pubsub-backend".to_owned(),
-        "rabbitmq".into(),
-        "--rabbitmq-host".into(),
-        options.host,
-        "--rabbitmq-port".into(),
-        options.port.to_string(),
-        "--rabbitmq-vhost".into(),
-        options.vhost,
-    ];
+    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
+    let backend = rabbitmq_args(&vhost.options());
     one_replica_runs_and_the_standby_takes_over("rabbitmq", &scratch, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulsar_lease_lost_and_taken_again() {
+    let scratch = Scratch::new();
+    let (broker, _peer, backend) = pulsar_deployment(&scratch).await;
+    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || broker.pause(), || broker.resume())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_lease_lost_and_taken_again() {
+    let scratch = Scratch::new();
+    let vhost = TestVhost::create();
+    let relay = Relay::start();
+    // The peer reaches the server directly; the replica through the relay, which is cut.
+    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
+    let backend = rabbitmq_args(&vhost.options_via(&relay));
+    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || relay.cut(), || relay.restore()).await;
+}
+
+/// pulsar-lite with config-svc and flow-svc on it, and the binary's arguments to reach it.
+async fn pulsar_deployment(scratch: &Scratch) -> (PulsarLite, ServicePeer, Vec<String>) {
+    let broker = PulsarLite::start();
+    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
+    let peer = peer(Arc::new(PulsarTransport::new(options)), scratch).await;
+    let backend = vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    (broker, peer, backend)
+}
+
+/// The binary's arguments for the RabbitMQ server of `options`.
+fn rabbitmq_args(options: &RabbitOptions) -> Vec<String> {
+    let port = options.port.to_string();
+    let pairs = [("host", options.host.as_str()), ("port", &port), ("vhost", &options.vhost)];
+    let mut args = vec!["--pubsub-backend".to_owned(), "rabbitmq".to_owned()];
+    args.extend(pairs.iter().flat_map(|(name, value)| [format!("--rabbitmq-{name}"), (*value).to_owned()]));
+    args
 }
 
 /// config-svc and flow-svc for the replicas, over `transport`, on a store of their own.

@@ -44,7 +44,7 @@ pub fn lease(state: &Path) -> Result<Lease, LeaseError> {
             match wait_for_lock(file).await {
                 Ok(file) => file,
                 Err(e) => {
-                    sender.send_replace(LeaseState::Unreachable(format!("cannot lock the lock file: {e}")));
+                    sender.send_replace(LeaseState::Lapsed(format!("cannot lock the lock file: {e}")));
                     return;
                 }
             }

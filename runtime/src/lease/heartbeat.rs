@@ -58,17 +58,17 @@ pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<
         let link = match tokio::time::timeout(timing.window, beacon.connect()).await {
             Ok(Ok(link)) => Some(link),
             Ok(Err(e)) => {
-                set(&state, LeaseState::Unreachable(e.to_string()));
+                set(&state, LeaseState::Lapsed(e.to_string()));
                 None
             }
             Err(_elapsed) => {
-                set(&state, LeaseState::Unreachable(format!("no connection within {:?}", timing.window)));
+                set(&state, LeaseState::Lapsed(format!("no connection within {:?}", timing.window)));
                 None
             }
         };
         if let Some(link) = link {
             let why = follow(link, timing, &state).await;
-            set(&state, LeaseState::Unreachable(why));
+            set(&state, LeaseState::Lapsed(why));
         }
         tokio::time::sleep(timing.interval).await;
     }
@@ -144,6 +144,11 @@ impl Tracker {
             let wait = if self.heard_another { self.timing.probation } else { self.timing.quiet };
             return (now.duration_since(first) >= wait).then_some(LeaseState::Held);
         }
+        if self.last_beat.is_some() {
+            // Heartbeats came on this subscription, then stopped: the broker went quiet, or moved
+            // the active consumer. Either way, not held.
+            return Some(LeaseState::Lapsed(format!("no lease heartbeat for over {:?}", self.timing.window)));
+        }
         (now.duration_since(self.subscribed) > self.timing.window).then_some(LeaseState::Standby)
     }
 }
@@ -178,8 +183,9 @@ mod tests {
     #[test]
     fn timing_follows_the_gate_backoff() {
         let t = Timing::for_gate_backoff(Duration::from_secs(5));
-        assert_eq!((t.interval, t.window, t.quiet, t.probation), (ms(250), ms(1250), ms(500), ms(1750)));
-        assert_eq!(Timing::for_gate_backoff(Duration::ZERO).interval, ms(10));
+        assert_eq!((t.interval, t.window, t.quiet, t.probation), (ms(100), ms(1250), ms(200), ms(1450)));
+        let short = Timing::for_gate_backoff(Duration::from_millis(100));
+        assert_eq!((short.interval, short.window), (ms(10), ms(50)));
         // A previous holder, whose last heartbeat came when this replica's first did, gives up
         // after its window and one check, before this one may hold.
         assert!(t.probation > t.window + t.interval);
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!(tracker.state(start + ms(50)), None);
         tracker.beat(start + ms(100), OWN);
         assert_eq!(tracker.state(start + ms(100)), Some(LeaseState::Held));
-        assert_eq!(tracker.state(start + ms(351)), Some(LeaseState::Standby));
+        assert!(matches!(tracker.state(start + ms(351)), Some(LeaseState::Lapsed(_))));
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub enum LeaseState {
     Unknown,
     /// Another replica holds the lease.
     Standby,
-    /// The lease cannot be reached (broker down, subscription closed); not held.
-    Unreachable(String),
+    /// Not held, for the reason given: the broker cannot be reached, the subscription
+    /// closed, or the heartbeats stopped arriving.
+    Lapsed(String),
     /// This replica holds the lease.
     Held,
 }
@@ -76,13 +77,15 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// For a given `--gate-backoff`: heartbeats 20 times per backoff; the lease lost after a
-    /// quarter of it without one; taken after two heartbeats when no other replica is heard,
-    /// or after a probation of seven when one is. A standby takes over within a fifth of the
-    /// backoff after the holder dies, and within four tenths at worst.
+    /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms
+    /// (so taking a free lease costs little); the lease lost after a quarter of the backoff
+    /// without one; taken after two heartbeats when no other replica is heard, or after a
+    /// probation that outlasts the window when one is. A standby takes over within a few
+    /// heartbeats of the holder's death, and at worst within about three tenths of the backoff.
     pub fn for_gate_backoff(gate_backoff: Duration) -> Self {
-        let interval = (gate_backoff / 20).max(Duration::from_millis(10));
-        Self { interval, window: interval * 5, probation: interval * 7, quiet: interval * 2 }
+        let interval = (gate_backoff / 20).clamp(Duration::from_millis(10), Duration::from_millis(100));
+        let window = (gate_backoff / 4).max(interval * 5);
+        Self { interval, window, probation: window + interval * 2, quiet: interval * 2 }
     }
 }
 
@@ -130,9 +133,7 @@ impl Lease {
                 LeaseState::Standby => {
                     tracing::info!(lease = %self.description, "standby: another replica holds the lease")
                 }
-                LeaseState::Unreachable(why) => {
-                    tracing::warn!(lease = %self.description, "standby: the lease cannot be reached ({why})");
-                }
+                LeaseState::Lapsed(why) => tracing::warn!(lease = %self.description, "standby: {why}"),
             }
             if state != LeaseState::Unknown {
                 logged = Some(state);
@@ -154,7 +155,7 @@ impl Lease {
                     tracing::warn!(lease = %self.description, "lease lost: another replica holds it");
                     return;
                 }
-                LeaseState::Unreachable(why) => {
+                LeaseState::Lapsed(why) => {
                     tracing::warn!(lease = %self.description, "lease lost: {why}");
                     return;
                 }
@@ -204,7 +205,7 @@ mod tests {
         let losing = tokio::spawn(async move { lease.lost().await });
         tokio::task::yield_now().await;
         assert!(!losing.is_finished(), "lost while held");
-        sender.send_replace(LeaseState::Unreachable("broker gone".into()));
+        sender.send_replace(LeaseState::Lapsed("broker gone".into()));
         losing.await.unwrap();
     }
 }

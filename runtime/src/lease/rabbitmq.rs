@@ -7,12 +7,19 @@
 //! the default exchange. RabbitMQ delivers to one consumer at a time and moves to the next
 //! when that one's channel or connection closes.
 //!
+//! RabbitMQ never moves the active consumer away from a live, connected one, so a replica
+//! that receives a heartbeat holds the lease at once: no quiet period or probation (see
+//! [`super::heartbeat`]). A holder cut off by a partition stops receiving heartbeats at once
+//! and gives up after [`Timing::window`]; RabbitMQ moves the lease only when the AMQP
+//! heartbeat timeout, set to twice the window, has passed.
+//!
 //! Nothing piles up: deliveries are acknowledged on receipt, a heartbeat waiting with no
 //! consumer expires after [`MESSAGE_TTL_MS`], and the queue itself is deleted after
 //! [`QUEUE_EXPIRES_MS`] without consumers. Both are fixed, not derived from the cadence:
 //! replicas must declare the queue with the same arguments, or RabbitMQ refuses the second.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -39,6 +46,7 @@ pub fn queue(name: &str) -> String {
 
 /// Start keeping lease `name` on the broker of `options`, in the background.
 pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
+    let timing = Timing { quiet: Duration::ZERO, probation: Duration::ZERO, ..timing };
     let queue =
         ShortString::try_new(queue(name)).map_err(|e| LeaseError::Broker(format!("lease name {name:?}: {e}")))?;
     let description = format!("rabbitmq queue {queue} in vhost {}", options.vhost);
@@ -51,9 +59,9 @@ pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Leas
         },
         vhost: options.vhost.clone(),
         query: AMQPQueryString {
-            // AMQP heartbeats (whole seconds) let the broker notice a silently dead holder, and
-            // move the lease, within about two of them.
-            heartbeat: Some(u16::try_from(timing.window.as_secs().max(1)).unwrap_or(u16::MAX)),
+            // The AMQP heartbeat timeout (whole seconds): the broker notices a silently dead
+            // holder, and moves the lease, after it; the holder gives up after its window.
+            heartbeat: Some(u16::try_from((timing.window * 2).as_secs().max(1)).unwrap_or(u16::MAX)),
             connection_timeout: Some(u64::try_from(timing.window.as_millis()).unwrap_or(u64::MAX)),
             ..AMQPQueryString::default()
         },
