@@ -70,7 +70,8 @@ pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<
             let why = follow(link, timing, &state).await;
             set(&state, LeaseState::Lapsed(why));
         }
-        tokio::time::sleep(timing.interval).await;
+        // Not sooner: a broker that is down is asked again once per window, not per heartbeat.
+        tokio::time::sleep(timing.window).await;
     }
 }
 

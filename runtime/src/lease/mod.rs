@@ -117,10 +117,10 @@ impl Lease {
         Self { state, keeper, description }
     }
 
-    /// Wait until this replica holds the lease. Logs once that it is on standby, and why,
-    /// if it has to wait.
+    /// Wait until this replica holds the lease. Logs once that it is on standby, and why, if
+    /// it has to wait; further reasons (a broker that stays down) only at debug level.
     pub async fn acquired(&mut self) {
-        let mut logged = None;
+        let mut said_standby = false;
         loop {
             let state = self.state.borrow_and_update().clone();
             match &state {
@@ -129,17 +129,19 @@ impl Lease {
                     return;
                 }
                 LeaseState::Unknown => {}
-                _ if logged.as_ref() == Some(&state) => {}
-                LeaseState::Standby => {
-                    tracing::info!(lease = %self.description, "standby: another replica holds the lease")
+                LeaseState::Standby if !said_standby => {
+                    tracing::info!(lease = %self.description, "standby: another replica holds the lease");
                 }
-                LeaseState::Lapsed(why) => tracing::warn!(lease = %self.description, "standby: {why}"),
+                LeaseState::Lapsed(why) if !said_standby => tracing::warn!(lease = %self.description, "standby: {why}"),
+                LeaseState::Standby => {
+                    tracing::debug!(lease = %self.description, "standby: another replica holds the lease")
+                }
+                LeaseState::Lapsed(why) => tracing::debug!(lease = %self.description, "standby: {why}"),
             }
-            if state != LeaseState::Unknown {
-                logged = Some(state);
-            }
+            said_standby |= state != LeaseState::Unknown;
             if self.state.changed().await.is_err() {
-                // The keeper ended, which it does only when dropped: wait for good.
+                // The keeper ended (dropped, or the lock file failed for good): nothing more
+                // will change.
                 std::future::pending::<()>().await;
             }
         }
