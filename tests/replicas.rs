@@ -75,8 +75,7 @@ impl Replica {
     fn holds(&self) -> bool {
         self.log()
             .lines()
-            .filter(|l| l.contains("lease acquired") || l.contains("lease lost"))
-            .last()
+            .rfind(|l| l.contains("lease acquired") || l.contains("lease lost"))
             .is_some_and(|l| l.contains("lease acquired"))
     }
 
