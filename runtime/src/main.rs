@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bootstrap_wasm::check::Report;
+use bootstrap_wasm::lease;
 use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
@@ -76,9 +77,14 @@ struct RunArgs {
     /// The init file (YAML or JSON), as upstream's `--initialisers-file`.
     #[arg(short = 'c', long = "initialisers-file", value_name = "FILE")]
     init_file: Option<PathBuf>,
-    /// Run one wake and exit: 0 when every initialiser is at its flag, 1 otherwise.
+    /// Run one wake and exit: 0 when every initialiser is at its flag, 1 otherwise. Waits for
+    /// the lease first, like a long-running replica.
     #[arg(long)]
     once: bool,
+    /// The lease's name on the broker, for several deployments sharing one (the embedded
+    /// backend's lease is a lock beside its state file).
+    #[arg(long, env = "BOOTSTRAP_WASM_LEASE", value_parser = lease::check_name, default_value = lease::DEFAULT_NAME)]
+    lease_name: String,
     #[command(flatten)]
     backend: BackendArgs,
     /// Sleep after a wake whose gate was closed.
@@ -205,7 +211,10 @@ impl BackendArgs {
 
     /// The services, with the start-up log line that says which and where.
     fn open(&self) -> Result<Arc<dyn Services>, Failure> {
-        let backend = self.backend()?;
+        self.open_backend(&self.backend()?)
+    }
+
+    fn open_backend(&self, backend: &Backend) -> Result<Arc<dyn Services>, Failure> {
         let services = backend.open(self.request_timeout).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
         tracing::info!("backend: {backend}");
         Ok(services)
@@ -284,7 +293,18 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let (_, initialisers) = prepare(&init_path, &args.cache).await?;
     tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
 
-    let services = args.backend.open()?;
+    // One active replica: wait for the lease before opening the services (the embedded store
+    // admits one process), and go back to waiting whenever it is lost.
+    let backend = args.backend.backend()?;
+    let timing = lease::Timing::for_gate_backoff(args.gate_backoff);
+    let mut lease = backend.lease(&args.lease_name, timing).map_err(|e| Failure::Config(format!("lease: {e}")))?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = lease.acquired() => {}
+        () = &mut shutdown => return Ok(stopped()),
+    }
+    let services = args.backend.open_backend(&backend)?;
     let cadence = Cadence {
         gate_backoff: args.gate_backoff,
         init_retry: args.init_retry,
@@ -292,12 +312,35 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     };
     let mut reconciler = Reconciler::new(initialisers, services, cadence);
     if args.once {
-        let report = reconciler.wake().await;
-        return Ok(if report.converged() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        let converged = tokio::select! {
+            report = reconciler.wake() => report.converged(),
+            () = lease.lost() => false,
+        };
+        return Ok(if converged { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
-    reconciler.run_until(shutdown_signal()).await;
+    loop {
+        let mut shut_down = false;
+        let interrupted = async {
+            tokio::select! {
+                () = &mut shutdown => shut_down = true,
+                () = lease.lost() => {}
+            }
+        };
+        // Dropping the wake stops its guest at the next epoch check and stores nothing for it.
+        reconciler.run_until(interrupted).await;
+        if shut_down {
+            return Ok(stopped());
+        }
+        tokio::select! {
+            () = lease.acquired() => {}
+            () = &mut shutdown => return Ok(stopped()),
+        }
+    }
+}
+
+fn stopped() -> ExitCode {
     tracing::info!("shutting down");
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Everything start-up checks before it touches a service: the init file, pins, components,

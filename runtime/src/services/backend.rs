@@ -1,6 +1,7 @@
 //! Choosing the services at start-up: in-process on a local store, or TrustGraph's own over
-//! Pulsar or RabbitMQ. This is the only place that knows all three; everything above it sees
-//! `Arc<dyn Services>`.
+//! Pulsar or RabbitMQ, and the lease that makes one replica of a deployment the active one.
+//! This is the only place that knows all three; everything above it sees `Arc<dyn Services>`
+//! and a [`Lease`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use super::broker::BrokerServices;
 use super::broker::pulsar::{PulsarOptions, PulsarTransport};
 use super::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use super::embedded::{EmbeddedServices, StoreError};
+use crate::lease::{self, Lease, LeaseError, Timing};
 
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]
@@ -40,16 +42,27 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Start taking this deployment's lease (see [`crate::lease`]): a lock on the embedded
+    /// store's `<state>.lock`, or the lease `name` on the broker, its heartbeats paced by
+    /// `timing`. Take it before [`Self::open`]: the embedded store admits one process.
+    pub fn lease(&self, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
+        match self {
+            Self::Embedded { state } => lease::file::lease(state),
+            Self::Pulsar(options) => Ok(lease::pulsar::lease(options, name, timing)),
+            Self::RabbitMq(options) => lease::rabbitmq::lease(options, name, timing),
+        }
+    }
+}
+
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Embedded { state } => write!(f, "embedded, state {}", state.display()),
             Self::Pulsar(options) => write!(f, "pulsar at {}", options.url),
-            Self::RabbitMq(options) => write!(
-                f,
-                "rabbitmq at amqp://{}@{}:{}/{}",
-                options.username, options.host, options.port, options.vhost
-            ),
+            Self::RabbitMq(options) => {
+                write!(f, "rabbitmq at amqp://{}@{}:{}/{}", options.username, options.host, options.port, options.vhost)
+            }
         }
     }
 }

@@ -1,0 +1,213 @@
+//! One active replica: the lease that lets only one bootstrap-wasm process of a deployment
+//! run initialisers, while any others wait as standbys and take over when it dies.
+//!
+//! Each backend has its own way to elect the holder, using what the deployment already has:
+//! - **embedded**: an exclusive lock on `<state>.lock`, beside the state file ([`file`]). The
+//!   kernel drops it when the holder dies, however it dies, and the waiting standby's
+//!   blocking lock returns at once.
+//! - **Pulsar**: a Failover subscription ([`pulsar`]); **RabbitMQ**: a queue with
+//!   `x-single-active-consumer` ([`rabbitmq`]). Either broker delivers to one consumer at a time
+//!   and moves to the next when the active one's connection closes. Neither client library
+//!   tells a consumer that it became active, so every replica publishes a small heartbeat
+//!   every [`Timing::interval`] to the lease topic or queue, and consumes from it: only the
+//!   active consumer receives them, so a replica holds the lease while heartbeats keep
+//!   arriving ([`heartbeat`]). It loses the lease when none has arrived for
+//!   [`Timing::window`], or at once when its subscription closes.
+//!
+//! A [`Lease`] reports [`LeaseState`] changes and logs them in one place: "standby: another
+//! replica holds the lease", "lease acquired", "lease lost". What the holder does with the
+//! lease is the caller's business (the binary stops the running wake when it is lost); the
+//! reconcile loop knows nothing of leases.
+//!
+//! A broker lease cannot fence: a holder cut off from the broker (a network partition rather
+//! than a crash) may run on for up to [`Timing::window`] after the broker has already handed
+//! the lease to a standby. A dead holder's connection closes, and the broker moves the lease
+//! at once.
+
+pub mod file;
+pub mod heartbeat;
+pub mod pulsar;
+pub mod rabbitmq;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why a lease could not be set up or kept.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LeaseError {
+    /// The lock file could not be opened or locked.
+    #[error("lock file {path}: {message}")]
+    LockFile { path: String, message: String },
+    /// The broker could not be reached, or refused the lease's subscription or queue.
+    #[error("{0}")]
+    Broker(String),
+}
+
+/// Where a replica stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Just started: not yet known.
+    Unknown,
+    /// Another replica holds the lease.
+    Standby,
+    /// Not held, for the reason given: the broker cannot be reached, the subscription
+    /// closed, or the heartbeats stopped arriving.
+    Lapsed(String),
+    /// This replica holds the lease.
+    Held,
+}
+
+/// How often heartbeats are sent, and how long without one loses the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Between two heartbeats of a replica, and two checks of what arrived.
+    pub interval: Duration,
+    /// Without a heartbeat for this long, a holder has lost the lease (and a new replica
+    /// knows that another holds it).
+    pub window: Duration,
+    /// How long a replica must receive heartbeats before it holds the lease, if another live
+    /// replica's are among them: longer than that replica, which the broker no longer serves,
+    /// takes to notice (its window and a check).
+    pub probation: Duration,
+    /// How long a replica receiving only its own heartbeats waits before it holds the lease:
+    /// long enough for any other live replica's next heartbeat to have arrived.
+    pub quiet: Duration,
+}
+
+impl Timing {
+    /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms
+    /// (so taking a free lease costs little); the lease lost after a quarter of the backoff
+    /// without one; taken after two heartbeats when no other replica is heard, or after a
+    /// probation that outlasts the window when one is. A standby takes over within a few
+    /// heartbeats of the holder's death, and at worst within about three tenths of the backoff.
+    pub fn for_gate_backoff(gate_backoff: Duration) -> Self {
+        let interval = (gate_backoff / 20).clamp(Duration::from_millis(10), Duration::from_millis(100));
+        let window = (gate_backoff / 4).max(interval * 5);
+        Self { interval, window, probation: window + interval * 2, quiet: interval * 2 }
+    }
+}
+
+/// The name a lease goes by on a broker when none is given: one per deployment.
+pub const DEFAULT_NAME: &str = "bootstrap";
+
+/// Check a lease name: it becomes part of a Pulsar topic and a RabbitMQ queue name, so
+/// letters, digits, `.`, `_` and `-`, up to 100 of them.
+pub fn check_name(name: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 100 || !name.chars().all(allowed) {
+        return Err(format!("{name:?}: use 1 to 100 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A replica's lease: taken, waited for and lost in the background, from creation until
+/// dropped (which releases it).
+pub struct Lease {
+    state: watch::Receiver<LeaseState>,
+    /// The task that takes and keeps the lease; aborted on drop, which lets it go.
+    keeper: JoinHandle<()>,
+    description: String,
+}
+
+impl Lease {
+    /// A lease kept by `keeper`, which reports through the sender paired with `state`.
+    pub(crate) fn new(state: watch::Receiver<LeaseState>, keeper: JoinHandle<()>, description: String) -> Self {
+        Self { state, keeper, description }
+    }
+
+    /// Wait until this replica holds the lease. Logs once that it is on standby, and why, if
+    /// it has to wait; further reasons (a broker that stays down) only at debug level.
+    pub async fn acquired(&mut self) {
+        let mut said_standby = false;
+        loop {
+            let state = self.state.borrow_and_update().clone();
+            match &state {
+                LeaseState::Held => {
+                    tracing::info!(lease = %self.description, "lease acquired");
+                    return;
+                }
+                LeaseState::Unknown => {}
+                LeaseState::Standby if !said_standby => {
+                    tracing::info!(lease = %self.description, "standby: another replica holds the lease");
+                }
+                LeaseState::Lapsed(why) if !said_standby => tracing::warn!(lease = %self.description, "standby: {why}"),
+                LeaseState::Standby => {
+                    tracing::debug!(lease = %self.description, "standby: another replica holds the lease")
+                }
+                LeaseState::Lapsed(why) => tracing::debug!(lease = %self.description, "standby: {why}"),
+            }
+            said_standby |= state != LeaseState::Unknown;
+            if self.state.changed().await.is_err() {
+                // The keeper ended (dropped, or the lock file failed for good): nothing more
+                // will change.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Resolves when this replica, holding the lease, loses it.
+    pub async fn lost(&mut self) {
+        loop {
+            let state = self.state.borrow_and_update().clone();
+            match state {
+                LeaseState::Held | LeaseState::Unknown => {}
+                LeaseState::Standby => {
+                    tracing::warn!(lease = %self.description, "lease lost: another replica holds it");
+                    return;
+                }
+                LeaseState::Lapsed(why) => {
+                    tracing::warn!(lease = %self.description, "lease lost: {why}");
+                    return;
+                }
+            }
+            if self.state.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// What the lease is, for logs (`file lock /data/state.redb.lock`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_fit_topics_and_queues() {
+        assert_eq!(check_name("acme-prod.1_a"), Ok("acme-prod.1_a".to_owned()));
+        for bad in ["", "a/b", "a b", "a:b", &"x".repeat(101)] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn acquired_waits_through_standby_and_lost_follows_it() {
+        let (sender, receiver) = watch::channel(LeaseState::Unknown);
+        let mut lease = Lease::new(receiver, tokio::spawn(std::future::pending()), "test".into());
+        sender.send_replace(LeaseState::Standby);
+        let acquiring = tokio::spawn(async move {
+            lease.acquired().await;
+            lease
+        });
+        tokio::task::yield_now().await;
+        sender.send_replace(LeaseState::Held);
+        let mut lease = acquiring.await.unwrap();
+        let losing = tokio::spawn(async move { lease.lost().await });
+        tokio::task::yield_now().await;
+        assert!(!losing.is_finished(), "lost while held");
+        sender.send_replace(LeaseState::Lapsed("broker gone".into()));
+        losing.await.unwrap();
+    }
+}

@@ -1,0 +1,297 @@
+//! One active replica, on every backend: two real `bootstrap-wasm` processes on one deployment.
+//! While both live, only the lease holder runs initialisers and the other says it is on
+//! standby; after the holder is SIGKILLed, the standby takes the lease and runs. The runs of
+//! the two never interleave in time (compared by their log lines' timestamps). On the brokers,
+//! a replica whose broker goes away loses the lease, runs nothing, and takes it again when the
+//! broker is back.
+//!
+//! The initialiser is the `probe` test component with `fail: true`: it fails every run, so it
+//! runs again on every wake (every `--init-retry`, 200 ms here) for as long as its replica is
+//! active. Each test prints how long the takeover took, from the SIGKILL to the standby's
+//! "lease acquired" (docs/design.md quotes the figures).
+
+mod support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bootstrap_wasm::services::broker::Transport;
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
+use bootstrap_wasm::services::embedded::EmbeddedServices;
+use serde_json::json;
+use support::peer::{Behaviour, ServicePeer};
+use support::pulsar::PulsarLite;
+use support::rabbitmq::{Relay, TestVhost};
+use support::{Scratch, bin, entry};
+
+/// A guard against hanging, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// What a replica logs as it starts a run.
+const RUN_LINE: &str = "running (old_flag=";
+
+/// One `bootstrap-wasm` process, its log in a file; killed when dropped.
+struct Replica {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    killed: bool,
+}
+
+impl Replica {
+    fn start(name: &'static str, scratch: &Scratch, init: &Path, backend: &[String]) -> Self {
+        let log = scratch.path(&format!("{name}.log"));
+        let child = bin()
+            .arg("-c")
+            .arg(init)
+            .args(backend)
+            .args(["--gate-backoff", "1s", "--init-retry", "200ms", "--steady-interval", "200ms"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { name, child, log, killed: false }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The timestamps of the log lines containing `text`.
+    fn times_of(&self, text: &str) -> Vec<SystemTime> {
+        self.log().lines().filter(|line| line.contains(text)).map(timestamp).collect()
+    }
+
+    fn runs(&self) -> Vec<SystemTime> {
+        self.times_of(RUN_LINE)
+    }
+
+    /// Whether it holds the lease, by its last word on it.
+    fn holds(&self) -> bool {
+        self.log()
+            .lines()
+            .rfind(|l| l.contains("lease acquired") || l.contains("lease lost"))
+            .is_some_and(|l| l.contains("lease acquired"))
+    }
+
+    /// The spans of time it held the lease, from "lease acquired" to "lease lost"; a hold
+    /// still open ends at `end` if the replica was killed, now otherwise.
+    fn holds_until(&self, end: SystemTime) -> Vec<(SystemTime, SystemTime)> {
+        let end = if self.killed { end } else { SystemTime::now() };
+        let mut holds = Vec::new();
+        let mut from = None;
+        for line in self.log().lines() {
+            if line.contains("lease acquired") {
+                from = Some(timestamp(line));
+            } else if line.contains("lease lost") {
+                holds.extend(from.take().map(|from| (from, timestamp(line))));
+            }
+        }
+        holds.extend(from.map(|from| (from, end)));
+        holds
+    }
+
+    /// Wait until `done` holds of the log; panics, with the log, after [`PATIENCE`].
+    async fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "replica {} never {what}; its log:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, and when it was sent.
+    fn kill(&mut self) -> SystemTime {
+        let at = SystemTime::now();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.killed = true;
+        at
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A log line's timestamp: its first word, RFC 3339 in UTC.
+fn timestamp(line: &str) -> SystemTime {
+    let word = line.split_whitespace().next().unwrap_or_default();
+    humantime::parse_rfc3339(word).unwrap_or_else(|e| panic!("no timestamp on {line:?}: {e}"))
+}
+
+/// An init file whose probe fails, and so runs again, on every wake.
+fn failing_probe(scratch: &Scratch) -> PathBuf {
+    let mut probe = entry("probe", "probe", json!({"workspace": "probed", "fail": true}));
+    probe["grants"] = json!({"config": {"write": ["probed"]}});
+    scratch.init_file(&[probe])
+}
+
+/// The scenario, on a deployment reached with `backend` (the binary's arguments).
+///
+/// A broker may hand the lease to a newcomer as it subscribes (pulsar-lite sometimes prefers
+/// it), so the holder is found from the logs rather than assumed to be the first replica;
+/// such a handover must still leave the two holds apart in time, which the end checks.
+async fn one_replica_runs_and_the_standby_takes_over(label: &str, scratch: &Scratch, backend: &[String]) {
+    let init = failing_probe(scratch);
+    let first = Replica::start("first", scratch, &init, backend);
+    first.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;
+    let free_lease = first.times_of("lease acquired")[0].duration_since(first.times_of("initialisers")[0]).unwrap();
+    println!("{label}: a lone replica took the lease {} ms after loading its init file", free_lease.as_millis());
+    let second = Replica::start("second", scratch, &init, backend);
+    second.wait_for("said where it stands", |r| r.log().contains("standby: ") || r.holds()).await;
+    let mut replicas = [first, second];
+
+    // One holds the lease and keeps running while the other stands by.
+    let deadline = Instant::now() + PATIENCE;
+    let holder = loop {
+        let holding: Vec<usize> = (0..2).filter(|&i| replicas[i].holds()).collect();
+        if let [holder] = holding[..] {
+            let runs_before = replicas[holder].runs().len();
+            replicas[holder].wait_for("ran twice more", |r| r.runs().len() >= runs_before + 2).await;
+            if replicas[holder].holds() && !replicas[1 - holder].holds() {
+                break holder;
+            }
+        }
+        assert!(Instant::now() < deadline, "no single holder:\n{}\n---\n{}", replicas[0].log(), replicas[1].log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let standby = 1 - holder;
+    assert!(replicas[standby].log().contains("standby: "), "{}", replicas[standby].log());
+
+    let killed_at = replicas[holder].kill();
+    replicas[standby]
+        .wait_for("took over and ran", |r| {
+            r.times_of("lease acquired").last().is_some_and(|at| *at > killed_at)
+                && r.runs().last().is_some_and(|at| *at > killed_at)
+        })
+        .await;
+    let acquired = *replicas[standby].times_of("lease acquired").last().unwrap();
+    let takeover = acquired.duration_since(killed_at).unwrap();
+    println!("{label}: the standby took the lease {} ms after the holder's SIGKILL", takeover.as_millis());
+
+    // No overlap: the two replicas' holds are apart in time, and each ran only while holding.
+    let holds = [replicas[0].holds_until(killed_at), replicas[1].holds_until(killed_at)];
+    let [mine, theirs] = if holder == 0 { holds.clone() } else { [holds[1].clone(), holds[0].clone()] };
+    for (from, to) in &mine {
+        for (other_from, other_to) in &theirs {
+            assert!(
+                to <= other_from || other_to <= from,
+                "both held the lease at once:\n{}\n---\n{}",
+                replicas[0].log(),
+                replicas[1].log()
+            );
+        }
+    }
+    for (replica, holds) in replicas.iter().zip(&holds) {
+        for run in replica.runs() {
+            assert!(
+                holds.iter().any(|(from, to)| *from <= run && run <= *to),
+                "ran without the lease:\n{}",
+                replica.log()
+            );
+        }
+    }
+}
+
+/// One replica whose broker goes away (`go_away`) and comes back (`come_back`).
+async fn a_lost_lease_stops_the_runs_until_it_is_taken_again(
+    scratch: &Scratch,
+    backend: &[String],
+    go_away: impl FnOnce(),
+    come_back: impl FnOnce(),
+) {
+    let replica = Replica::start("only", scratch, &failing_probe(scratch), backend);
+    replica.wait_for("took the lease and ran", |r| r.log().contains("lease acquired") && !r.runs().is_empty()).await;
+    go_away();
+    replica.wait_for("lost the lease", |r| r.log().contains("lease lost")).await;
+    come_back();
+    replica
+        .wait_for("took the lease again and ran", |r| {
+            let acquired = r.times_of("lease acquired");
+            acquired.len() == 2 && r.runs().last().is_some_and(|run| *run > acquired[1])
+        })
+        .await;
+    let lost = replica.times_of("lease lost")[0];
+    let again = replica.times_of("lease acquired")[1];
+    let runs_between = replica.runs().into_iter().filter(|run| lost < *run && *run < again).count();
+    assert_eq!(runs_between, 0, "ran without the lease:\n{}", replica.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded() {
+    let scratch = Scratch::new();
+    let backend = ["--pubsub-backend".to_owned(), "embedded".into(), "--state".into(), path_arg(&scratch.state())];
+    one_replica_runs_and_the_standby_takes_over("embedded", &scratch, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulsar() {
+    let scratch = Scratch::new();
+    let (_broker, _peer, backend) = pulsar_deployment(&scratch).await;
+    one_replica_runs_and_the_standby_takes_over("pulsar", &scratch, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq() {
+    let scratch = Scratch::new();
+    let vhost = TestVhost::create();
+    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
+    let backend = rabbitmq_args(&vhost.options());
+    one_replica_runs_and_the_standby_takes_over("rabbitmq", &scratch, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulsar_lease_lost_and_taken_again() {
+    let scratch = Scratch::new();
+    let (broker, _peer, backend) = pulsar_deployment(&scratch).await;
+    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || broker.pause(), || broker.resume())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_lease_lost_and_taken_again() {
+    let scratch = Scratch::new();
+    let vhost = TestVhost::create();
+    let relay = Relay::start();
+    // The peer reaches the server directly; the replica through the relay, which is cut.
+    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
+    let backend = rabbitmq_args(&vhost.options_via(&relay));
+    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || relay.cut(), || relay.restore()).await;
+}
+
+/// pulsar-lite with config-svc and flow-svc on it, and the binary's arguments to reach it.
+async fn pulsar_deployment(scratch: &Scratch) -> (PulsarLite, ServicePeer, Vec<String>) {
+    let broker = PulsarLite::start();
+    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
+    let peer = peer(Arc::new(PulsarTransport::new(options)), scratch).await;
+    let backend = vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    (broker, peer, backend)
+}
+
+/// The binary's arguments for the RabbitMQ server of `options`.
+fn rabbitmq_args(options: &RabbitOptions) -> Vec<String> {
+    let port = options.port.to_string();
+    let pairs = [("host", options.host.as_str()), ("port", &port), ("vhost", &options.vhost)];
+    let mut args = vec!["--pubsub-backend".to_owned(), "rabbitmq".to_owned()];
+    args.extend(pairs.iter().flat_map(|(name, value)| [format!("--rabbitmq-{name}"), (*value).to_owned()]));
+    args
+}
+
+/// config-svc and flow-svc for the replicas, over `transport`, on a store of their own.
+async fn peer(transport: Arc<dyn Transport>, scratch: &Scratch) -> ServicePeer {
+    let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    ServicePeer::start(transport, store, Behaviour::default()).await
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
