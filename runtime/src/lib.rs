@@ -11,6 +11,7 @@
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
 //! - [`reconcile`] is the loop that brings each one to its configured flag;
+//! - [`metrics`] records what the loop reports for Prometheus (`--metrics`);
 //! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`);
 //! - [`scaffold`] writes a new initialiser project for an author (`bootstrap-wasm new`).
 //!
@@ -23,6 +24,7 @@ mod host;
 pub mod init_file;
 pub mod initialiser;
 pub mod integrity;
+pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod sandbox;
