@@ -271,14 +271,10 @@ fn sigterm_on_a_broker(
     while_running: impl FnOnce(),
 ) -> String {
     let scratch = Scratch::new();
-    let mut probe = entry("probe", "probe", json!({"workspace": "probed"}));
-    probe["grants"] = json!({"config": {"write": ["probed"]}});
-    let mut spinner = entry("spinner", "hostile", json!({"mode": "spin"}));
-    spinner["limits"] = json!({"fuel": 1_000_000_000_000_u64, "timeout": "10m"});
-    let init = scratch.init_file(&[probe, spinner]);
+    let init = support::running::probe_then_spinner(&scratch);
     let mut running = support::running::Running::spawn(bin().arg("-c").arg(&init).args(args));
     // The probe ran (the clients have produced and consumed), the spinner is running.
-    running.wait_for_nth("running (old_flag=none", 2);
+    running.wait_for_nth(support::running::RUNNING, 2);
     while_running();
 
     running.signal(libc::SIGTERM);

@@ -3,13 +3,32 @@
 //! so a test can wait for a given line, then act.
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
+use super::{Scratch, entry};
+
 /// How long to wait for a line or an exit before calling the test hung. A guard only: the
 /// tests assert what happened, not how fast.
 const HANG: Duration = Duration::from_secs(120);
+
+/// An init file in `scratch` of a probe (which converges, using the services), then a guest
+/// that spins until it is stopped. A runtime on it is mid-run, its clients used, from its
+/// second [`RUNNING`] line on.
+pub fn probe_then_spinner(scratch: &Scratch) -> PathBuf {
+    let mut probe = entry("probe", "probe", json!({"workspace": "probed"}));
+    probe["grants"] = json!({"config": {"write": ["probed"]}});
+    let mut spinner = entry("spinner", "hostile", json!({"mode": "spin"}));
+    spinner["limits"] = json!({"fuel": 1_000_000_000_000_u64, "timeout": "10m"});
+    scratch.init_file(&[probe, spinner])
+}
+
+/// The start of the line the runtime logs as a first run begins.
+pub const RUNNING: &str = "running (old_flag=none";
 
 pub struct Running {
     pub child: Child,
