@@ -44,7 +44,7 @@ async fn main() {
         ("rabbitmq", support::rabbitmq::backend_args(vhost.options()), Some(Arc::new(RabbitTransport::new(vhost.options())))),
     ];
 
-    println!("SIGTERM to exit, with a guest spinning ({TRIALS} trials each, after the first run)");
+    println!("SIGTERM to exit, with a guest spinning ({TRIALS} trials each)");
     println!("{:<22} {:>10} {:>10}", "backend", "median", "max");
     for (name, args, transport) in backends {
         let mut times = Vec::with_capacity(TRIALS);
