@@ -109,7 +109,7 @@ struct RunArgs {
 #[derive(Args)]
 struct MetricsArgs {
     /// Serve Prometheus metrics on GET /metrics (also turned on by --metrics-port).
-    #[arg(long, overrides_with = "no_metrics")]
+    #[arg(long)]
     metrics: bool,
     /// Serve no metrics, even with --metrics-port.
     #[arg(long)]
