@@ -61,19 +61,7 @@ impl Broker {
     fn args(&self) -> Vec<String> {
         match self {
             Broker::Pulsar(broker) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), broker.url()],
-            Broker::RabbitMq { vhost, relay } => {
-                let options = Self::rabbitmq_options(vhost, relay);
-                vec![
-                    "--pubsub-backend".into(),
-                    "rabbitmq".into(),
-                    "--rabbitmq-host".into(),
-                    options.host,
-                    "--rabbitmq-port".into(),
-                    options.port.to_string(),
-                    "--rabbitmq-vhost".into(),
-                    options.vhost,
-                ]
-            }
+            Broker::RabbitMq { vhost, relay } => support::rabbitmq::backend_args(Self::rabbitmq_options(vhost, relay)),
         }
     }
 

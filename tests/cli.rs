@@ -1,6 +1,6 @@
-//! End-to-end tests of the command line: the README's demo, `dump`, and every start-up error,
+//! End-to-end tests of the command line: the README's demo, `dump`, every start-up error,
 //! each of which must exit 2 with a message naming the file, the entry and the field, and
-//! write nothing.
+//! write nothing, and shutdown on SIGTERM on each backend.
 
 mod support;
 
@@ -258,4 +258,74 @@ fn compiled_components_are_cached_and_loaded_on_the_next_start() {
 
     let second = start();
     assert_eq!(second.matches("loaded a compiled component from the cache").count(), 3, "{second}");
+}
+
+/// SIGTERM while a guest runs against a broker backend: the guest stops, nothing is stored for
+/// it, the broker clients are closed (the log line `closed`), and the process exits 0. `args`
+/// are the backend's options; `store` is what the service peer on that broker serves;
+/// `while_running` checks the broker while the guest runs. Returns the runtime's log.
+fn sigterm_on_a_broker(
+    args: &[String],
+    store: &bootstrap_wasm::services::embedded::EmbeddedServices,
+    closed: &str,
+    while_running: impl FnOnce(),
+) -> String {
+    let scratch = Scratch::new();
+    let init = support::running::probe_then_spinner(&scratch);
+    let mut running = support::running::Running::spawn(bin().arg("-c").arg(&init).args(args));
+    // The probe ran (the clients have produced and consumed), the spinner is running.
+    running.wait_for_nth(support::running::RUNNING, 2);
+    while_running();
+
+    running.signal(libc::SIGTERM);
+    let status = running.wait_exit();
+    let log = running.log.clone();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.lines().any(|line| line.contains(closed)), "no {closed:?} in:\n{log}");
+    let flags = support::stored_flags(&store.dump(None).unwrap());
+    assert_eq!(flags, json!({"probe": "\"v1\""}), "a flag was stored for the stopped run:\n{log}");
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0() {
+    use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+
+    let broker = support::pulsar::PulsarLite::start();
+    let scratch = Scratch::new();
+    let store = bootstrap_wasm::services::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
+    let _peer = support::peer::ServicePeer::start(
+        std::sync::Arc::new(PulsarTransport::new(options)),
+        store.clone(),
+        support::peer::Behaviour::default(),
+    )
+    .await;
+    let args = ["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    let log = tokio::task::block_in_place(|| sigterm_on_a_broker(&args, &store, "closed the Pulsar client", || {}));
+    // One consumer and one producer for each of config-svc and flow-svc.
+    assert!(log.contains("consumers=2 producers=2"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
+    use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
+
+    let vhost = support::rabbitmq::TestVhost::create();
+    let scratch = Scratch::new();
+    let store = bootstrap_wasm::services::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let _peer = support::peer::ServicePeer::start(
+        std::sync::Arc::new(RabbitTransport::new(vhost.options())),
+        store.clone(),
+        support::peer::Behaviour::default(),
+    )
+    .await;
+    let args = support::rabbitmq::backend_args(vhost.options());
+    // The peer's connection and the runtime's while it runs; the peer's alone after.
+    let log = tokio::task::block_in_place(|| {
+        sigterm_on_a_broker(&args, &store, "closed the RabbitMQ connection", || assert_eq!(vhost.connections(), 2))
+    });
+    assert!(log.contains("consumers=2"), "{log}");
+    assert_eq!(vhost.connections(), 1, "the runtime's connection is still open on the server");
 }

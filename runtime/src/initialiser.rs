@@ -15,7 +15,7 @@ use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
-use crate::sandbox::{CallContext, LoadedComponent, RunFailure, Sandbox};
+use crate::sandbox::{CallContext, LoadedComponent, Metered, Sandbox};
 use crate::services::Services;
 
 /// One initialiser, ready to run.
@@ -107,8 +107,9 @@ impl Initialiser {
         })
     }
 
-    /// Run it once against `services`, moving it from `old_flag` to its configured flag.
-    pub async fn run(&self, services: Arc<dyn Services>, old_flag: Option<&Flag>) -> Result<(), RunFailure> {
+    /// Run it once against `services`, moving it from `old_flag` to its configured flag; the
+    /// result comes with the fuel the run used.
+    pub async fn run(&self, services: Arc<dyn Services>, old_flag: Option<&Flag>) -> Metered<()> {
         let context = CallContext {
             initialiser: self.name.clone(),
             limits: self.limits,

@@ -12,6 +12,7 @@
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
 //! - [`reconcile`] is the loop that brings each one to its configured flag;
 //! - [`lease`] makes one replica of a deployment the one that runs it, the others standbys;
+//! - [`metrics`] records what the loop reports for Prometheus (`--metrics`);
 //! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`);
 //! - [`scaffold`] writes a new initialiser project for an author (`bootstrap-wasm new`).
 //!
@@ -25,6 +26,7 @@ pub mod init_file;
 pub mod initialiser;
 pub mod integrity;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod sandbox;

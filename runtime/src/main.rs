@@ -4,6 +4,7 @@
 //! pin, component or params).
 
 use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bootstrap_wasm::check::Report;
 use bootstrap_wasm::lease;
+use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
@@ -104,6 +106,43 @@ struct RunArgs {
     /// `text` for people, `json` (one object per line) for log collectors.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// The Prometheus endpoint, spelled as TrustGraph's processors spell it (`--metrics`,
+/// `-P/--metrics-port`, port 8000), but off unless asked for.
+#[derive(Args)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics on GET /metrics (also turned on by --metrics-port).
+    #[arg(long)]
+    metrics: bool,
+    /// Serve no metrics, even with --metrics-port.
+    #[arg(long)]
+    no_metrics: bool,
+    /// The metrics port [default: 8000]; 0 picks a free one (the log says which).
+    #[arg(short = 'P', long, value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// The address the metrics endpoint listens on.
+    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    metrics_address: IpAddr,
+}
+
+impl MetricsArgs {
+    /// Bind the endpoint if metrics are on, and serve them from a task of their own.
+    async fn start(&self) -> Result<Option<Arc<Metrics>>, Failure> {
+        if self.no_metrics || !(self.metrics || self.metrics_port.is_some()) {
+            return Ok(None);
+        }
+        let address = SocketAddr::new(self.metrics_address, self.metrics_port.unwrap_or(8000));
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| Failure::Config(format!("--metrics-port: cannot listen on {address}: {e}")))?;
+        tracing::info!("metrics on http://{}/metrics", listener.local_addr().context("reading the metrics address")?);
+        let metrics = Arc::new(Metrics::new());
+        tokio::spawn(bootstrap_wasm::metrics::serve(listener, metrics.clone()));
+        Ok(Some(metrics))
+    }
 }
 
 /// Where compiled components are kept between starts.
@@ -293,6 +332,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let (_, initialisers) = prepare(&init_path, &args.cache).await?;
     tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
 
+    let metrics = args.metrics.start().await?;
+    let record = |report: &bootstrap_wasm::WakeReport| metrics.iter().for_each(|metrics| metrics.record(report));
+
     // One active replica: wait for the lease before opening the services (the embedded store
     // admits one process), and go back to waiting whenever it is lost.
     let backend = args.backend.backend()?;
@@ -310,32 +352,43 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         init_retry: args.init_retry,
         steady_interval: args.steady_interval,
     };
-    let mut reconciler = Reconciler::new(initialisers, services, cadence);
-    if args.once {
-        let converged = tokio::select! {
-            report = reconciler.wake() => report.converged(),
-            () = lease.lost() => false,
+    let mut reconciler = Reconciler::new(initialisers, services.clone(), cadence);
+    let code = if args.once {
+        let report = tokio::select! {
+            report = reconciler.wake() => Some(report),
+            () = lease.lost() => None,
         };
-        return Ok(if converged { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-    }
-    loop {
-        let mut shut_down = false;
-        let interrupted = async {
-            tokio::select! {
-                () = &mut shutdown => shut_down = true,
-                () = lease.lost() => {}
+        if let Some(report) = &report {
+            record(report);
+        }
+        if report.is_some_and(|report| report.converged()) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    } else {
+        loop {
+            let mut shut_down = false;
+            let interrupted = async {
+                tokio::select! {
+                    () = &mut shutdown => shut_down = true,
+                    () = lease.lost() => {}
+                }
+            };
+            // Dropping the wake stops its guest at the next epoch check and stores nothing for it.
+            reconciler.run_until(interrupted, record).await;
+            if shut_down {
+                break stopped();
             }
-        };
-        // Dropping the wake stops its guest at the next epoch check and stores nothing for it.
-        reconciler.run_until(interrupted).await;
-        if shut_down {
-            return Ok(stopped());
+            tokio::select! {
+                () = lease.acquired() => {}
+                () = &mut shutdown => break stopped(),
+            }
         }
-        tokio::select! {
-            () = lease.acquired() => {}
-            () = &mut shutdown => return Ok(stopped()),
-        }
+    };
+    // The wake (and any guest in it) is gone by now; close the broker clients, bounded so that
+    // a broker that does not answer cannot hold the exit past the 2 s an orchestrator expects.
+    drop(reconciler);
+    if tokio::time::timeout(Duration::from_millis(1500), services.close()).await.is_err() {
+        tracing::warn!("closing the broker clients took over 1.5 s; exiting without waiting");
     }
+    Ok(code)
 }
 
 fn stopped() -> ExitCode {

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -79,6 +79,20 @@ pub struct WakeReport {
     pub requests: u64,
     /// One entry per initialiser, in file order.
     pub outcomes: Vec<(Arc<str>, Outcome)>,
+    /// One entry per run attempted, in the order run.
+    pub runs: Vec<RunStats>,
+    /// How long the wake took, runs included.
+    pub duration: Duration,
+}
+
+/// What one run cost and how it ended, for whoever watches the loop (the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    pub initialiser: Arc<str>,
+    /// `None` for a clean run, else the kind of failure ([`crate::sandbox::RunFailure::kind`]).
+    pub failure: Option<&'static str>,
+    pub duration: Duration,
+    pub fuel_used: u64,
 }
 
 impl WakeReport {
@@ -114,14 +128,21 @@ impl Reconciler {
         Self { initialisers, services: Arc::new(WakeReadCache::new(services)), cadence, unrecorded: HashMap::new() }
     }
 
-    /// Wake, sleep as the wake says, and repeat until `shutdown` resolves.
-    pub async fn run_until(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Wake, hand the report to `on_wake`, sleep as the wake says, and repeat until `shutdown`
+    /// resolves. A wake cut short by `shutdown` is dropped where it stands (a running guest
+    /// stops at its next epoch check) and reports nothing.
+    pub async fn run_until(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut on_wake: impl FnMut(&WakeReport),
+    ) {
         tokio::pin!(shutdown);
         loop {
             let report = tokio::select! {
                 report = self.wake() => report,
                 () = &mut shutdown => return,
             };
+            on_wake(&report);
             let sleep = report.next_sleep(&self.cadence);
             tracing::info!("next wake in {sleep:?}");
             tokio::select! {
@@ -133,6 +154,8 @@ impl Reconciler {
 
     /// One wake.
     pub async fn wake(&mut self) -> WakeReport {
+        let started = Instant::now();
+        let mut runs = Vec::new();
         self.services.begin_wake();
         let services: Arc<dyn Services> = self.services.clone();
         let config = ConfigClient(services.as_ref());
@@ -152,7 +175,7 @@ impl Reconciler {
                 continue;
             }
             let outcome = async {
-                match run_one(init, &services, old_flag).await {
+                match run_one(init, &services, old_flag, &mut runs).await {
                     Err(failure) => Outcome::Failed(failure),
                     Ok(()) if stored.is_ok() => store_flag(config, init).await,
                     Ok(()) => Outcome::RanUnrecorded,
@@ -178,7 +201,7 @@ impl Reconciler {
             (Ok(()), Ok(stored)) => stored,
             (Err(e), _) | (_, Err(e)) => {
                 tracing::info!("gate closed: services not ready ({e})");
-                return self.report(false, outcomes);
+                return self.report(false, outcomes, runs, started);
             }
         };
 
@@ -203,7 +226,7 @@ impl Reconciler {
                 continue;
             }
             let outcome = async {
-                match run_one(init, &services, old_flag).await {
+                match run_one(init, &services, old_flag, &mut runs).await {
                     Ok(()) => store_flag(config, init).await,
                     Err(failure) => Outcome::Failed(failure),
                 }
@@ -212,17 +235,18 @@ impl Reconciler {
             .await;
             outcomes[index] = Some(outcome);
         }
-        self.report(true, outcomes)
+        self.report(true, outcomes, runs, started)
     }
 
-    fn report(&self, gate_open: bool, outcomes: Vec<Option<Outcome>>) -> WakeReport {
+    fn report(&self, gate_open: bool, outcomes: Vec<Option<Outcome>>, runs: Vec<RunStats>, started: Instant) -> WakeReport {
         let outcomes = self
             .initialisers
             .iter()
             .zip(outcomes)
             .map(|(init, outcome)| (init.name.clone(), outcome.unwrap_or(Outcome::Waiting)))
             .collect();
-        let report = WakeReport { gate_open, requests: self.services.requests_sent(), outcomes };
+        let requests = self.services.requests_sent();
+        let report = WakeReport { gate_open, requests, outcomes, runs, duration: started.elapsed() };
         tracing::info!(gate_open, converged = report.converged(), requests = report.requests, "wake done");
         report
     }
@@ -269,11 +293,23 @@ fn run_span(init: &Initialiser) -> tracing::Span {
     tracing::info_span!("run", initialiser = %init.name, run_id = RUN_IDS.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn run_one(init: &Initialiser, services: &Arc<dyn Services>, old_flag: Option<&Flag>) -> Result<(), String> {
+/// Run `init` and add what it cost to `runs`.
+async fn run_one(
+    init: &Initialiser,
+    services: &Arc<dyn Services>,
+    old_flag: Option<&Flag>,
+    runs: &mut Vec<RunStats>,
+) -> Result<(), String> {
     let shown = |flag: Option<&Flag>| flag.map_or("none".to_owned(), |f| format!("{:?}", f.to_string()));
     tracing::info!(initialiser = %init.name, "running (old_flag={} -> new_flag={})", shown(old_flag), shown(Some(&init.flag)));
-    init.run(services.clone(), old_flag).await.map_err(|failure| {
-        tracing::error!(initialiser = %init.name, "{failure}");
+    let started = Instant::now();
+    let metered = init.run(services.clone(), old_flag).await;
+    let duration = started.elapsed();
+    tracing::debug!(initialiser = %init.name, fuel_used = metered.fuel_used, ?duration, "run ended");
+    let failure = metered.result.as_ref().err().map(|failure| failure.kind());
+    runs.push(RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used });
+    metered.result.map_err(|failure| {
+        tracing::error!(initialiser = %init.name, fuel_used = metered.fuel_used, "{failure}");
         failure.to_string()
     })
 }

@@ -11,6 +11,7 @@ pub mod peer;
 pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
+pub mod running;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -49,6 +49,20 @@ fn ensure_server() {
     });
 }
 
+/// The binary's backend options for the server at `options`.
+pub fn backend_args(options: RabbitOptions) -> Vec<String> {
+    vec![
+        "--pubsub-backend".into(),
+        "rabbitmq".into(),
+        "--rabbitmq-host".into(),
+        options.host,
+        "--rabbitmq-port".into(),
+        options.port.to_string(),
+        "--rabbitmq-vhost".into(),
+        options.vhost,
+    ]
+}
+
 /// A virtual host of its own for one test, deleted (with all in it) when dropped.
 pub struct TestVhost {
     name: String,
@@ -94,6 +108,12 @@ impl TestVhost {
         let mut args = vec![command.as_str(), "-p", &self.name, "--no-table-headers"];
         args.extend_from_slice(columns);
         rabbitmqctl(&args).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    /// How many client connections the server has open in this vhost.
+    pub fn connections(&self) -> usize {
+        let listed = rabbitmqctl(&["list_connections", "--no-table-headers", "vhost"]).unwrap();
+        listed.lines().filter(|line| line.trim() == self.name).count()
     }
 }
 

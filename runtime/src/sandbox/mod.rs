@@ -20,7 +20,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasData, Linker};
 use wasmtime::{Config, Engine};
 
-pub use run::{CallContext, RunFailure};
+pub use run::{CallContext, Metered, RunFailure};
 
 use crate::host::HostState;
 use bindings::{InitialiserComponent, InitialiserComponentPre};

@@ -62,6 +62,30 @@ pub enum RunFailure {
     Setup(String),
 }
 
+impl RunFailure {
+    /// A short, stable name for the kind of failure (`out_of_fuel`, `deadline`, ...), for
+    /// metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Guest(_) => "guest_error",
+            Self::OutOfFuel(_) => "out_of_fuel",
+            Self::Deadline(_) => "deadline",
+            Self::Memory(_) => "memory",
+            Self::StackOverflow => "stack_overflow",
+            Self::Trap(_) => "trap",
+            Self::Setup(_) => "setup",
+        }
+    }
+}
+
+/// A call's result with the fuel it burned (its limit minus what was left when it ended, on
+/// success and on failure alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metered<T> {
+    pub result: Result<T, RunFailure>,
+    pub fuel_used: u64,
+}
+
 /// The data of one call's store.
 pub(crate) struct RunState {
     wasi: WasiCtx,
@@ -105,7 +129,8 @@ impl LoadedComponent {
     pub async fn describe(&self, context: &CallContext) -> Result<Description, RunFailure> {
         let mut description = self
             .call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
-            .await?;
+            .await
+            .result?;
         description.summary = guest_text(description.summary, &context.limits);
         Ok(description)
     }
@@ -121,7 +146,8 @@ impl LoadedComponent {
             .call(context, move |guest, store| {
                 Box::pin(async move { guest.trustgraph_bootstrap_initialiser().call_validate(store, &params).await })
             })
-            .await?;
+            .await
+            .result?;
         // Warnings are logged one per line, and a refusal is printed: both within the log caps.
         let limits = &context.limits;
         Ok(match verdict {
@@ -132,24 +158,27 @@ impl LoadedComponent {
         })
     }
 
-    /// The component's `run(params, old_flag, new_flag)`.
+    /// The component's `run(params, old_flag, new_flag)`, with the fuel it used.
     pub async fn run(
         &self,
         context: &CallContext,
         params: &str,
         old_flag: Option<&str>,
         new_flag: &str,
-    ) -> Result<(), RunFailure> {
+    ) -> Metered<()> {
         // The export borrows its arguments for as long as the call runs: hand it owned copies.
         let (params, old_flag, new_flag) = (params.to_owned(), old_flag.map(str::to_owned), new_flag.to_owned());
-        self.call(context, move |guest, store| {
-            Box::pin(async move {
-                let exports = guest.trustgraph_bootstrap_initialiser();
-                exports.call_run(store, &params, old_flag.as_deref(), &new_flag).await
+        let Metered { result, fuel_used } = self
+            .call(context, move |guest, store| {
+                Box::pin(async move {
+                    let exports = guest.trustgraph_bootstrap_initialiser();
+                    exports.call_run(store, &params, old_flag.as_deref(), &new_flag).await
+                })
             })
-        })
-        .await?
-        .map_err(|message| RunFailure::Guest(guest_text(message, &context.limits)))
+            .await;
+        let result = result
+            .and_then(|verdict| verdict.map_err(|message| RunFailure::Guest(guest_text(message, &context.limits))));
+        Metered { result, fuel_used }
     }
 
     /// Instantiate in a fresh store and `invoke` one export, within the context's limits.
@@ -157,20 +186,27 @@ impl LoadedComponent {
         &self,
         context: &CallContext,
         invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState>) -> CallFuture<'a, T>,
-    ) -> Result<T, RunFailure> {
+    ) -> Metered<T> {
         let limits = context.limits;
-        let mut store = self.new_store(context)?;
+        let mut store = match self.new_store(context) {
+            Ok(store) => store,
+            Err(failure) => return Metered { result: Err(failure), fuel_used: 0 },
+        };
         let pre = &self.pre;
         let outcome = tokio::time::timeout(limits.timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             invoke(&instance, &mut store).await
         })
         .await;
-        match outcome {
+        // The store outlives the call however it ended (a timeout drops only the future), so
+        // what is left of the fuel can be read in every case.
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(&error, &store, limits)),
             Err(_elapsed) => Err(RunFailure::Deadline(limits.timeout)),
-        }
+        };
+        Metered { result, fuel_used }
     }
 
     fn new_store(&self, context: &CallContext) -> Result<Store<RunState>, RunFailure> {

@@ -47,4 +47,8 @@ pub trait Services: Send + Sync {
     async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError>;
     /// One flow-svc round trip.
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError>;
+
+    /// Close the connections behind the services, for a clean exit: after this, requests
+    /// fail. The default has nothing to close.
+    async fn close(&self) {}
 }

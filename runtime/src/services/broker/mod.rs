@@ -66,6 +66,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Where it connects, for logs (`pulsar://pulsar:6650`, `amqp://rabbitmq:5672/`).
     fn describe(&self) -> String;
+
+    /// Close what is open on the broker (consumers, producers or channels, the connection),
+    /// waiting for subscriptions whose owners are gone to end first.
+    async fn close(&self) {}
 }
 
 /// The identity in subscription names (`bootstrap--config--<uuid>`), as upstream's
@@ -74,6 +78,7 @@ const CLIENT_ID: &str = "bootstrap";
 
 /// config-svc and flow-svc over one broker.
 pub struct BrokerServices {
+    transport: Arc<dyn Transport>,
     config: RequestResponse,
     flow: RequestResponse,
 }
@@ -90,7 +95,7 @@ impl BrokerServices {
                 timeout,
             )
         };
-        Self { config: client("config"), flow: client("flow") }
+        Self { config: client("config"), flow: client("flow"), transport }
     }
 }
 
@@ -110,5 +115,12 @@ impl Services for BrokerServices {
             Some(error) => Err(ServiceError::Remote(error)),
             None => Ok(response),
         }
+    }
+
+    /// Stop reading answers (which ends both subscriptions), then close the transport.
+    async fn close(&self) {
+        self.config.stop_listening().await;
+        self.flow.stop_listening().await;
+        self.transport.close().await;
     }
 }

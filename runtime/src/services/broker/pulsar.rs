@@ -76,6 +76,8 @@ pub struct PulsarTransport {
     brokers: Arc<Mutex<HashSet<SocketAddr>>>,
     /// The periodic sweep, from the first connect on.
     sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// The tasks forwarding each subscription's messages (they own the consumers).
+    forwarders: Mutex<Vec<JoinHandle<()>>>,
 }
 
 type SharedProducer = Arc<tokio::sync::Mutex<Producer<TokioExecutor>>>;
@@ -96,7 +98,13 @@ impl PulsarTransport {
                 "the Pulsar client cannot ask for an advertised listener; connecting as the broker's lookups direct"
             );
         }
-        Self { options, client: tokio::sync::Mutex::new(None), brokers: Arc::default(), sweeper: Mutex::default() }
+        Self {
+            options,
+            client: tokio::sync::Mutex::new(None),
+            brokers: Arc::default(),
+            sweeper: Mutex::default(),
+            forwarders: Mutex::default(),
+        }
     }
 
     /// The connected client, connecting first if there is none.
@@ -261,12 +269,36 @@ impl Transport for PulsarTransport {
             }
         };
         let (sender, messages) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(forward(consumer, sender, topic));
+        let mut forwarders = self.forwarders.lock().unwrap();
+        forwarders.retain(|forwarder| !forwarder.is_finished());
+        forwarders.push(tokio::spawn(forward(consumer, sender, topic)));
         Ok(Subscription { messages })
     }
 
     fn describe(&self) -> String {
         self.options.url.clone()
+    }
+
+    /// Wait for the consumers to close (each forwarder closes its own once its subscriber is
+    /// gone), close the producers, and drop the client, which closes its connections.
+    async fn close(&self) {
+        let forwarders = std::mem::take(&mut *self.forwarders.lock().unwrap());
+        let consumers = forwarders.len();
+        for forwarder in forwarders {
+            // Each forwarder bounds its own close by CLOSE_TIMEOUT.
+            let _ = forwarder.await;
+        }
+        let client = self.client.lock().await.take();
+        let producers = client.as_ref().map_or(0, |client| client.producers.len());
+        if let Some(client) = client {
+            for producer in client.producers.into_values() {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { producer.lock().await.close().await }).await;
+            }
+        }
+        if let Some(sweeper) = self.sweeper.lock().unwrap().take() {
+            sweeper.abort();
+        }
+        tracing::info!(broker = %self.options.url, consumers, producers, "closed the Pulsar client");
     }
 }
 

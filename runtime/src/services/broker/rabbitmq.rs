@@ -28,6 +28,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 use super::{Envelope, Queue, QueueClass, Subscription, Transport, TransportError};
 
@@ -66,6 +67,12 @@ const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// (a network partition) within about twice this.
 const HEARTBEAT_SECS: u16 = 60;
 
+/// AMQP's reply code for a normal close.
+const CLOSE_OK: u16 = 200;
+
+/// How long closing a channel or the connection may take before it is abandoned.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The name the connection shows under in RabbitMQ's management UI.
 const CONNECTION_NAME: &str = "bootstrap-wasm";
 
@@ -82,6 +89,8 @@ pub struct RabbitTransport {
     /// The connection while it lives. Publishes hold the lock throughout, which keeps them
     /// in order on the one publishing channel; subscribes hold it only to open their channel.
     link: Mutex<Option<Link>>,
+    /// The tasks forwarding each subscription's deliveries (they own the consumers' channels).
+    forwarders: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// One live connection and what was set up on it.
@@ -112,7 +121,7 @@ impl RabbitTransport {
                 ..AMQPQueryString::default()
             },
         };
-        Self { uri, described, link: Mutex::new(None) }
+        Self { uri, described, link: Mutex::new(None), forwarders: std::sync::Mutex::default() }
     }
 
     /// The live link in `slot`, connecting first if there is none or it died.
@@ -263,12 +272,36 @@ impl Transport for RabbitTransport {
                 }
             };
         let (sender, messages) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(forward(channel, consumer, sender, queue.clone()));
+        let mut forwarders = self.forwarders.lock().unwrap();
+        forwarders.retain(|forwarder| !forwarder.is_finished());
+        forwarders.push(tokio::spawn(forward(channel, consumer, sender, queue.clone())));
         Ok(Subscription { messages })
     }
 
     fn describe(&self) -> String {
         self.described.clone()
+    }
+
+    /// Wait for the consumers' channels to close (each forwarder closes its own once its
+    /// subscriber is gone), then close the publishing channel and the connection.
+    async fn close(&self) {
+        let forwarders = std::mem::take(&mut *self.forwarders.lock().unwrap());
+        let consumers = forwarders.len();
+        for forwarder in forwarders {
+            let _ = forwarder.await;
+        }
+        if let Some(link) = self.link.lock().await.take() {
+            let closing = async {
+                if let Some(publisher) = link.publisher {
+                    let _ = publisher.close(CLOSE_OK, "shutting down".into()).await;
+                }
+                link.connection.close(CLOSE_OK, "shutting down".into()).await
+            };
+            if let Err(e) = tokio::time::timeout(CLOSE_TIMEOUT, closing).await.unwrap_or(Ok(())) {
+                tracing::debug!(broker = %self.described, "closing the connection: {e}");
+            }
+        }
+        tracing::info!(broker = %self.described, consumers, "closed the RabbitMQ connection");
     }
 }
 
@@ -302,7 +335,12 @@ async fn forward(channel: Channel, mut consumer: Consumer, sender: mpsc::Sender<
             break;
         }
     }
-    drop(channel);
+    // Closed, not just dropped: the server then releases the queue (an exclusive one is
+    // deleted) now rather than when the connection goes. Bounded: a dead connection may not
+    // answer.
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(CLOSE_OK, "unsubscribed".into())).await;
+    }
 }
 
 /// The `id` header. Upstream (pika) sends text headers as long strings; accept the other

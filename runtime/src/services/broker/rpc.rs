@@ -95,6 +95,18 @@ impl RequestResponse {
     }
 }
 
+impl RequestResponse {
+    /// Stop the pump and drop its subscription (the transport then ends that subscription);
+    /// requests in flight fail as unavailable.
+    pub async fn stop_listening(&self) {
+        if let Some(pump) = self.pump.lock().await.take() {
+            pump.abort();
+            let _ = pump.await;
+        }
+        self.waiting.lock().unwrap().clear();
+    }
+}
+
 impl Drop for RequestResponse {
     fn drop(&mut self) {
         if let Some(pump) = self.pump.get_mut().take() {

@@ -93,22 +93,19 @@ impl std::fmt::Debug for ConfigStore {
 impl ConfigStore {
     /// Opens the store at `path`, creating the file (not its directory) if it does not exist.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Missing, or empty: nothing was ever stored in it.
+        if std::fs::metadata(path).map_or(true, |file| file.len() == 0) {
+            create(path)?;
+        }
         let db = redb::Builder::new()
             // Without it redb trusts a file that claims a clean shutdown and may panic on one
             // damaged outside redb; the check is cheap at config-store sizes.
             .set_check_integrity_on_open(true)
             .create(path)
             .map_err(|err| open_error(path, err))?;
-
-        // Create both tables up front so reads never meet a missing table, and so a redb
-        // file whose tables have other types is refused now rather than on first use.
-        let open_failed =
-            |err: redb::Error| StoreError::Open { path: path.to_owned(), source: err };
-        let txn = db.begin_write().map_err(|err| open_failed(err.into()))?;
-        txn.open_table(ENTRIES).map_err(|err| table_error(path, err))?;
-        txn.open_table(META).map_err(|err| table_error(path, err))?;
-        txn.commit().map_err(|err| open_failed(err.into()))?;
-
+        // Also for a file made elsewhere: a redb file whose tables have other types is refused
+        // now rather than on first use.
+        create_tables(&db, path)?;
         let db = Arc::new(db);
         let group_commit = GroupCommit::start(Arc::downgrade(&db));
         Ok(Self { db, path: path.to_owned(), group_commit })
@@ -257,6 +254,54 @@ impl Drop for ConfigStore {
             tracing::error!("config store {}: the last writes could not be made durable: {error}", self.path.display());
         }
     }
+}
+
+/// Create a new store at `path` whole: set up in a temporary file beside it, then renamed into
+/// place. redb writes a new file's header in several steps, and a process killed between them
+/// (SIGKILL, found by tests/crash.rs) left a file that is not a redb database, which no later
+/// start could open.
+fn create(path: &Path) -> Result<(), StoreError> {
+    let failed = |err: std::io::Error| StoreError::Open {
+        path: path.to_owned(),
+        source: redb::StorageError::Io(err).into(),
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let staged = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".creating")
+        .tempfile_in(dir)
+        .map_err(failed)?;
+    let db = redb::Database::create(staged.path()).map_err(|err| open_error(path, err))?;
+    create_tables(&db, path)?;
+    drop(db);
+    staged.as_file().sync_all().map_err(failed)?;
+    let placed = if path.exists() {
+        // An empty file (nothing was ever stored in it): replace it.
+        staged.persist(path).map(drop)
+    } else {
+        staged.persist_noclobber(path).map(drop)
+    };
+    match placed {
+        Ok(()) => {}
+        // Another process created it meanwhile: theirs stands (the staged file is removed).
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(failed(err.error)),
+    }
+    // The rename itself must survive a machine crash too.
+    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(failed)
+}
+
+/// Create both tables if missing, so reads never meet a missing table.
+fn create_tables(db: &redb::Database, path: &Path) -> Result<(), StoreError> {
+    let open_failed = |err: redb::Error| StoreError::Open { path: path.to_owned(), source: err };
+    let txn = db.begin_write().map_err(|err| open_failed(err.into()))?;
+    txn.open_table(ENTRIES).map_err(|err| table_error(path, err))?;
+    txn.open_table(META).map_err(|err| table_error(path, err))?;
+    txn.commit().map_err(|err| open_failed(err.into()))
 }
 
 fn open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
@@ -601,6 +646,22 @@ mod tests {
         }
         let err = ConfigStore::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_new_store_appears_whole_and_an_empty_file_is_taken_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.redb");
+        drop(ConfigStore::open(&path).unwrap());
+        // Only the store itself: the staged file was renamed into place.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["config.redb"]);
+
+        let empty = dir.path().join("empty.redb");
+        std::fs::write(&empty, b"").unwrap();
+        let store = ConfigStore::open(&empty).unwrap();
+        store.put_many("ws", [("t", "k", "v")]).unwrap();
+        assert_eq!(store.get("ws", "t", "k").unwrap().as_deref(), Some("v"));
     }
 
     #[test]
