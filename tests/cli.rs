@@ -322,9 +322,10 @@ async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
     )
     .await;
     let args = support::rabbitmq::backend_args(vhost.options());
-    // The peer's connection and the runtime's while it runs; the peer's alone after.
+    // While it runs: the peer's connection and the runtime's two (services and lease); after
+    // the exit, the peer's alone.
     let log = tokio::task::block_in_place(|| {
-        sigterm_on_a_broker(&args, &store, "closed the RabbitMQ connection", || assert_eq!(vhost.connections(), 2))
+        sigterm_on_a_broker(&args, &store, "closed the RabbitMQ connection", || assert_eq!(vhost.connections(), 3))
     });
     assert!(log.contains("consumers=2"), "{log}");
     assert_eq!(vhost.connections(), 1, "the runtime's connection is still open on the server");
