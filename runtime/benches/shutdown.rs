@@ -20,6 +20,10 @@ use support::{Scratch, bin};
 
 const TRIALS: usize = 10;
 
+/// A backend to time: its name, the runtime's arguments for it, and the transport the
+/// services' peer answers on (none for the embedded backend).
+type Backend = (&'static str, Vec<String>, Option<Arc<dyn Transport>>);
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let scratch = Scratch::new();
@@ -29,7 +33,7 @@ async fn main() {
     let pulsar = support::pulsar::PulsarLite::start();
     let vhost = support::rabbitmq::TestVhost::create();
     let pulsar_url = pulsar.url();
-    let backends: [(&str, Vec<String>, Option<Arc<dyn Transport>>); 3] = [
+    let backends: [Backend; 3] = [
         ("embedded", vec!["--pubsub-backend".into(), "embedded".into()], None),
         (
             "pulsar (pulsar-lite)",

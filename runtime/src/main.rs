@@ -186,6 +186,10 @@ struct BackendArgs {
     /// The embedded backend's state file (created if missing).
     #[arg(long, value_name = "PATH")]
     state: Option<PathBuf>,
+    /// How soon the embedded backend's writes are on disk: they are synced in groups, and a
+    /// machine crash loses at most this much (0: each write is synced before it returns).
+    #[arg(long, value_parser = parse_duration, default_value = "200ms", value_name = "DURATION")]
+    state_sync: Duration,
     /// Pulsar broker URL.
     #[arg(short = 'p', long, env = "PULSAR_HOST", default_value = "pulsar://pulsar:6650")]
     pulsar_host: String,
@@ -231,6 +235,7 @@ impl BackendArgs {
         Ok(match self.pubsub_backend {
             BackendKind::Embedded => Backend::Embedded {
                 state: self.state.clone().ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?,
+                sync_window: self.state_sync,
             },
             BackendKind::Pulsar => Backend::Pulsar(PulsarOptions {
                 url: self.pulsar_host.clone(),

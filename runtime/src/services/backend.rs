@@ -17,8 +17,8 @@ use crate::lease::{self, Lease, LeaseError, Timing};
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]
 pub enum Backend {
-    /// In-process, on a redb file.
-    Embedded { state: PathBuf },
+    /// In-process, on a redb file whose writes are durable within `sync_window`.
+    Embedded { state: PathBuf, sync_window: Duration },
     /// TrustGraph's services over Pulsar.
     Pulsar(PulsarOptions),
     /// TrustGraph's services over RabbitMQ.
@@ -31,7 +31,9 @@ impl Backend {
     /// store now. Each broker request times out after `request_timeout`.
     pub fn open(&self, request_timeout: Duration) -> Result<Arc<dyn Services>, StoreError> {
         Ok(match self {
-            Self::Embedded { state } => Arc::new(EmbeddedServices::open(state)?),
+            Self::Embedded { state, sync_window } => {
+                Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?)
+            }
             Self::Pulsar(options) => {
                 Arc::new(BrokerServices::new(Arc::new(PulsarTransport::new(options.clone())), request_timeout))
             }
@@ -48,7 +50,7 @@ impl Backend {
     /// `timing`. Take it before [`Self::open`]: the embedded store admits one process.
     pub fn lease(&self, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
         match self {
-            Self::Embedded { state } => lease::file::lease(state),
+            Self::Embedded { state, .. } => lease::file::lease(state),
             Self::Pulsar(options) => Ok(lease::pulsar::lease(options, name, timing)),
             Self::RabbitMq(options) => lease::rabbitmq::lease(options, name, timing),
         }
@@ -58,7 +60,7 @@ impl Backend {
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Embedded { state } => write!(f, "embedded, state {}", state.display()),
+            Self::Embedded { state, .. } => write!(f, "embedded, state {}", state.display()),
             Self::Pulsar(options) => write!(f, "pulsar at {}", options.url),
             Self::RabbitMq(options) => {
                 write!(f, "rabbitmq at amqp://{}@{}:{}/{}", options.username, options.host, options.port, options.vhost)

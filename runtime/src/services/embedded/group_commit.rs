@@ -8,23 +8,25 @@
 //!
 //! What a crash can lose, and why that is safe: a write is committed with redb's
 //! `Durability::None` (visible to every later read at once), and a background thread makes it
-//! durable within [`DURABLE_WITHIN`] by an empty `Durability::Immediate` commit, which
+//! durable within the sync window ([`DEFAULT_SYNC_WINDOW`]) by an empty `Durability::Immediate` commit, which
 //! persists every commit before it. Closing the store does the same. redb's commits are
 //! ordered and, after a crash, the file holds exactly the commits up to the last durable one:
 //! a prefix of the history. The loop stores a flag only after its initialiser's work is
 //! committed, so a crash can lose the last moments of work and flags together, never a flag
-//! without its work; the initialiser then runs again on the next start.
+//! without its work; the initialiser then runs again on the next start. A window of zero
+//! makes every write durable before it returns, as a plain redb commit does.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long a committed write may wait before it is durable.
-pub(super) const DURABLE_WITHIN: Duration = Duration::from_millis(200);
+/// How long a committed write may wait before it is durable, unless the operator says otherwise
+/// (`--state-sync`).
+pub const DEFAULT_SYNC_WINDOW: Duration = Duration::from_millis(200);
 
 /// Whether there are committed writes not yet durable, shared with the syncing thread.
-#[derive(Default)]
 pub(super) struct GroupCommit {
+    window: Duration,
     state: Mutex<State>,
     changed: Condvar,
     /// The syncing thread, joined on close so that the file is released when the store is.
@@ -41,8 +43,9 @@ struct State {
 
 impl GroupCommit {
     /// Start the thread that makes writes durable, for as long as `db` lives.
-    pub(super) fn start(db: Weak<redb::Database>) -> Arc<Self> {
-        let group = Arc::new(Self::default());
+    pub(super) fn start(db: Weak<redb::Database>, window: Duration) -> Arc<Self> {
+        let group =
+            Arc::new(Self { window, state: Mutex::default(), changed: Condvar::new(), thread: Mutex::default() });
         let shared = group.clone();
         let thread = std::thread::Builder::new()
             .name("bootstrap-wasm-store-sync".into())
@@ -50,6 +53,11 @@ impl GroupCommit {
             .expect("cannot start the config store's sync thread");
         *group.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
         group
+    }
+
+    /// Whether writes are made durable one by one, as they commit.
+    pub(super) fn syncs_each_write(&self) -> bool {
+        self.window.is_zero()
     }
 
     /// A non-durable write was just committed.
@@ -104,7 +112,7 @@ impl GroupCommit {
                 state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
             let Some(since) = state.dirty_since.filter(|_| !state.closed) else { return };
-            let due = since + DURABLE_WITHIN;
+            let due = since + self.window;
             while let Some(left) = due.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
                 if state.closed {
                     return;
@@ -115,7 +123,7 @@ impl GroupCommit {
             let Some(db) = db.upgrade() else { return };
             if let Err(error) = self.sync(&db) {
                 tracing::error!("config store: cannot make writes durable: {error}");
-                std::thread::sleep(DURABLE_WITHIN); // Then try again; the mark is still set.
+                std::thread::sleep(self.window); // Then try again; the mark is still set.
             }
         }
     }
@@ -136,7 +144,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while store.group_commit.is_dirty() {
             assert!(std::time::Instant::now() < deadline, "the write was never synced");
-            std::thread::sleep(super::DURABLE_WITHIN / 4);
+            std::thread::sleep(super::DEFAULT_SYNC_WINDOW / 4);
         }
         store.put_many("w", [("t", "k2", "\"v2\"")]).unwrap();
         drop(store);

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 pub use config_svc::ConfigService;
 pub use flow_svc::{BLUEPRINT_TYPE, FLOW_TYPE, FlowService, PARAMETER_TYPE};
+pub use group_commit::DEFAULT_SYNC_WINDOW;
 pub use store::{ConfigStore, Snapshot, StoreError, Update, WorkspaceConfig};
 
 use crate::services::{
@@ -37,6 +38,12 @@ impl EmbeddedServices {
     /// Opens (or creates) the store file at `path`; its directory must exist.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self::from_store(Arc::new(ConfigStore::open(path)?)))
+    }
+
+    /// [`open`](Self::open), with writes durable within `sync_window` (zero: each before it
+    /// returns) instead of the default 200 ms.
+    pub fn open_with_sync_window(path: &Path, sync_window: std::time::Duration) -> Result<Self, StoreError> {
+        Ok(Self::from_store(Arc::new(ConfigStore::open_with_sync_window(path, sync_window)?)))
     }
 
     /// Both services over an already open store.

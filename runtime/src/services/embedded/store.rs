@@ -4,7 +4,8 @@
 //! It plays the part of upstream's Cassandra `config` and `version` tables
 //! (`trustgraph/tables/config.py`). Reads see one consistent snapshot ([`Snapshot`]); every
 //! write is one redb write transaction ([`ConfigStore::update`]), so a multi-key put or delete
-//! lands whole or not at all. It is durable within 200 ms, or when the store is closed: writes
+//! lands whole or not at all. It is durable within 200 ms (the sync window, which the
+//! operator may change), or when the store is closed: writes
 //! are synced to disk in groups, and a crash loses at most the last of them, never an earlier
 //! write while keeping a later one (see [`group_commit`](super::group_commit)). The version is
 //! bumped inside the same transaction as the write, so a reader never sees new data with an
@@ -16,8 +17,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{DEFAULT_SYNC_WINDOW, GroupCommit};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -91,8 +93,14 @@ impl std::fmt::Debug for ConfigStore {
 }
 
 impl ConfigStore {
-    /// Opens the store at `path`, creating the file (not its directory) if it does not exist.
+    /// Opens the store at `path`, creating the file (not its directory) if it does not exist;
+    /// writes are durable within [`DEFAULT_SYNC_WINDOW`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_sync_window(path, DEFAULT_SYNC_WINDOW)
+    }
+
+    /// [`open`](Self::open), with writes durable within `window` (zero: before each returns).
+    pub fn open_with_sync_window(path: &Path, window: Duration) -> Result<Self, StoreError> {
         // Missing, or empty: nothing was ever stored in it.
         if std::fs::metadata(path).map_or(true, |file| file.len() == 0) {
             create(path)?;
@@ -107,11 +115,11 @@ impl ConfigStore {
         // now rather than on first use.
         create_tables(&db, path)?;
         let db = Arc::new(db);
-        let group_commit = GroupCommit::start(Arc::downgrade(&db));
+        let group_commit = GroupCommit::start(Arc::downgrade(&db), window);
         Ok(Self { db, path: path.to_owned(), group_commit })
     }
 
-    /// Make every write so far durable now (they all are within 200 ms anyway).
+    /// Make every write so far durable now (they all are within the sync window anyway).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.group_commit.sync(&self.db).map_err(StoreError::Storage)
     }
@@ -224,7 +232,9 @@ impl ConfigStore {
         E: From<StoreError>,
     {
         let mut txn = self.db.begin_write().map_err(StoreError::from)?;
-        txn.set_durability(redb::Durability::None).map_err(StoreError::from)?;
+        if !self.group_commit.syncs_each_write() {
+            txn.set_durability(redb::Durability::None).map_err(StoreError::from)?;
+        }
         let (outcome, wrote) = {
             let entries = txn.open_table(ENTRIES).map_err(StoreError::from)?;
             let meta = txn.open_table(META).map_err(StoreError::from)?;
@@ -238,7 +248,9 @@ impl ConfigStore {
         match outcome {
             Ok(value) if wrote => {
                 txn.commit().map_err(StoreError::from)?;
-                self.group_commit.wrote();
+                if !self.group_commit.syncs_each_write() {
+                    self.group_commit.wrote();
+                }
                 Ok(value)
             }
             // Nothing to commit, or the body refused: dropping the transaction aborts it.
