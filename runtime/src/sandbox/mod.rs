@@ -57,9 +57,9 @@ const POOL_INSTANCE_METADATA: usize = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocation {
     /// From a pool with room for `instances` calls alive at once; more fail to start, with
-    /// [`RunFailure::Setup`]. The pool reserves (without committing) about 32.3 GiB of address
+    /// [`RunFailure::Setup`]. The pool reserves (without committing) about 33 GiB of address
     /// space per instance: 8 memory slots of 4 GiB plus guard pages, and 48 tables of up to
-    /// 2^20 elements.
+    /// 2^20 elements (98 GiB of `VmSize` for the default 3; see docs/performance.md).
     Pooled { instances: u32 },
     /// Mapped afresh for every call and unmapped after it: no reservation, a slower start.
     OnDemand,
