@@ -8,7 +8,7 @@
 use wasmtime::ResourceLimiter;
 
 /// Most tables stay small; this only stops a guest from growing one without bound.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+pub(super) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 pub(crate) struct MemoryCap {
     limit: usize,

@@ -5,6 +5,12 @@
 //! component checks that it targets our world and pre-links it ([`LoadedComponent`]); every
 //! call then gets its own `Store`, with its own fuel, deadline, memory cap, WASI context and
 //! grants ([`run`]). Nothing survives from one call to the next.
+//!
+//! By default each call's memories, tables and stack come from wasmtime's pooling allocator:
+//! address space reserved once when the sandbox starts (see [`Allocation`] for how much), so an
+//! instance costs a few microseconds, and a slot's pages are given back to the system when its
+//! call ends, so an idle runtime holds none of them. [`SandboxOptions`] chooses on-demand
+//! allocation instead.
 
 pub(crate) mod bindings;
 mod cache;
@@ -15,10 +21,12 @@ mod memory;
 mod run;
 
 use std::path::PathBuf;
+#[cfg(test)]
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasData, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use run::{CallContext, Metered, RunFailure};
 
@@ -28,6 +36,47 @@ use run::RunState;
 
 /// How often the engine's epoch advances: the resolution of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest linear memory the pool holds: all of a 32-bit memory (4 GiB), so every
+/// per-initialiser `limits.memory` works as it does on demand; the memory cap itself is
+/// enforced per run by `MemoryCap`, over all of a component's memories.
+const POOL_MAX_MEMORY: usize = 1 << 32;
+
+/// What one component instance may hold in the pool. An interpreted Python guest
+/// (componentize-py) has 11+ core instances, several memories and tens of tables; these caps
+/// leave it room twice over. A component over a cap fails to load, with wasmtime's reason.
+const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 48;
+const POOL_MEMORIES_PER_COMPONENT: u32 = 8;
+const POOL_TABLES_PER_COMPONENT: u32 = 48;
+/// Per core module: Python's interpreter module has several tables.
+const POOL_TABLES_PER_MODULE: u32 = 8;
+/// The metadata (`VMContext`s) of one component instance and all its core instances.
+const POOL_INSTANCE_METADATA: usize = 4 << 20;
+
+/// How each call's instance gets its memories, tables and async stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// From a pool with room for `instances` calls alive at once; more fail to start, with
+    /// [`RunFailure::Setup`]. The pool reserves (without committing) about 33 GiB of address
+    /// space per instance: 8 memory slots of 4 GiB plus guard pages, and 48 tables of up to
+    /// 2^20 elements (98 GiB of `VmSize` for the default 3; see docs/performance.md).
+    Pooled { instances: u32 },
+    /// Mapped afresh for every call and unmapped after it: no reservation, a slower start.
+    OnDemand,
+}
+
+impl Default for Allocation {
+    /// The runtime runs one call at a time; two more slots spare.
+    fn default() -> Self {
+        Self::Pooled { instances: 3 }
+    }
+}
+
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxOptions {
+    pub allocation: Allocation,
+}
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +113,17 @@ impl HasData for HostImports {
 }
 
 impl Sandbox {
+    /// A sandbox with the default options (pooled instances).
     pub fn new() -> Result<Self, SandboxError> {
+        Self::with_options(SandboxOptions::default())
+    }
+
+    pub fn with_options(options: SandboxOptions) -> Result<Self, SandboxError> {
         let mut config = Config::new();
         config.consume_fuel(true).epoch_interruption(true);
+        if let Allocation::Pooled { instances } = options.allocation {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
+        }
         let engine = Engine::new(&config).map_err(|e| SandboxError(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
@@ -103,6 +160,26 @@ impl Sandbox {
     }
 }
 
+/// A pool for `instances` component instances alive at once, each within the per-component caps.
+/// Slots are decommitted when freed (wasmtime keeps none of their pages resident by default).
+fn pool(instances: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_stacks(instances)
+        .total_core_instances(instances * POOL_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(instances * POOL_MEMORIES_PER_COMPONENT)
+        .total_tables(instances * POOL_TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(POOL_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(POOL_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(POOL_TABLES_PER_COMPONENT)
+        .max_tables_per_module(POOL_TABLES_PER_MODULE)
+        .max_memory_size(POOL_MAX_MEMORY)
+        .table_elements(memory::MAX_TABLE_ELEMENTS)
+        .max_component_instance_size(POOL_INSTANCE_METADATA)
+        .max_core_instance_size(POOL_INSTANCE_METADATA);
+    pool
+}
+
 /// Advance the engine's epoch every tick for as long as the engine lives (in the sandbox or in
 /// any component loaded from it, which may outlive the sandbox); each store's epoch callback
 /// compares the clock with its own deadline.
@@ -126,4 +203,47 @@ fn start_epoch_ticker(engine: &Engine) {
 fn error_chain(error: &wasmtime::Error) -> String {
     let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     chain.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builtins::Builtin;
+    use crate::policy::{Grants, Limits};
+
+    fn context() -> CallContext {
+        CallContext { initialiser: "pooled".into(), limits: Limits::default(), grants: Arc::new(Grants::default()), services: None }
+    }
+
+    #[tokio::test]
+    async fn both_allocations_run_a_component() {
+        for allocation in [Allocation::default(), Allocation::OnDemand] {
+            let sandbox = Sandbox::with_options(SandboxOptions { allocation }).unwrap();
+            let component = sandbox.load(Builtin::TemplateSeed.component()).unwrap();
+            let description = component.describe(&context()).await.unwrap();
+            assert!(!description.summary.is_empty(), "{allocation:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finds_the_pool_full_fails_to_start() {
+        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 } }).unwrap();
+        let bytes = Builtin::TemplateSeed.component();
+        let component = sandbox.load(bytes).unwrap();
+        // Hold the pool's only slot with another instance, alive until the end of the test.
+        let compiled = Component::new(&sandbox.engine, bytes).unwrap();
+        let mut linker = Linker::<()>::new(&sandbox.engine);
+        linker.define_unknown_imports_as_traps(&compiled).unwrap();
+        let mut store = wasmtime::Store::new(&sandbox.engine, ());
+        store.set_fuel(1 << 30).unwrap();
+        store.set_epoch_deadline(1 << 30);
+        let _holder = linker.instantiate_async(&mut store, &compiled).await.unwrap();
+
+        match component.describe(&context()).await {
+            Err(RunFailure::Setup(message)) => assert!(message.contains("limit"), "{message}"),
+            other => panic!("expected a set-up failure, got {other:?}"),
+        }
+        drop(store);
+        assert!(component.describe(&context()).await.is_ok(), "the freed slot is used again");
+    }
 }

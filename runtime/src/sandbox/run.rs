@@ -273,6 +273,9 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) ->
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
         return RunFailure::Deadline(limits.timeout);
     }
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return RunFailure::Setup(full.to_string());
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => RunFailure::OutOfFuel(limits.fuel),
         Some(Trap::StackOverflow) => RunFailure::StackOverflow,

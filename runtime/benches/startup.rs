@@ -1,0 +1,136 @@
+//! Start-up figures, printed, from the release binary: the core initialisers of
+//! `examples/init.yaml` (TemplateSeed, WorkspaceInit, DefaultFlowStart) converged with `--once`,
+//! from spawn to exit, on the embedded backend, on Pulsar and on RabbitMQ, each with an empty
+//! compile cache and a warm one: wall time, CPU (user + sys) and peak RSS, medians. Then the
+//! load time of each builtin component: compiled with Cranelift, or deserialized from the cache.
+//!
+//! `cargo bench -p bootstrap-wasm --bench startup` (needs `.ci/setup`: pulsar-lite, RabbitMQ).
+//! On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a fresh
+//! embedded store for every run. See docs/performance.md, "Start-up".
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bootstrap_wasm::Sandbox;
+use bootstrap_wasm::builtins::Builtin;
+use bootstrap_wasm::services::broker::Transport;
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::services::embedded::EmbeddedServices;
+use support::peer::{Behaviour, ServicePeer};
+
+/// Runs per figure; the median is printed.
+const RUNS: usize = 5;
+
+fn main() {
+    // Started again as the middleman of one measured run (see `measured`)?
+    if support::is_measuring_parent() {
+        return support::peak_rss_parent();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let pulsar = support::pulsar::PulsarLite::start();
+    let vhost = support::rabbitmq::TestVhost::create();
+    let init = support::repo().join("examples/init.yaml");
+
+    println!("converge examples/init.yaml (3 core initialisers) with --once, release binary");
+    println!("median of {RUNS} runs; CPU = user + sys; peak RSS from wait4");
+    println!("{:<10} {:<12} {:>9} {:>9} {:>10}", "backend", "cache", "wall", "CPU", "peak RSS");
+    for backend in ["embedded", "pulsar", "rabbitmq"] {
+        let warm = tempfile::tempdir().unwrap();
+        for cache in ["empty", "warm"] {
+            let mut figures = Vec::new();
+            // One run before the warm figures fills the cache they load from.
+            let runs = if cache == "warm" { RUNS + 1 } else { RUNS };
+            for run in 0..runs {
+                let empty = tempfile::tempdir().unwrap();
+                let cache_dir = if cache == "warm" { warm.path() } else { empty.path() };
+                let scratch = support::Scratch::new();
+                let mut command = support::bin();
+                command.arg("-c").arg(&init).arg("--once").arg("--compile-cache").arg(cache_dir);
+                let transport: Option<Arc<dyn Transport>> = match backend {
+                    "embedded" => {
+                        command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state());
+                        None
+                    }
+                    "pulsar" => {
+                        command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.url()]);
+                        let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
+                        Some(Arc::new(PulsarTransport::new(options)))
+                    }
+                    _ => {
+                        let options = vhost.options();
+                        command.args(["--pubsub-backend", "rabbitmq", "--rabbitmq-host", &options.host]);
+                        command.args(["--rabbitmq-port", &options.port.to_string(), "--rabbitmq-vhost", &options.vhost]);
+                        command.args(["--rabbitmq-username", &options.username, "--rabbitmq-password", &options.password]);
+                        Some(Arc::new(RabbitTransport::new(options)))
+                    }
+                };
+                let _peer = match transport {
+                    Some(transport) => {
+                        let store = EmbeddedServices::open(&scratch.state()).unwrap();
+                        Some(ServicePeer::start(transport, store, Behaviour::default()).await)
+                    }
+                    None => None,
+                };
+                let result = tokio::task::spawn_blocking(move || measured(&command)).await.unwrap();
+                if cache == "warm" && run == 0 {
+                    continue;
+                }
+                figures.push(result);
+            }
+            let wall = median(figures.iter().map(|f| f.wall));
+            let cpu = median(figures.iter().map(|f| f.cpu));
+            let rss = median(figures.iter().map(|f| f.peak_rss_kib));
+            println!("{backend:<10} {cache:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", ms(wall), ms(cpu), rss / 1024);
+        }
+    }
+    println!("Python bootstrapper (issue 6): pulsar 430 ms wall, 250 ms CPU, 54 MB; rabbitmq 560 ms, 260 ms, 38 MB");
+
+    println!();
+    println!("load time per builtin (Sandbox::load), median of {RUNS}");
+    println!("{:<20} {:>12} {:>14} {:>8}", "component", "compile", "from cache", "ratio");
+    let cache = tempfile::tempdir().unwrap();
+    let compiling = Sandbox::new().unwrap();
+    let cached = Sandbox::new().unwrap().with_compile_cache(cache.path().to_path_buf());
+    for builtin in Builtin::ALL {
+        let bytes = builtin.component();
+        cached.load(bytes).unwrap();
+        let compile = median((0..RUNS).map(|_| timed(|| compiling.load(bytes).unwrap())));
+        let load = median((0..RUNS).map(|_| timed(|| cached.load(bytes).unwrap())));
+        let ratio = compile.as_secs_f64() / load.as_secs_f64();
+        println!("{:<20} {:>12.2?} {:>14.2?} {:>7.0}x", builtin.name(), compile, load, ratio);
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> Duration {
+    let start = Instant::now();
+    drop(f());
+    start.elapsed()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median<T: Ord + Copy>(values: impl Iterator<Item = T>) -> T {
+    let mut values: Vec<T> = values.collect();
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// Run `command` to completion (it must converge: exit 0) and measure it. The binary is started
+/// by a small middleman (this bench, started again): Linux counts in a process's peak RSS the
+/// memory of its parent at `exec`, and this process holds brokers' clients and compilers.
+fn measured(command: &Command) -> support::Usage {
+    let (output, usage) = support::output_and_usage(command);
+    assert!(output.status.success(), "bootstrap-wasm did not converge: {}", support::stderr(&output));
+    usage
+}
