@@ -9,13 +9,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
-use crate::sandbox::{CallContext, LoadedComponent, Metered, Sandbox};
+use crate::sandbox::{CallContext, LoadError, LoadedComponent, Metered, Sandbox};
 use crate::services::Services;
 
 /// One initialiser, ready to run.
@@ -37,30 +38,45 @@ pub struct Initialiser {
 
 impl Initialiser {
     /// Load every entry of `file` in `sandbox`, in file order. Stops at the first problem.
+    ///
+    /// Three passes: read and pin-check every entry's code (cheap, in file order); compile
+    /// each distinct component once, several at a time (a first start with an empty compile
+    /// cache is mostly Cranelift); then describe and validate each entry, in file order.
     pub async fn prepare_all(file: &InitFile, sandbox: &Sandbox) -> Result<Vec<Initialiser>, ConfigError> {
         let base_dir = file.path.parent().unwrap_or(Path::new("."));
-        let mut compiled: HashMap<Code, (Digest, LoadedComponent)> = HashMap::new();
-        let mut prepared = Vec::with_capacity(file.initialisers.len());
+        let err = |spec: &InitialiserSpec, field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
+
+        let mut codes: HashMap<&Code, usize> = HashMap::new();
+        let mut sources: Vec<(Digest, Cow<'static, [u8]>)> = Vec::new();
         for spec in &file.initialisers {
-            let err = |field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
-            let (digest, component) = match compiled.get(&spec.code) {
-                Some((digest, component)) => {
-                    check_pin(spec, *digest).map_err(|m| err("sha256").because(m))?;
-                    (*digest, component.clone())
-                }
+            let index = match codes.get(&spec.code) {
+                Some(&index) => index,
                 None => {
-                    let bytes = read(&spec.code).map_err(|m| err(spec.code_field).because(m))?;
-                    let digest = Digest::of(&bytes);
-                    // Before compiling: bytes that are not the reviewed ones are not even parsed.
-                    check_pin(spec, digest).map_err(|m| err("sha256").because(m))?;
-                    let component = compile(sandbox, &spec.code, &bytes).map_err(|m| err(spec.code_field).because(m))?;
-                    compiled.insert(spec.code.clone(), (digest, component.clone()));
-                    (digest, component)
+                    let bytes = read(&spec.code).map_err(|m| err(spec, spec.code_field).because(m))?;
+                    sources.push((Digest::of(&bytes), bytes));
+                    codes.insert(&spec.code, sources.len() - 1);
+                    sources.len() - 1
                 }
             };
+            // Before compiling: bytes that are not the reviewed ones are not even parsed.
+            check_pin(spec, sources[index].0).map_err(|m| err(spec, "sha256").because(m))?;
+        }
+
+        let compiled = compile_all(sandbox, sources.iter().map(|(_, bytes)| bytes.as_ref()));
+        let mut prepared = Vec::with_capacity(file.initialisers.len());
+        for spec in &file.initialisers {
+            let index = codes[&spec.code];
+            let digest = sources[index].0;
+            let component = compiled[index].clone().map_err(|e| {
+                let message = match &spec.code {
+                    Code::Builtin(_) => e.to_string(),
+                    Code::Component(path) => format!("{}: {e}", path.display()),
+                };
+                err(spec, spec.code_field).because(message)
+            })?;
             tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
             prepared.push(Self::prepare(spec, base_dir, digest, component).await.map_err(|(field, m)| {
-                err(if field.is_empty() { spec.code_field } else { field }).because(m)
+                err(spec, if field.is_empty() { spec.code_field } else { field }).because(m)
             })?);
         }
         Ok(prepared)
@@ -147,12 +163,32 @@ fn read(code: &Code) -> Result<Cow<'static, [u8]>, String> {
     }
 }
 
-/// Compile the code an entry names, from its bytes.
-fn compile(sandbox: &Sandbox, code: &Code, bytes: &[u8]) -> Result<LoadedComponent, String> {
-    sandbox.load(bytes).map_err(|e| match code {
-        Code::Builtin(_) => e.to_string(),
-        Code::Component(path) => format!("{}: {e}", path.display()),
-    })
+/// Compile (or load from the compile cache) each component, on as many threads as there are
+/// cores; the results are in the order given.
+fn compile_all<'a>(
+    sandbox: &Sandbox,
+    components: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> Vec<Result<LoadedComponent, LoadError>> {
+    let components: Vec<&[u8]> = components.collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(components.len());
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<LoadedComponent, LoadError>>>> =
+        components.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(bytes) = components.get(index) else { break };
+                    *results[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sandbox.load(bytes));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).expect("every component was compiled"))
+        .collect()
 }
 
 /// The entry's `sha256:` pin, if any, against the digest of its code's bytes.

@@ -14,6 +14,7 @@
 
 pub(crate) mod bindings;
 mod cache;
+mod epoch;
 mod files;
 mod guest_output;
 mod http;
@@ -21,9 +22,7 @@ mod memory;
 mod run;
 
 use std::path::PathBuf;
-#[cfg(test)]
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::{Component, HasData, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -32,10 +31,8 @@ pub use run::{CallContext, Metered, RunFailure};
 
 use crate::host::HostState;
 use bindings::{InitialiserComponent, InitialiserComponentPre};
+use epoch::EpochTicker;
 use run::RunState;
-
-/// How often the engine's epoch advances: the resolution of wall-clock deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The largest linear memory the pool holds: all of a 32-bit memory (4 GiB), so every
 /// per-initialiser `limits.memory` works as it does on demand; the memory cap itself is
@@ -79,7 +76,7 @@ pub struct SandboxOptions {
 }
 
 /// Why a component could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
@@ -97,12 +94,14 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
     cache: Option<cache::CompileCache>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// A component checked against our world and pre-linked, ready to instantiate cheaply.
 #[derive(Clone)]
 pub struct LoadedComponent {
     pre: InitialiserComponentPre<RunState>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// `HasData` marker: our imports see the [`HostState`] inside each run's store.
@@ -135,8 +134,8 @@ impl Sandbox {
         }))?;
         link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
-        start_epoch_ticker(&engine);
-        Ok(Self { engine, linker, cache: None })
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self { engine, linker, cache: None, ticker })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -156,7 +155,7 @@ impl Sandbox {
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
         let pre = InitialiserComponentPre::new(pre).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
-        Ok(LoadedComponent { pre })
+        Ok(LoadedComponent { pre, ticker: self.ticker.clone() })
     }
 }
 
@@ -178,25 +177,6 @@ fn pool(instances: u32) -> PoolingAllocationConfig {
         .max_component_instance_size(POOL_INSTANCE_METADATA)
         .max_core_instance_size(POOL_INSTANCE_METADATA);
     pool
-}
-
-/// Advance the engine's epoch every tick for as long as the engine lives (in the sandbox or in
-/// any component loaded from it, which may outlive the sandbox); each store's epoch callback
-/// compares the clock with its own deadline.
-fn start_epoch_ticker(engine: &Engine) {
-    let engine = engine.weak();
-    std::thread::Builder::new()
-        .name("bootstrap-wasm-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
-                }
-            }
-        })
-        .expect("cannot start the epoch thread");
 }
 
 /// A wasmtime error with its causes, outermost first: the innermost says what is wrong.

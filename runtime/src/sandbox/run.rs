@@ -188,6 +188,7 @@ impl LoadedComponent {
         invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState>) -> CallFuture<'a, T>,
     ) -> Metered<T> {
         let limits = context.limits;
+        let _ticking = self.ticker.ticking();
         let mut store = match self.new_store(context) {
             Ok(store) => store,
             Err(failure) => return Metered { result: Err(failure), fuel_used: 0 },
