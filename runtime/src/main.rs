@@ -296,7 +296,13 @@ fn main() -> ExitCode {
     // `check` prints its report on stdout; its log (on stderr) carries only what needs a look.
     let log_level = if matches!(cli.command, Some(Command::Check { .. })) { "warn" } else { &cli.run.log_level };
     init_logging(log_level, cli.run.log_format);
-    let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
+    // One thread: the loop runs one guest or one request at a time, and the broker clients,
+    // the lease's heartbeats and the metrics server only wait. Measured on 1,000 tenants over
+    // Pulsar, this costs a quarter less CPU than tokio's thread pool (docs/performance.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Check { init_file, format, cache }) => check(&init_file, format, &cache).await,
