@@ -16,6 +16,7 @@ use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
+use crate::sandbox::bindings::Description;
 use crate::sandbox::{CallContext, LoadError, LoadedComponent, Metered, Sandbox};
 use crate::services::Services;
 
@@ -33,6 +34,8 @@ pub struct Initialiser {
     pub sha256: Digest,
     /// The params as the guest receives them (JSON text).
     params: String,
+    /// What the component said of itself.
+    description: Description,
     component: LoadedComponent,
 }
 
@@ -63,6 +66,9 @@ impl Initialiser {
         }
 
         let compiled = compile_all(sandbox, sources.iter().map(|(_, bytes)| bytes.as_ref()));
+        // A component describes itself, whatever its params: asked once, however many entries
+        // share it (a thousand tenants' WorkspaceInits are one component).
+        let mut descriptions: HashMap<usize, Description> = HashMap::new();
         let mut prepared = Vec::with_capacity(file.initialisers.len());
         for spec in &file.initialisers {
             let index = codes[&spec.code];
@@ -75,19 +81,25 @@ impl Initialiser {
                 err(spec, spec.code_field).because(message)
             })?;
             tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
-            prepared.push(Self::prepare(spec, base_dir, digest, component).await.map_err(|(field, m)| {
+            let initialiser =
+                Self::prepare(spec, base_dir, digest, component, descriptions.get(&index).cloned()).await;
+            let initialiser = initialiser.map_err(|(field, m)| {
                 err(spec, if field.is_empty() { spec.code_field } else { field }).because(m)
-            })?);
+            })?;
+            descriptions.entry(index).or_insert_with(|| initialiser.description.clone());
+            prepared.push(initialiser);
         }
         Ok(prepared)
     }
 
-    /// Describe and validate one entry. On error: the field to blame (empty = the code) and why.
+    /// Describe (unless `described` already) and validate one entry. On error: the field to
+    /// blame (empty = the code) and why.
     async fn prepare(
         spec: &InitialiserSpec,
         base_dir: &Path,
         sha256: Digest,
         component: LoadedComponent,
+        described: Option<Description>,
     ) -> Result<Self, (&'static str, String)> {
         let (params, derived_grants) = match spec.code {
             Code::Builtin(builtin) => builtin.prepare(&spec.params, base_dir),
@@ -98,7 +110,10 @@ impl Initialiser {
         // describe and validate get no services: they must not reach them.
         let context = CallContext { initialiser: name.clone(), limits: spec.limits, grants: grants.clone(), services: None };
 
-        let description = component.describe(&context).await.map_err(|f| ("", format!("describe() {f}")))?;
+        let description = match described {
+            Some(description) => description,
+            None => component.describe(&context).await.map_err(|f| ("", format!("describe() {f}")))?,
+        };
         let params = params.to_string();
         match component.validate(&context, &params).await {
             Ok(Ok(warnings)) => {
@@ -115,6 +130,7 @@ impl Initialiser {
             flag: spec.flag.clone(),
             pre_gate: !description.wait_for_services,
             summary: one_line(&description.summary),
+            description,
             limits: spec.limits,
             grants,
             sha256,
