@@ -65,7 +65,14 @@ impl Initialiser {
             check_pin(spec, sources[index].0).map_err(|m| err(spec, "sha256").because(m))?;
         }
 
-        let compiled = compile_all(sandbox, sources.iter().map(|(_, bytes)| bytes.as_ref()));
+        // Off the async thread: start-up may be doing other things meanwhile (taking the lease).
+        let compiling = sandbox.clone();
+        let (sources, compiled) = tokio::task::spawn_blocking(move || {
+            let compiled = compile_all(&compiling, sources.iter().map(|(_, bytes)| bytes.as_ref()));
+            (sources, compiled)
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         // A component describes itself, whatever its params: asked once, however many entries
         // share it (a thousand tenants' WorkspaceInits are one component).
         let mut descriptions: HashMap<usize, Description> = HashMap::new();

@@ -340,23 +340,31 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let Some(init_path) = args.init_file else {
         return Err(Failure::Config("no init file: give one with -c FILE".into()));
     };
-    let (_, initialisers) = prepare(&init_path, &args.cache).await?;
-    tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
-
     let metrics = args.metrics.start().await?;
     let record = |report: &bootstrap_wasm::WakeReport| metrics.iter().for_each(|metrics| metrics.record(report));
 
     // One active replica: wait for the lease before opening the services (the embedded store
-    // admits one process), and go back to waiting whenever it is lost.
+    // admits one process), and go back to waiting whenever it is lost. The first wait runs
+    // while start-up loads the initialisers: on Pulsar, taking a free lease means listening
+    // for other replicas for a while, and a first start spends longer compiling.
     let backend = args.backend.backend()?;
     let timing = lease::Timing::for_gate_backoff(args.gate_backoff);
     let mut lease = backend.lease(&args.lease_name, timing).map_err(|e| Failure::Config(format!("lease: {e}")))?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    tokio::select! {
-        () = lease.acquired() => {}
+    let loaded = async {
+        let (_, initialisers) = prepare(&init_path, &args.cache).await?;
+        tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
+        Ok::<_, Failure>(initialisers)
+    };
+    let leased = async {
+        lease.acquired().await;
+        Ok(())
+    };
+    let initialisers = tokio::select! {
+        both = async { tokio::try_join!(loaded, leased) } => both?.0,
         () = &mut shutdown => return Ok(stopped()),
-    }
+    };
     let services = args.backend.open_backend(&backend)?;
     let cadence = Cadence {
         gate_backoff: args.gate_backoff,

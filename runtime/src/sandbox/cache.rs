@@ -18,6 +18,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// A directory of compiled components for one engine configuration.
+#[derive(Clone)]
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_key: String,

@@ -89,7 +89,8 @@ pub enum LoadError {
 #[error("cannot set up the WebAssembly sandbox: {0}")]
 pub struct SandboxError(String);
 
-/// The engine and linker shared by every run.
+/// The engine and linker shared by every run. Cloning shares them.
+#[derive(Clone)]
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
