@@ -330,3 +330,19 @@ async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
     assert!(log.contains("consumers=2"), "{log}");
     assert_eq!(vhost.connections(), 1, "the runtime's connection is still open on the server");
 }
+
+#[test]
+fn under_an_address_space_limit_instances_are_mapped_per_call_and_it_still_converges() {
+    // 16 GiB: too little for the instance pool's reservation (~100 GiB), enough for instances
+    // mapped one call at a time.
+    let scratch = Scratch::new();
+    let init = support::repo().join("examples/init.yaml");
+    let runtime = scratch.once_command(&init);
+    let mut limited = std::process::Command::new("sh");
+    limited.args(["-c", "ulimit -v 16777216 && exec \"$0\" \"$@\""]).arg(runtime.get_program()).args(runtime.get_args());
+    let output = limited.output().unwrap();
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("mapping instances per call instead of from a pool"), "{log}");
+    assert!(logged(&log, "default-flow-start", &["completed"]), "{log}");
+}

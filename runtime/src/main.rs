@@ -18,6 +18,7 @@ use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
 use bootstrap_wasm::services::{Backend, Services};
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, Reconciler, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -420,7 +421,16 @@ fn stopped() -> ExitCode {
 /// start-up would.
 async fn prepare(init_path: &Path, cache: &CacheArgs) -> Result<(InitFile, Vec<Initialiser>), Failure> {
     let init_file = InitFile::load(init_path)?;
-    let mut sandbox = Sandbox::new().context("starting the sandbox")?;
+    let mut sandbox = match Sandbox::new() {
+        Ok(sandbox) => sandbox,
+        // The instance pool reserves ~100 GiB of address space up front; under a limit on
+        // address space (`ulimit -v`) instances are mapped for each call instead.
+        Err(error) => {
+            tracing::warn!("{error}; mapping instances per call instead of from a pool");
+            let on_demand = SandboxOptions { allocation: Allocation::OnDemand };
+            Sandbox::with_options(on_demand).context("starting the sandbox")?
+        }
+    };
     if let Some(dir) = cache.dir() {
         sandbox = sandbox.with_compile_cache(dir);
     }
