@@ -56,6 +56,20 @@ async fn round_trip_carries_body_and_id() {
 }
 
 #[tokio::test]
+async fn a_message_larger_than_a_frame_arrives_whole() {
+    // The runtime's connections take frames of 16 KiB at most; a 1 MiB config value (the
+    // init file's cap on params) travels as many of them.
+    let (_vhost, transport) = fresh();
+    let queue = Queue::response("echo");
+    let mut subscription = transport.subscribe(&queue, "reader").await.unwrap();
+    let body = format!(r#"{{"value":"{}"}}"#, "x".repeat(1 << 20));
+
+    transport.publish(&queue, envelope("big", &body)).await.unwrap();
+
+    assert_eq!(next(&mut subscription).await, envelope("big", &body));
+}
+
+#[tokio::test]
 async fn lays_out_exchanges_and_queues_as_upstream() {
     let (vhost, transport) = fresh();
     let _requests = transport.subscribe(&Queue::request("config"), "svc").await.unwrap();

@@ -25,13 +25,13 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, watch};
 
 use super::heartbeat::{Beacon, Beat, BeatSender, Link};
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::services::broker::rabbitmq::RabbitOptions;
+use crate::services::broker::rabbitmq::{RabbitOptions, amqp_uri};
 
 /// How long a heartbeat waits in the queue when no replica consumes.
 pub const MESSAGE_TTL_MS: i64 = 10_000;
@@ -50,22 +50,11 @@ pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Leas
     let queue =
         ShortString::try_new(queue(name)).map_err(|e| LeaseError::Broker(format!("lease name {name:?}: {e}")))?;
     let description = format!("rabbitmq queue {queue} in vhost {}", options.vhost);
-    let uri = AMQPUri {
-        scheme: AMQPScheme::AMQP,
-        authority: AMQPAuthority {
-            userinfo: AMQPUserInfo { username: options.username.clone(), password: options.password.clone() },
-            host: options.host.clone(),
-            port: options.port,
-        },
-        vhost: options.vhost.clone(),
-        query: AMQPQueryString {
-            // The AMQP heartbeat timeout (whole seconds): the broker notices a silently dead
-            // holder, and moves the lease, after it; the holder gives up after its window.
-            heartbeat: Some(u16::try_from((timing.window * 2).as_secs().max(1)).unwrap_or(u16::MAX)),
-            connection_timeout: Some(u64::try_from(timing.window.as_millis()).unwrap_or(u64::MAX)),
-            ..AMQPQueryString::default()
-        },
-    };
+    // The AMQP heartbeat timeout (whole seconds): the broker notices a silently dead holder,
+    // and moves the lease, after it; the holder gives up after its window.
+    let heartbeat = u16::try_from((timing.window * 2).as_secs().max(1)).unwrap_or(u16::MAX);
+    let connect_timeout = u64::try_from(timing.window.as_millis()).unwrap_or(u64::MAX);
+    let uri = amqp_uri(options, heartbeat, connect_timeout);
     let (sender, receiver) = watch::channel(LeaseState::Unknown);
     let keeper = tokio::spawn(super::heartbeat::keep(
         Arc::new(RabbitBeacon { uri, queue, replica: uuid::Uuid::new_v4().to_string() }),
