@@ -40,3 +40,7 @@ example-c: (example "c")
 # Each guest language's component size, compile time and call time (docs/authoring.md).
 bench-guests:
     cargo bench -p bootstrap-wasm --bench guests
+
+# Every figure in docs/performance.md: brokers, start-up, instances, scale, shutdown.
+bench: setup
+    cargo bench -p bootstrap-wasm --bench brokers --bench startup --bench instances --bench scale --bench shutdown
