@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
@@ -68,7 +68,8 @@ impl Initialiser {
         // Off the async thread: start-up may be doing other things meanwhile (taking the lease).
         let compiling = sandbox.clone();
         let (sources, compiled) = tokio::task::spawn_blocking(move || {
-            let compiled = compile_all(&compiling, sources.iter().map(|(_, bytes)| bytes.as_ref()));
+            let bytes: Vec<&[u8]> = sources.iter().map(|(_, bytes)| bytes.as_ref()).collect();
+            let compiled = compile_all(&compiling, &bytes);
             (sources, compiled)
         })
         .await
@@ -188,30 +189,27 @@ fn read(code: &Code) -> Result<Cow<'static, [u8]>, String> {
 
 /// Compile (or load from the compile cache) each component, on as many threads as there are
 /// cores; the results are in the order given.
-fn compile_all<'a>(
-    sandbox: &Sandbox,
-    components: impl ExactSizeIterator<Item = &'a [u8]>,
-) -> Vec<Result<LoadedComponent, LoadError>> {
-    let components: Vec<&[u8]> = components.collect();
+fn compile_all(sandbox: &Sandbox, components: &[&[u8]]) -> Vec<Result<LoadedComponent, LoadError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(components.len());
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<LoadedComponent, LoadError>>>> =
-        components.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(bytes) = components.get(index) else { break };
-                    *results[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sandbox.load(bytes));
-                }
-            });
-        }
+    let mut compiled: Vec<(usize, Result<LoadedComponent, LoadError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(bytes) = components.get(index) else { return done };
+                        done.push((index, sandbox.load(bytes)));
+                    }
+                })
+            })
+            .collect();
+        let joined = workers.into_iter().map(|worker| worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        joined.flatten().collect()
     });
-    results
-        .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).expect("every component was compiled"))
-        .collect()
+    compiled.sort_by_key(|(index, _)| *index);
+    compiled.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The entry's `sha256:` pin, if any, against the digest of its code's bytes.
