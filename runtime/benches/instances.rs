@@ -103,9 +103,7 @@ async fn direct_gets(services: &dyn Services, count: u32) -> Duration {
 }
 
 fn median(times: &[Duration]) -> Duration {
-    let mut times = times.to_vec();
-    times.sort();
-    times[times.len() / 2]
+    support::median(times.iter().copied())
 }
 
 fn minimum(times: &[Duration]) -> Duration {

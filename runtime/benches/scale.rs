@@ -175,8 +175,8 @@ fn steady_wake_in_process(runtime: &tokio::runtime::Runtime, cache: &Path) {
     }
     println!(
         "steady wake, median of {STEADY_WAKES}: {:.2} ms wall, {:.2} ms CPU, 2 requests",
-        median(&mut wall).as_secs_f64() * 1e3,
-        median(&mut cpu).as_secs_f64() * 1e3
+        support::median(wall).as_secs_f64() * 1e3,
+        support::median(cpu).as_secs_f64() * 1e3
     );
 }
 
@@ -187,11 +187,6 @@ fn process_cpu() -> Duration {
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// The resident memory of the runtime left running in steady state with the core initialisers.

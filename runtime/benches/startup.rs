@@ -66,11 +66,8 @@ async fn bench() {
                         Some(Arc::new(PulsarTransport::new(options)))
                     }
                     _ => {
-                        let options = vhost.options();
-                        command.args(["--pubsub-backend", "rabbitmq", "--rabbitmq-host", &options.host]);
-                        command.args(["--rabbitmq-port", &options.port.to_string(), "--rabbitmq-vhost", &options.vhost]);
-                        command.args(["--rabbitmq-username", &options.username, "--rabbitmq-password", &options.password]);
-                        Some(Arc::new(RabbitTransport::new(options)))
+                        command.args(support::rabbitmq::backend_args(vhost.options()));
+                        Some(Arc::new(RabbitTransport::new(vhost.options())))
                     }
                 };
                 let _peer = match transport {
@@ -86,9 +83,9 @@ async fn bench() {
                 }
                 figures.push(result);
             }
-            let wall = median(figures.iter().map(|f| f.wall));
-            let cpu = median(figures.iter().map(|f| f.cpu));
-            let rss = median(figures.iter().map(|f| f.peak_rss_kib));
+            let wall = support::median(figures.iter().map(|f| f.wall));
+            let cpu = support::median(figures.iter().map(|f| f.cpu));
+            let rss = support::median(figures.iter().map(|f| f.peak_rss_kib));
             println!("{backend:<10} {cache:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", ms(wall), ms(cpu), rss / 1024);
         }
     }
@@ -103,8 +100,8 @@ async fn bench() {
     for builtin in Builtin::ALL {
         let bytes = builtin.component();
         cached.load(bytes).unwrap();
-        let compile = median((0..RUNS).map(|_| timed(|| compiling.load(bytes).unwrap())));
-        let load = median((0..RUNS).map(|_| timed(|| cached.load(bytes).unwrap())));
+        let compile = support::median((0..RUNS).map(|_| timed(|| compiling.load(bytes).unwrap())));
+        let load = support::median((0..RUNS).map(|_| timed(|| cached.load(bytes).unwrap())));
         let ratio = compile.as_secs_f64() / load.as_secs_f64();
         println!("{:<20} {:>12.2?} {:>14.2?} {:>7.0}x", builtin.name(), compile, load, ratio);
     }
@@ -118,12 +115,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn median<T: Ord + Copy>(values: impl Iterator<Item = T>) -> T {
-    let mut values: Vec<T> = values.collect();
-    values.sort();
-    values[values.len() / 2]
 }
 
 /// Run `command` to completion (it must converge: exit 0) and measure it. The binary is started

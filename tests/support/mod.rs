@@ -215,6 +215,13 @@ pub fn peak_rss_parent() {
     std::fs::write(dir.join("cpu_us"), (micros(usage.ru_utime) + micros(usage.ru_stime)).to_string()).unwrap();
 }
 
+/// The middle value of `values` (the upper middle of an even count), for the benches' figures.
+pub fn median<T: Ord + Copy>(values: impl IntoIterator<Item = T>) -> T {
+    let mut values: Vec<T> = values.into_iter().collect();
+    values.sort();
+    values[values.len() / 2]
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
