@@ -99,7 +99,8 @@ struct RunArgs {
     /// Sleep after a wake in which everything was at its flag.
     #[arg(long, value_parser = parse_duration, default_value = "300s")]
     steady_interval: Duration,
-    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set.
+    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set. The
+    /// `pulsar` crate's own log is off unless named (`info,pulsar=info`).
     #[arg(long, default_value = "info")]
     log_level: String,
     #[command(flatten)]
@@ -327,6 +328,10 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
+    // The pulsar crate logs a warning for every subscription it makes and errors for what it
+    // returns to us (a standby's refused lease, ten times a second); the runtime reports what
+    // matters itself. Named in the filter, it wins over this default.
+    let level = if level.contains("pulsar") { level.to_owned() } else { format!("{level},pulsar=off") };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -346,8 +351,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 
     // One active replica: wait for the lease before opening the services (the embedded store
     // admits one process), and go back to waiting whenever it is lost. The first wait runs
-    // while start-up loads the initialisers: on Pulsar, taking a free lease means listening
-    // for other replicas for a while, and a first start spends longer compiling.
+    // while start-up loads the initialisers: taking a broker lease costs a connection and a
+    // heartbeat's round trip, and a first start spends longer compiling.
     let backend = args.backend.backend()?;
     let timing = lease::Timing::for_gate_backoff(args.gate_backoff);
     let mut lease = backend.lease(&args.lease_name, timing).map_err(|e| Failure::Config(format!("lease: {e}")))?;

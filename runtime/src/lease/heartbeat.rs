@@ -1,20 +1,19 @@
-//! The broker leases' common part: a replica holds the lease while the heartbeats it and its
-//! peers publish keep arriving at its single-active subscription.
+//! The broker leases' common part: a replica holds the lease while the heartbeats published
+//! to its lease subscription keep arriving.
 //!
 //! A [`Beacon`] is one broker's way to connect, publish a heartbeat and receive the ones
 //! delivered to this replica ([`super::pulsar`], [`super::rabbitmq`]). [`keep`] drives it: it
 //! publishes every [`Timing::interval`] on a task of its own (a stuck publish must not delay
 //! noticing what arrives), follows what arrives with a [`Tracker`], and connects again when the
-//! subscription closes.
+//! subscription closes or is refused.
 //!
-//! Any heartbeat received, whoever sent it and however old, proves that the broker sees this
-//! replica as the active consumer at that moment: that is the only fact the lease rests on.
-//! The broker may also move the active consumer while the previous one lives (Pulsar's
-//! Failover may prefer a newcomer), and that one goes on running until [`Timing::window`]
-//! passes without a heartbeat. A live previous holder still publishes, so a replica that
-//! starts receiving heartbeats from another waits [`Timing::probation`], which outlasts that
-//! one's window, before it holds the lease: the two never hold it at once. When only its own
-//! arrive for [`Timing::quiet`] (the holder died, or there was none), it holds it then.
+//! Both brokers keep a second replica out while the first one's connection lives: Pulsar
+//! refuses a second consumer on an Exclusive subscription, and RabbitMQ delivers a
+//! single-active-consumer queue to its first consumer only. So a heartbeat received, whoever
+//! sent it, proves that this replica is the one the broker serves, and it holds the lease at
+//! once: there is nothing to wait out. It loses the lease when none has arrived for
+//! [`Timing::window`] (the broker went quiet, or this replica was cut off from it), or at once
+//! when its subscription closes.
 
 use std::sync::Arc;
 
@@ -27,16 +26,24 @@ use super::{LeaseError, LeaseState, Timing};
 /// One connection's worth of a broker lease.
 pub struct Link {
     /// One item per heartbeat delivered to this replica; closes when the subscription dies.
-    pub beats: mpsc::Receiver<Beat>,
+    pub beats: mpsc::Receiver<()>,
     /// Publishes heartbeats.
     pub sender: Box<dyn BeatSender>,
 }
 
-/// A heartbeat delivered to this replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Beat {
-    /// Sent by this replica itself, not another.
-    pub own: bool,
+/// Why a [`Beacon`] has no link.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The broker refused the subscription because another replica holds it.
+    Held,
+    /// The broker could not be reached, or failed otherwise.
+    Failed(LeaseError),
+}
+
+impl From<LeaseError> for Refusal {
+    fn from(error: LeaseError) -> Self {
+        Refusal::Failed(error)
+    }
 }
 
 /// Publishes one heartbeat to the lease's topic or queue.
@@ -49,29 +56,34 @@ pub trait BeatSender: Send + 'static {
 #[async_trait]
 pub trait Beacon: Send + Sync + 'static {
     /// Connect and subscribe; the subscription is live when this returns.
-    async fn connect(&self) -> Result<Link, LeaseError>;
+    async fn connect(&self) -> Result<Link, Refusal>;
 }
 
 /// Keep the lease through `beacon`, reporting to `state`; runs until aborted.
 pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<LeaseState>) {
     loop {
-        let link = match tokio::time::timeout(timing.window, beacon.connect()).await {
-            Ok(Ok(link)) => Some(link),
-            Ok(Err(e)) => {
+        let retry_after = match tokio::time::timeout(timing.window, beacon.connect()).await {
+            Ok(Ok(link)) => {
+                let why = follow(link, timing, &state).await;
+                set(&state, LeaseState::Lapsed(why));
+                timing.window
+            }
+            // Asked again every heartbeat: that is how soon a standby takes over.
+            Ok(Err(Refusal::Held)) => {
+                set(&state, LeaseState::Standby);
+                timing.interval
+            }
+            Ok(Err(Refusal::Failed(e))) => {
                 set(&state, LeaseState::Lapsed(e.to_string()));
-                None
+                timing.window
             }
             Err(_elapsed) => {
                 set(&state, LeaseState::Lapsed(format!("no connection within {:?}", timing.window)));
-                None
+                timing.window
             }
         };
-        if let Some(link) = link {
-            let why = follow(link, timing, &state).await;
-            set(&state, LeaseState::Lapsed(why));
-        }
-        // Not sooner: a broker that is down is asked again once per window, not per heartbeat.
-        tokio::time::sleep(timing.window).await;
+        // A broker that is down is asked again once per window, not per heartbeat.
+        tokio::time::sleep(retry_after).await;
     }
 }
 
@@ -93,7 +105,7 @@ async fn follow(link: Link, timing: Timing, state: &watch::Sender<LeaseState>) -
     let why = loop {
         tokio::select! {
             beat = beats.recv() => match beat {
-                Some(beat) => tracker.beat(Instant::now().into_std(), beat),
+                Some(()) => tracker.beat(Instant::now().into_std()),
                 None => break "the lease subscription closed".to_owned(),
             },
             _ = checks.tick() => {}
@@ -111,46 +123,31 @@ async fn follow(link: Link, timing: Timing, state: &watch::Sender<LeaseState>) -
 pub struct Tracker {
     timing: Timing,
     subscribed: std::time::Instant,
-    /// The first heartbeat of the current unbroken run (no gap over the window).
-    first_beat: Option<std::time::Instant>,
     last_beat: Option<std::time::Instant>,
-    /// Whether another replica's heartbeat is in the current run.
-    heard_another: bool,
 }
 
 impl Tracker {
     pub fn new(timing: Timing, subscribed: std::time::Instant) -> Self {
-        Self { timing, subscribed, first_beat: None, last_beat: None, heard_another: false }
+        Self { timing, subscribed, last_beat: None }
     }
 
-    /// `beat` arrived at `now`.
-    pub fn beat(&mut self, now: std::time::Instant, beat: Beat) {
-        if !self.beating(now) {
-            self.first_beat = Some(now);
-            self.heard_another = false;
-        }
+    /// A heartbeat arrived at `now`.
+    pub fn beat(&mut self, now: std::time::Instant) {
         self.last_beat = Some(now);
-        self.heard_another |= !beat.own;
-    }
-
-    /// Whether heartbeats are arriving: the last within the window.
-    fn beating(&self, now: std::time::Instant) -> bool {
-        self.last_beat.is_some_and(|last| now.duration_since(last) <= self.timing.window)
     }
 
     /// Where this replica stands at `now`; `None` while that is not known yet (just
-    /// subscribed, or receiving heartbeats but still waiting to hold).
+    /// subscribed, no heartbeat yet).
     pub fn state(&self, now: std::time::Instant) -> Option<LeaseState> {
-        if let (true, Some(first)) = (self.beating(now), self.first_beat) {
-            let wait = if self.heard_another { self.timing.probation } else { self.timing.quiet };
-            return (now.duration_since(first) >= wait).then_some(LeaseState::Held);
+        match self.last_beat {
+            Some(last) if now.duration_since(last) <= self.timing.window => Some(LeaseState::Held),
+            // Heartbeats came on this subscription, then stopped: the broker went quiet, or
+            // this replica was cut off from it. Either way, not held.
+            Some(_) => Some(LeaseState::Lapsed(format!("no lease heartbeat for over {:?}", self.timing.window))),
+            // Subscribed but served nothing: the broker keeps this consumer waiting behind
+            // another replica's (RabbitMQ's single active consumer).
+            None => (now.duration_since(self.subscribed) > self.timing.window).then_some(LeaseState::Standby),
         }
-        if self.last_beat.is_some() {
-            // Heartbeats came on this subscription, then stopped: the broker went quiet, or moved
-            // the active consumer. Either way, not held.
-            return Some(LeaseState::Lapsed(format!("no lease heartbeat for over {:?}", self.timing.window)));
-        }
-        (now.duration_since(self.subscribed) > self.timing.window).then_some(LeaseState::Standby)
     }
 }
 
@@ -169,7 +166,7 @@ mod tests {
 
     use super::*;
 
-    /// For a 1 s gate backoff: interval 50 ms, window 250 ms, quiet 100 ms, probation 350 ms.
+    /// For a 1 s gate backoff: interval 50 ms, window 250 ms.
     fn timing() -> Timing {
         Timing::for_gate_backoff(Duration::from_secs(1))
     }
@@ -178,18 +175,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    const OWN: Beat = Beat { own: true };
-    const OTHER: Beat = Beat { own: false };
-
     #[test]
     fn timing_follows_the_gate_backoff() {
         let t = Timing::for_gate_backoff(Duration::from_secs(5));
-        assert_eq!((t.interval, t.window, t.quiet, t.probation), (ms(100), ms(1250), ms(200), ms(1450)));
+        assert_eq!((t.interval, t.window), (ms(100), ms(1250)));
         let short = Timing::for_gate_backoff(Duration::from_millis(100));
         assert_eq!((short.interval, short.window), (ms(10), ms(50)));
-        // A previous holder, whose last heartbeat came when this replica's first did, gives up
-        // after its window and one check, before this one may hold.
-        assert!(t.probation > t.window + t.interval);
     }
 
     #[test]
@@ -201,39 +192,15 @@ mod tests {
     }
 
     #[test]
-    fn alone_a_replica_holds_after_the_quiet_period_and_loses_after_the_window() {
+    fn a_heartbeat_holds_the_lease_until_the_window_passes_without_one() {
         let start = Instant::now();
         let mut tracker = Tracker::new(timing(), start);
-        tracker.beat(start, OWN);
-        tracker.beat(start + ms(50), OWN);
-        assert_eq!(tracker.state(start + ms(50)), None);
-        tracker.beat(start + ms(100), OWN);
-        assert_eq!(tracker.state(start + ms(100)), Some(LeaseState::Held));
-        assert!(matches!(tracker.state(start + ms(351)), Some(LeaseState::Lapsed(_))));
-    }
-
-    #[test]
-    fn hearing_another_live_replica_means_waiting_out_its_window() {
-        let start = Instant::now();
-        let mut tracker = Tracker::new(timing(), start);
-        let mut at = start;
-        while at < start + ms(350) {
-            tracker.beat(at, if at == start + ms(50) { OTHER } else { OWN });
-            assert_eq!(tracker.state(at), None, "held during probation, at {:?}", at - start);
-            at += ms(50);
-        }
-        tracker.beat(at, OWN);
-        assert_eq!(tracker.state(at), Some(LeaseState::Held));
-    }
-
-    #[test]
-    fn a_gap_in_the_heartbeats_starts_afresh() {
-        let start = Instant::now();
-        let mut tracker = Tracker::new(timing(), start);
-        tracker.beat(start, OTHER);
-        tracker.beat(start + ms(400), OWN); // after a gap over the window
-        assert_eq!(tracker.state(start + ms(450)), None);
-        tracker.beat(start + ms(500), OWN);
-        assert_eq!(tracker.state(start + ms(500)), Some(LeaseState::Held), "the other was in the earlier run");
+        tracker.beat(start + ms(5));
+        assert_eq!(tracker.state(start + ms(5)), Some(LeaseState::Held));
+        tracker.beat(start + ms(55));
+        assert_eq!(tracker.state(start + ms(305)), Some(LeaseState::Held));
+        assert!(matches!(tracker.state(start + ms(306)), Some(LeaseState::Lapsed(_))));
+        tracker.beat(start + ms(400));
+        assert_eq!(tracker.state(start + ms(400)), Some(LeaseState::Held), "taken again when they resume");
     }
 }

@@ -5,14 +5,16 @@
 //! - **embedded**: an exclusive lock on `<state>.lock`, beside the state file ([`file`]). The
 //!   kernel drops it when the holder dies, however it dies, and the waiting standby's
 //!   blocking lock returns at once.
-//! - **Pulsar**: a Failover subscription ([`pulsar`]); **RabbitMQ**: a queue with
-//!   `x-single-active-consumer` ([`rabbitmq`]). Either broker delivers to one consumer at a time
-//!   and moves to the next when the active one's connection closes. Neither client library
-//!   tells a consumer that it became active, so every replica publishes a small heartbeat
-//!   every [`Timing::interval`] to the lease topic or queue, and consumes from it: only the
-//!   active consumer receives them, so a replica holds the lease while heartbeats keep
-//!   arriving ([`heartbeat`]). It loses the lease when none has arrived for
-//!   [`Timing::window`], or at once when its subscription closes.
+//! - **Pulsar**: an Exclusive subscription ([`pulsar`]), which the broker refuses to a second
+//!   consumer while the first one's connection lives; a standby asks again every
+//!   [`Timing::interval`]. **RabbitMQ**: a queue with `x-single-active-consumer`
+//!   ([`rabbitmq`]), which delivers to one consumer at a time and moves to the next when the
+//!   active one's connection closes. Neither client library tells a consumer that it is the
+//!   one served, so every subscribed replica publishes a small heartbeat every
+//!   [`Timing::interval`] to the lease topic or queue and consumes from it: only the one
+//!   served receives them, and it holds the lease while they keep arriving ([`heartbeat`]),
+//!   from the first one on. It loses the lease when none has arrived
+//!   for [`Timing::window`], or at once when its subscription closes.
 //!
 //! A [`Lease`] reports [`LeaseState`] changes and logs them in one place: "standby: another
 //! replica holds the lease", "lease acquired", "lease lost". What the holder does with the
@@ -62,30 +64,22 @@ pub enum LeaseState {
 /// How often heartbeats are sent, and how long without one loses the lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Between two heartbeats of a replica, and two checks of what arrived.
+    /// Between two heartbeats of the holder, two checks of what arrived, and two attempts of
+    /// a Pulsar standby to subscribe.
     pub interval: Duration,
-    /// Without a heartbeat for this long, a holder has lost the lease (and a new replica
-    /// knows that another holds it).
+    /// Without a heartbeat for this long, a holder has lost the lease (and a RabbitMQ replica
+    /// kept waiting knows that another holds it).
     pub window: Duration,
-    /// How long a replica must receive heartbeats before it holds the lease, if another live
-    /// replica's are among them: longer than that replica, which the broker no longer serves,
-    /// takes to notice (its window and a check).
-    pub probation: Duration,
-    /// How long a replica receiving only its own heartbeats waits before it holds the lease:
-    /// long enough for any other live replica's next heartbeat to have arrived.
-    pub quiet: Duration,
 }
 
 impl Timing {
-    /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms
-    /// (so taking a free lease costs little); the lease lost after a quarter of the backoff
-    /// without one; taken after two heartbeats when no other replica is heard, or after a
-    /// probation that outlasts the window when one is. A standby takes over within a few
-    /// heartbeats of the holder's death, and at worst within about three tenths of the backoff.
+    /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms;
+    /// the lease lost after a quarter of the backoff without one. A standby takes over within
+    /// about one interval of the holder's death.
     pub fn for_gate_backoff(gate_backoff: Duration) -> Self {
         let interval = (gate_backoff / 20).clamp(Duration::from_millis(10), Duration::from_millis(100));
         let window = (gate_backoff / 4).max(interval * 5);
-        Self { interval, window, probation: window + interval * 2, quiet: interval * 2 }
+        Self { interval, window }
     }
 }
 

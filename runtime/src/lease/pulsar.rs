@@ -1,24 +1,23 @@
-//! The Pulsar lease: a Failover subscription on a heartbeat topic ([`super::heartbeat`]).
+//! The Pulsar lease: an Exclusive subscription on a heartbeat topic ([`super::heartbeat`]).
 //!
 //! Every replica subscribes to `non-persistent://public/default/tg-lease-<name>` under the one
-//! subscription name `<name>` (default `bootstrap`), Failover, and publishes heartbeats there.
-//! Pulsar delivers a Failover subscription's messages to one consumer (on a non-partitioned
-//! topic, the first to subscribe) and moves to the next when that one's connection closes.
+//! subscription name `<name>` (default `bootstrap`), Exclusive. The broker admits one consumer
+//! to it and refuses every other (Apache Pulsar answers ConsumerBusy; pulsar-lite 0.2 closes
+//! the asking connection) until that one's connection closes, when the next standby to ask
+//! gets it. The holder publishes heartbeats there and receives them, which tells it that the
+//! subscription still stands; a standby asks again every [`Timing::interval`].
+//!
+//! Why not a Failover subscription, which would keep the standbys subscribed: the `pulsar`
+//! crate (6.9.1) receives CommandActiveConsumerChange but only logs it, so a consumer cannot
+//! tell that it became active except by receiving, and a Failover broker may hand the active
+//! consumer to a newcomer while the holder lives (pulsar-lite does, about one start in eight).
+//! A Failover lease must therefore listen for other replicas' heartbeats before it holds: two
+//! intervals, 200 ms of every start. Exclusive needs no such wait.
 //!
 //! Why `public/default` rather than TrustGraph's `tg/...` namespaces: those are created by
 //! PulsarTopology, which runs under the lease, so on a fresh cluster they do not exist yet when
 //! the lease is first taken. `public/default` is created with every Pulsar cluster. The topic
-//! is non-persistent: a heartbeat matters only to whoever is active when it is sent.
-//!
-//! The `pulsar` crate (6.9.1) receives CommandActiveConsumerChange but only logs it (its
-//! consumer engine has a TODO to expose it), so the heartbeats are how a replica learns that
-//! it is active.
-//!
-//! Each replica subscribes with a priority level, name and id that sort by its start time, so
-//! that a broker keeps the older replica active when a newer one subscribes. pulsar-lite 0.2
-//! still hands the lease to the newcomer now and then (about one start in eight in the tests);
-//! the probation of [`super::heartbeat`] keeps that handover safe. It does move the active
-//! consumer when the holder's connection drops, at once.
+//! is non-persistent: a heartbeat matters only to whoever holds the lease when it is sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,13 +25,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use pulsar::consumer::InitialPosition;
+use pulsar::error::ConnectionError;
+use pulsar::proto::ServerError;
 use pulsar::{
     Authentication, ConnectionRetryOptions, ConsumerOptions, OperationRetryOptions, Producer, Pulsar, SubType,
     TokioExecutor,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
-use super::heartbeat::{Beacon, Beat, BeatSender, Link};
+use super::heartbeat::{Beacon, BeatSender, Link, Refusal};
 use super::{Lease, LeaseError, LeaseState, Timing};
 use crate::services::broker::pulsar::PulsarOptions;
 
@@ -43,16 +44,12 @@ pub fn topic(name: &str) -> String {
 
 /// Start keeping lease `name` on the broker of `options`, in the background.
 pub fn lease(options: &PulsarOptions, name: &str, timing: Timing) -> Lease {
-    let started = since_2020(std::time::SystemTime::now());
-    let priority = i32::try_from(started.as_secs()).unwrap_or(i32::MAX);
-    let millis = u64::try_from(started.as_millis()).unwrap_or(u64::MAX >> 24);
     let beacon = PulsarBeacon {
         options: options.clone(),
         topic: topic(name),
         subscription: name.to_owned(),
-        replica: format!("bootstrap-{millis:013}-{}", uuid::Uuid::new_v4()),
-        priority,
-        consumer_id: consumer_id(millis),
+        replica: format!("bootstrap-{}", uuid::Uuid::new_v4()),
+        client: Mutex::new(None),
         timing,
     };
     let description = format!("pulsar topic {}, subscription {name}", beacon.topic);
@@ -67,12 +64,9 @@ struct PulsarBeacon {
     subscription: String,
     /// This replica's consumer name, also the heartbeat's body.
     replica: String,
-    /// Its consumer priority: the seconds from 2020 to its start. Pulsar serves the consumers
-    /// of the best (lowest) level first, so an older replica keeps the lease when a newer one
-    /// subscribes, rather than Pulsar handing it over to the newcomer. The consumer name and id
-    /// also sort by age, for brokers that order consumers by them.
-    priority: i32,
-    consumer_id: u64,
+    /// The client, kept between a standby's attempts (each would otherwise open a connection);
+    /// dropped when the broker cannot be reached.
+    client: Mutex<Option<Pulsar<TokioExecutor>>>,
     timing: Timing,
 }
 
@@ -95,31 +89,27 @@ impl BeatSender for PulsarSender {
 
 #[async_trait]
 impl Beacon for PulsarBeacon {
-    async fn connect(&self) -> Result<Link, LeaseError> {
+    async fn connect(&self) -> Result<Link, Refusal> {
         let pulsar = self.client().await?;
-        let mut consumer = pulsar
+        let subscribed = pulsar
             .consumer()
             .with_topic(&self.topic)
             .with_subscription(&self.subscription)
-            .with_subscription_type(SubType::Failover)
+            .with_subscription_type(SubType::Exclusive)
             .with_consumer_name(&self.replica)
-            // Consumer ids are the client's own, per connection; the crate counts them from 0 in
-            // every process. pulsar-lite 0.2 keys a failover subscription's consumers by this id
-            // alone, so it refuses a second replica's consumer 0 (closing the connection) and
-            // then hands the lease to the retry. An id of its own (start time, random bits) keeps
-            // replicas apart everywhere.
-            .with_consumer_id(self.consumer_id)
-            .with_options(
-                ConsumerOptions::default()
-                    .with_initial_position(InitialPosition::Latest)
-                    .with_priority_level(self.priority),
-            )
+            .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Latest))
             .build::<Vec<u8>>()
-            .await
-            .map_err(broker_error)?;
+            .await;
+        let mut consumer = match subscribed {
+            Ok(consumer) => consumer,
+            Err(e) if held_by_another(&e) => return Err(Refusal::Held),
+            Err(e) => {
+                *self.client.lock().await = None;
+                return Err(broker_error(e).into());
+            }
+        };
         let producer = pulsar.producer().with_topic(&self.topic).build().await.map_err(broker_error)?;
         let (beats, received) = mpsc::channel(16);
-        let replica = self.replica.clone();
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
@@ -128,10 +118,10 @@ impl Beacon for PulsarBeacon {
                 };
                 let Some(Ok(message)) = message else { break };
                 let _ = consumer.ack(&message).await;
-                let own = message.payload.data == replica.as_bytes();
-                // Full means the lease keeper already has news of this replica being active.
-                let _ = beats.try_send(Beat { own });
+                // Full means the lease keeper already has news of the subscription standing.
+                let _ = beats.try_send(());
             }
+            // Closing lets a standby subscribe at once, rather than when the connection goes.
             let _ = tokio::time::timeout(Duration::from_secs(2), consumer.close()).await;
         });
         Ok(Link {
@@ -142,8 +132,13 @@ impl Beacon for PulsarBeacon {
 }
 
 impl PulsarBeacon {
-    /// A client that gives up quickly: the lease keeper retries on its own cadence.
+    /// The client, connecting one that gives up quickly (the lease keeper retries on its own
+    /// cadence) if there is none.
     async fn client(&self) -> Result<Pulsar<TokioExecutor>, LeaseError> {
+        let mut slot = self.client.lock().await;
+        if let Some(pulsar) = &*slot {
+            return Ok(pulsar.clone());
+        }
         let mut builder = Pulsar::builder(self.options.url.clone(), TokioExecutor)
             .with_connection_retry_options(ConnectionRetryOptions {
                 min_backoff: Duration::from_millis(50),
@@ -158,26 +153,27 @@ impl PulsarBeacon {
             .with_operation_retry_options(OperationRetryOptions {
                 operation_timeout: self.timing.window,
                 retry_delay: self.timing.interval,
-                max_retries: Some(2),
+                // A refused subscription is asked again by the lease keeper, not by the crate.
+                max_retries: Some(0),
             });
         if let Some(token) = &self.options.api_key {
             builder = builder.with_auth(Authentication { name: "token".into(), data: token.clone().into_bytes() });
         }
-        builder.build().await.map_err(broker_error)
+        let pulsar = builder.build().await.map_err(broker_error)?;
+        *slot = Some(pulsar.clone());
+        Ok(pulsar)
     }
 }
 
-/// A consumer id (see [`PulsarBeacon::connect`]): the milliseconds from 2020 to the replica's
-/// start in the high bits, random bits in the low 24.
-fn consumer_id(millis: u64) -> u64 {
-    let (random, _) = uuid::Uuid::new_v4().as_u64_pair();
-    (millis << 24) | (random & 0xff_ffff)
-}
-
-/// The time from 2020-01-01 to `start`.
-fn since_2020(start: std::time::SystemTime) -> Duration {
-    const Y2020: Duration = Duration::from_secs(1_577_836_800);
-    start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().saturating_sub(Y2020)
+/// Whether a refused subscription means that another replica holds it: Apache Pulsar answers
+/// ConsumerBusy, and pulsar-lite closes the connection of whoever asks.
+fn held_by_another(error: &pulsar::Error) -> bool {
+    matches!(
+        error,
+        pulsar::Error::Connection(
+            ConnectionError::PulsarError(Some(ServerError::ConsumerBusy), _) | ConnectionError::Disconnected
+        )
+    )
 }
 
 fn broker_error(error: impl std::fmt::Display) -> LeaseError {
@@ -186,16 +182,6 @@ fn broker_error(error: impl std::fmt::Display) -> LeaseError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn an_older_replica_has_the_lower_consumer_id() {
-        let older = super::since_2020(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap();
-        assert!(super::consumer_id(millis(older)) < super::consumer_id(millis(older + Duration::from_millis(1))));
-        assert_eq!(super::since_2020(UNIX_EPOCH), Duration::ZERO);
-    }
-
     #[test]
     fn the_topic_lives_where_every_cluster_has_a_namespace() {
         assert_eq!(super::topic("bootstrap"), "non-persistent://public/default/tg-lease-bootstrap");

@@ -8,8 +8,7 @@
 //! when that one's channel or connection closes.
 //!
 //! RabbitMQ never moves the active consumer away from a live, connected one, so a replica
-//! that receives a heartbeat holds the lease at once: no quiet period or probation (see
-//! [`super::heartbeat`]). A holder cut off by a partition stops receiving heartbeats at once
+//! that receives a heartbeat holds the lease at once ([`super::heartbeat`]). A holder cut off by a partition stops receiving heartbeats at once
 //! and gives up after [`Timing::window`]; RabbitMQ moves the lease only when the AMQP
 //! heartbeat timeout, set to twice the window, has passed.
 //!
@@ -19,7 +18,6 @@
 //! replicas must declare the queue with the same arguments, or RabbitMQ refuses the second.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -29,7 +27,7 @@ use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, watch};
 
-use super::heartbeat::{Beacon, Beat, BeatSender, Link};
+use super::heartbeat::{Beacon, BeatSender, Link, Refusal};
 use super::{Lease, LeaseError, LeaseState, Timing};
 use crate::services::broker::rabbitmq::{RabbitOptions, amqp_uri};
 
@@ -46,7 +44,6 @@ pub fn queue(name: &str) -> String {
 
 /// Start keeping lease `name` on the broker of `options`, in the background.
 pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
-    let timing = Timing { quiet: Duration::ZERO, probation: Duration::ZERO, ..timing };
     let queue =
         ShortString::try_new(queue(name)).map_err(|e| LeaseError::Broker(format!("lease name {name:?}: {e}")))?;
     let description = format!("rabbitmq queue {queue} in vhost {}", options.vhost);
@@ -57,7 +54,7 @@ pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Leas
     let uri = amqp_uri(options, heartbeat, connect_timeout);
     let (sender, receiver) = watch::channel(LeaseState::Unknown);
     let keeper = tokio::spawn(super::heartbeat::keep(
-        Arc::new(RabbitBeacon { uri, queue, replica: uuid::Uuid::new_v4().to_string() }),
+        Arc::new(RabbitBeacon { uri, queue, body: uuid::Uuid::new_v4().to_string().into_bytes() }),
         timing,
         sender,
     ));
@@ -67,8 +64,8 @@ pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Leas
 struct RabbitBeacon {
     uri: AMQPUri,
     queue: ShortString,
-    /// This replica's id, the heartbeat's body.
-    replica: String,
+    /// The heartbeat's body: this replica's id, for anyone reading the queue.
+    body: Vec<u8>,
 }
 
 struct RabbitSender {
@@ -76,7 +73,7 @@ struct RabbitSender {
     _connection: Arc<Connection>,
     channel: Channel,
     queue: ShortString,
-    /// This replica's id.
+    /// The heartbeat's body.
     body: Vec<u8>,
 }
 
@@ -99,7 +96,7 @@ impl BeatSender for RabbitSender {
 
 #[async_trait]
 impl Beacon for RabbitBeacon {
-    async fn connect(&self) -> Result<Link, LeaseError> {
+    async fn connect(&self) -> Result<Link, Refusal> {
         let properties = ConnectionProperties::default().with_connection_name("bootstrap-wasm lease".into());
         let connection = Arc::new(Connection::connect_uri(self.uri.clone(), properties).await.map_err(broker_error)?);
         let channel = connection.create_channel().await.map_err(broker_error)?;
@@ -118,17 +115,15 @@ impl Beacon for RabbitBeacon {
             .map_err(broker_error)?;
         let (beats, received) = mpsc::channel(16);
         let kept = connection.clone();
-        let replica = self.replica.clone();
         tokio::spawn(async move {
             loop {
                 let delivery = tokio::select! {
                     () = beats.closed() => break,
                     delivery = consumer.next() => delivery,
                 };
-                let Some(Ok(delivery)) = delivery else { break };
-                let own = delivery.data == replica.as_bytes();
-                // Full means the lease keeper already has news of this replica being active.
-                let _ = beats.try_send(Beat { own });
+                let Some(Ok(_delivery)) = delivery else { break };
+                // Full means the lease keeper already has news of this replica being served.
+                let _ = beats.try_send(());
             }
             // Closing the connection hands the lease on at once rather than at its heartbeat.
             let _ = kept.close(200, "lease released".into()).await;
@@ -139,7 +134,7 @@ impl Beacon for RabbitBeacon {
                 _connection: connection,
                 channel,
                 queue: self.queue.clone(),
-                body: self.replica.clone().into_bytes(),
+                body: self.body.clone(),
             }),
         })
     }
