@@ -281,12 +281,13 @@ async fn a_pre_gate_initialiser_runs_while_the_services_are_down_and_its_flag_is
     assert_eq!(admin.request_count(), requests, "the topology ran again once recorded");
 }
 
-/// The embedded backend, counting the requests that reach it and which of them read a whole
-/// workspace, by workspace.
+/// The embedded backend, counting the requests that reach it, which of them read a whole
+/// workspace, by workspace, and how many flags each put to `__system__` carries.
 struct Counted {
     store: EmbeddedServices,
     requests: std::sync::atomic::AtomicU64,
     workspace_reads: std::sync::Mutex<BTreeMap<String, u64>>,
+    flag_puts: std::sync::Mutex<Vec<usize>>,
 }
 
 #[async_trait]
@@ -295,6 +296,9 @@ impl Services for Counted {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if request.operation == "config" {
             *self.workspace_reads.lock().unwrap().entry(request.workspace.clone()).or_default() += 1;
+        }
+        if request.operation == "put" && request.workspace == "__system__" {
+            self.flag_puts.lock().unwrap().push(request.values.len());
         }
         self.store.config(request).await
     }
@@ -305,7 +309,7 @@ impl Services for Counted {
 }
 
 #[tokio::test]
-async fn a_wake_reads_the_template_once_for_every_tenant_and_a_steady_wake_sends_two_requests() {
+async fn a_wake_reads_the_template_once_stores_its_flags_together_and_a_steady_wake_sends_two_requests() {
     let scratch = Scratch::new();
     let mut entries = vec![core_entries(&example_seed()).remove(0)];
     for tenant in ["t1", "t2", "t3"] {
@@ -313,14 +317,20 @@ async fn a_wake_reads_the_template_once_for_every_tenant_and_a_steady_wake_sends
                             "params": {"workspace": tenant}}));
     }
     let store = EmbeddedServices::open(&scratch.state()).unwrap();
-    let services =
-        Arc::new(Counted { store, requests: Default::default(), workspace_reads: Default::default() });
+    let services = Arc::new(Counted {
+        store,
+        requests: Default::default(),
+        workspace_reads: Default::default(),
+        flag_puts: Default::default(),
+    });
     let mut loop_ = reconciler(&scratch.init_file(&entries), services.clone()).await;
 
     let first = loop_.wake().await;
     assert!(first.converged(), "{first:?}");
     assert_eq!(services.workspace_reads.lock().unwrap().get("__template__"), Some(&1));
     assert_eq!(first.requests, services.requests.load(Ordering::Relaxed));
+    // Four clean runs well within the batch window: their flags in one put, at the wake's end.
+    assert_eq!(*services.flag_puts.lock().unwrap(), [4]);
 
     let second = loop_.wake().await;
     assert!(second.converged(), "{second:?}");

@@ -11,6 +11,15 @@
 //! 5. run, in file order, every other initialiser whose stored flag differs from its
 //!    configured one, storing the new flag only after a clean run.
 //!
+//! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): before the next run
+//! once the oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
+//! stores each flag right after its run, one request each, and config-svc announces a new
+//! config version to every TrustGraph service after every put: a thousand tenants converging
+//! cost it two thousand flag puts, and as many announcements. A wake cut short by [`Reconciler::run_until`]'s shutdown still stores
+//! its batch; a crash loses at most the batch, whose initialisers run again on the next
+//! start, as after a failed flag store upstream. A flag is never stored before its run
+//! succeeded.
+//!
 //! A failure is logged with the initialiser's name and retried on the next wake; it never stops
 //! the others. The loop knows nothing of transports or guest languages: it sees [`Services`]
 //! and [`Initialiser`]s.
@@ -27,6 +36,16 @@ use crate::init_file::InitFile;
 use crate::initialiser::Initialiser;
 use crate::policy::SYSTEM_WORKSPACE;
 use crate::services::{ConfigClient, FlowClient, ServiceError, Services, WakeReadCache};
+
+/// How long a clean run's flag may wait to be stored with others (see the module's docs).
+pub const FLAG_BATCH_WINDOW: Duration = Duration::from_secs(1);
+
+/// The most flags stored in one `put`.
+const FLAG_BATCH_MAX: usize = 500;
+
+/// How long a wake cut short (SIGTERM, a lost lease) may take to store its pending flags: the
+/// process must be gone within 2 s of SIGTERM.
+const SHUTDOWN_STORE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The config type under which flags are stored, one key per initialiser.
 pub const INIT_STATE_TYPE: &str = "init-state";
@@ -121,16 +140,26 @@ pub struct Reconciler {
     /// Pre-gate initialisers that succeeded while config-svc was down, by index, with the flag
     /// to record once it answers.
     unrecorded: HashMap<usize, Flag>,
+    /// The current wake's clean runs whose flags are not stored yet; kept here rather than in
+    /// the wake so that a wake cut short can still store them.
+    pending: PendingFlags,
 }
 
 impl Reconciler {
     pub fn new(initialisers: Vec<Initialiser>, services: Arc<dyn Services>, cadence: Cadence) -> Self {
-        Self { initialisers, services: Arc::new(WakeReadCache::new(services)), cadence, unrecorded: HashMap::new() }
+        Self {
+            initialisers,
+            services: Arc::new(WakeReadCache::new(services)),
+            cadence,
+            unrecorded: HashMap::new(),
+            pending: PendingFlags::default(),
+        }
     }
 
     /// Wake, hand the report to `on_wake`, sleep as the wake says, and repeat until `shutdown`
     /// resolves. A wake cut short by `shutdown` is dropped where it stands (a running guest
-    /// stops at its next epoch check) and reports nothing.
+    /// stops at its next epoch check) and reports nothing; the flags of its clean runs so far
+    /// are stored, within [`SHUTDOWN_STORE_TIMEOUT`].
     pub async fn run_until(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -140,7 +169,15 @@ impl Reconciler {
         loop {
             let report = tokio::select! {
                 report = self.wake() => report,
-                () = &mut shutdown => return,
+                () = &mut shutdown => {
+                    let pending = std::mem::take(&mut self.pending);
+                    let config = ConfigClient(self.services.as_ref());
+                    let storing = pending.store(config, &self.initialisers);
+                    if tokio::time::timeout(SHUTDOWN_STORE_TIMEOUT, storing).await.is_err() {
+                        tracing::warn!("could not store the flags of the last runs in time; they will run again");
+                    }
+                    return;
+                }
             };
             on_wake(&report);
             let sleep = report.next_sleep(&self.cadence);
@@ -219,22 +256,25 @@ impl Reconciler {
         }
 
         // Post-gate, in file order.
+        let pending = &mut self.pending;
         for (index, init) in self.initialisers.iter().enumerate().filter(|(_, i)| !i.pre_gate) {
             let old_flag = stored.get(&*init.name);
             if old_flag == Some(&init.flag) {
                 outcomes[index] = Some(Outcome::Skipped);
                 continue;
             }
-            let outcome = async {
-                match run_one(init, &services, old_flag, &mut runs).await {
-                    Ok(()) => store_flag(config, init).await,
-                    Err(failure) => Outcome::Failed(failure),
-                }
+            if pending.due() {
+                let stored = std::mem::take(pending).store(config, &self.initialisers).await;
+                stored.into_iter().for_each(|(index, outcome)| outcomes[index] = Some(outcome));
             }
-            .instrument(run_span(init))
-            .await;
-            outcomes[index] = Some(outcome);
+            let span = run_span(init);
+            match run_one(init, &services, old_flag, &mut runs).instrument(span.clone()).await {
+                Ok(()) => pending.add(index, span),
+                Err(failure) => outcomes[index] = Some(Outcome::Failed(failure)),
+            }
         }
+        let stored = std::mem::take(pending).store(config, &self.initialisers).await;
+        stored.into_iter().for_each(|(index, outcome)| outcomes[index] = Some(outcome));
         self.report(true, outcomes, runs, started)
     }
 
@@ -314,9 +354,52 @@ async fn run_one(
     })
 }
 
+/// Clean runs of this wake whose flags are not stored yet, each with its run's span (so that
+/// "completed" is logged as part of the run).
+#[derive(Default)]
+struct PendingFlags {
+    runs: Vec<(usize, tracing::Span)>,
+    oldest: Option<Instant>,
+}
+
+impl PendingFlags {
+    fn add(&mut self, index: usize, span: tracing::Span) {
+        self.oldest.get_or_insert_with(Instant::now);
+        self.runs.push((index, span));
+    }
+
+    /// Whether to store them before the next run.
+    fn due(&self) -> bool {
+        self.runs.len() >= FLAG_BATCH_MAX || self.oldest.is_some_and(|oldest| oldest.elapsed() >= FLAG_BATCH_WINDOW)
+    }
+
+    /// Store every pending flag in one `put`; returns each run's outcome.
+    async fn store(self, config: ConfigClient<'_>, initialisers: &[Initialiser]) -> Vec<(usize, Outcome)> {
+        if self.runs.is_empty() {
+            return Vec::new();
+        }
+        let entries = self.runs.iter().map(|(index, _)| flag_entry(&initialisers[*index])).collect();
+        let result = config.put(SYSTEM_WORKSPACE, entries).await;
+        let outcome = |(index, span): (usize, tracing::Span)| {
+            let init = &initialisers[index];
+            (index, span.in_scope(|| stored_outcome(init, &result)))
+        };
+        self.runs.into_iter().map(outcome).collect()
+    }
+}
+
 async fn store_flag(config: ConfigClient<'_>, init: &Initialiser) -> Outcome {
-    let entry = (INIT_STATE_TYPE.to_owned(), init.name.to_string(), init.flag.to_stored());
-    match config.put(SYSTEM_WORKSPACE, vec![entry]).await {
+    stored_outcome(init, &config.put(SYSTEM_WORKSPACE, vec![flag_entry(init)]).await)
+}
+
+/// The config entry (type, key, value) that records `init` at its configured flag.
+fn flag_entry(init: &Initialiser) -> (String, String, String) {
+    (INIT_STATE_TYPE.to_owned(), init.name.to_string(), init.flag.to_stored())
+}
+
+/// What storing `init`'s flag came to, logged.
+fn stored_outcome(init: &Initialiser, result: &Result<(), ServiceError>) -> Outcome {
+    match result {
         Ok(()) => {
             tracing::info!(initialiser = %init.name, "completed (flag={:?})", init.flag.to_string());
             Outcome::Ran
@@ -325,5 +408,28 @@ async fn store_flag(config: ConfigClient<'_>, init: &Initialiser) -> Outcome {
             tracing::warn!(initialiser = %init.name, "completed but could not store its flag ({e}); it will run again");
             Outcome::FlagNotStored(e.to_string())
         }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_flags_are_due_after_the_window_or_at_the_batch_limit() {
+        let mut pending = PendingFlags::default();
+        assert!(!pending.due(), "nothing pending");
+        pending.add(0, tracing::Span::none());
+        assert!(!pending.due(), "fresh");
+        pending.oldest = Instant::now().checked_sub(FLAG_BATCH_WINDOW);
+        assert!(pending.due(), "waited the window");
+
+        let mut many = PendingFlags::default();
+        for index in 0..FLAG_BATCH_MAX {
+            assert!(!many.due(), "due at {index}");
+            many.add(index, tracing::Span::none());
+        }
+        assert!(many.due());
     }
 }
