@@ -68,10 +68,10 @@ pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<
                 set(&state, LeaseState::Lapsed(why));
                 timing.window
             }
-            // Asked again every heartbeat: that is how soon a standby takes over.
+            // That is how soon a standby takes over.
             Ok(Err(Refusal::Held)) => {
                 set(&state, LeaseState::Standby);
-                timing.interval
+                timing.retry
             }
             Ok(Err(Refusal::Failed(e))) => {
                 set(&state, LeaseState::Lapsed(e.to_string()));
@@ -178,9 +178,9 @@ mod tests {
     #[test]
     fn timing_follows_the_gate_backoff() {
         let t = Timing::for_gate_backoff(Duration::from_secs(5));
-        assert_eq!((t.interval, t.window), (ms(100), ms(1250)));
+        assert_eq!((t.interval, t.window, t.retry), (ms(100), ms(1250), ms(250)));
         let short = Timing::for_gate_backoff(Duration::from_millis(100));
-        assert_eq!((short.interval, short.window), (ms(10), ms(50)));
+        assert_eq!((short.interval, short.window, short.retry), (ms(10), ms(50), ms(10)));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!   blocking lock returns at once.
 //! - **Pulsar**: an Exclusive subscription ([`pulsar`]), which the broker refuses to a second
 //!   consumer while the first one's connection lives; a standby asks again every
-//!   [`Timing::interval`]. **RabbitMQ**: a queue with `x-single-active-consumer`
+//!   [`Timing::retry`]. **RabbitMQ**: a queue with `x-single-active-consumer`
 //!   ([`rabbitmq`]), which delivers to one consumer at a time and moves to the next when the
 //!   active one's connection closes. Neither client library tells a consumer that it is the
 //!   one served, so every subscribed replica publishes a small heartbeat every
@@ -64,22 +64,26 @@ pub enum LeaseState {
 /// How often heartbeats are sent, and how long without one loses the lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Between two heartbeats of the holder, two checks of what arrived, and two attempts of
-    /// a Pulsar standby to subscribe.
+    /// Between two heartbeats of the holder, and two checks of what arrived.
     pub interval: Duration,
     /// Without a heartbeat for this long, a holder has lost the lease (and a RabbitMQ replica
     /// kept waiting knows that another holds it).
     pub window: Duration,
+    /// Between two attempts of a refused standby (Pulsar) to take the lease: how soon it
+    /// takes over, against what asking costs it while it waits (on pulsar-lite, which closes
+    /// the asking connection, a reconnect each time).
+    pub retry: Duration,
 }
 
 impl Timing {
     /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms;
-    /// the lease lost after a quarter of the backoff without one. A standby takes over within
-    /// about one interval of the holder's death.
+    /// the lease lost after a quarter of the backoff without one; a refused standby asking
+    /// five times per window, so it takes over within a twentieth of the backoff (at least one
+    /// interval) of the holder's death.
     pub fn for_gate_backoff(gate_backoff: Duration) -> Self {
         let interval = (gate_backoff / 20).clamp(Duration::from_millis(10), Duration::from_millis(100));
         let window = (gate_backoff / 4).max(interval * 5);
-        Self { interval, window }
+        Self { interval, window, retry: window / 5 }
     }
 }
 

@@ -5,7 +5,7 @@
 //! to it and refuses every other (Apache Pulsar answers ConsumerBusy; pulsar-lite 0.2 closes
 //! the asking connection) until that one's connection closes, when the next standby to ask
 //! gets it. The holder publishes heartbeats there and receives them, which tells it that the
-//! subscription still stands; a standby asks again every [`Timing::interval`].
+//! subscription still stands; a standby asks again every [`Timing::retry`].
 //!
 //! Why not a Failover subscription, which would keep the standbys subscribed: the `pulsar`
 //! crate (6.9.1) receives CommandActiveConsumerChange but only logs it, so a consumer cannot
