@@ -15,10 +15,10 @@
 //! once the oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
 //! stores each flag right after its run, one request each, and config-svc announces a new
 //! config version to every TrustGraph service after every put: a thousand tenants converging
-//! cost it two thousand flag puts, and as many announcements. A wake cut short by [`Reconciler::run_until`]'s shutdown still stores
-//! its batch; a crash loses at most the batch, whose initialisers run again on the next
-//! start, as after a failed flag store upstream. A flag is never stored before its run
-//! succeeded.
+//! cost it two thousand flag puts, and as many announcements. A wake cut short by
+//! [`Reconciler::run_until`]'s shutdown still stores its batch; a crash loses at most the
+//! batch, whose initialisers run again on the next start, as after a failed flag store
+//! upstream. A flag is never stored before its run succeeded.
 //!
 //! A failure is logged with the initialiser's name and retried on the next wake; it never stops
 //! the others. The loop knows nothing of transports or guest languages: it sees [`Services`]
@@ -264,8 +264,7 @@ impl Reconciler {
                 continue;
             }
             if pending.due() {
-                let stored = std::mem::take(pending).store(config, &self.initialisers).await;
-                stored.into_iter().for_each(|(index, outcome)| outcomes[index] = Some(outcome));
+                pending.flush(config, &self.initialisers, &mut outcomes).await;
             }
             let span = run_span(init);
             match run_one(init, &services, old_flag, &mut runs).instrument(span.clone()).await {
@@ -273,8 +272,7 @@ impl Reconciler {
                 Err(failure) => outcomes[index] = Some(Outcome::Failed(failure)),
             }
         }
-        let stored = std::mem::take(pending).store(config, &self.initialisers).await;
-        stored.into_iter().for_each(|(index, outcome)| outcomes[index] = Some(outcome));
+        pending.flush(config, &self.initialisers, &mut outcomes).await;
         self.report(true, outcomes, runs, started)
     }
 
@@ -371,6 +369,13 @@ impl PendingFlags {
     /// Whether to store them before the next run.
     fn due(&self) -> bool {
         self.runs.len() >= FLAG_BATCH_MAX || self.oldest.is_some_and(|oldest| oldest.elapsed() >= FLAG_BATCH_WINDOW)
+    }
+
+    /// Store every pending flag in one `put`, and put each run's outcome in `outcomes`.
+    async fn flush(&mut self, config: ConfigClient<'_>, initialisers: &[Initialiser], outcomes: &mut [Option<Outcome>]) {
+        for (index, outcome) in std::mem::take(self).store(config, initialisers).await {
+            outcomes[index] = Some(outcome);
+        }
     }
 
     /// Store every pending flag in one `put`; returns each run's outcome.
