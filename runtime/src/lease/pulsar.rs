@@ -103,12 +103,13 @@ impl Beacon for PulsarBeacon {
         let mut consumer = match subscribed {
             Ok(consumer) => consumer,
             Err(e) if held_by_another(&e) => return Err(Refusal::Held),
-            Err(e) => {
-                *self.client.lock().await = None;
-                return Err(broker_error(e).into());
-            }
+            Err(e) => return Err(self.forget_client(e).await),
         };
-        let producer = pulsar.producer().with_topic(&self.topic).build().await.map_err(broker_error)?;
+        let producer = match pulsar.producer().with_topic(&self.topic).build().await {
+            Ok(producer) => producer,
+            // The consumer, dropped, closes its subscription for the next attempt.
+            Err(e) => return Err(self.forget_client(e).await),
+        };
         let (beats, received) = mpsc::channel(16);
         tokio::spawn(async move {
             loop {
@@ -162,6 +163,12 @@ impl PulsarBeacon {
         let pulsar = builder.build().await.map_err(broker_error)?;
         *slot = Some(pulsar.clone());
         Ok(pulsar)
+    }
+
+    /// Drop the client after `error`, so that the next attempt connects afresh.
+    async fn forget_client(&self, error: pulsar::Error) -> Refusal {
+        *self.client.lock().await = None;
+        broker_error(error).into()
     }
 }
 
