@@ -45,7 +45,7 @@ async fn main() {
     println!("{:<12} {:>10} {:>10}", "allocation", "median", "p99");
     let mut pooled = None;
     for (name, allocation) in [("pooled", Allocation::default()), ("on demand", Allocation::OnDemand)] {
-        let sandbox = Sandbox::with_options(SandboxOptions { allocation }).unwrap();
+        let sandbox = Sandbox::with_options(SandboxOptions { allocation, ..Default::default() }).unwrap();
         let component = sandbox.load(&bytes).unwrap();
         let mut times = runs(&component, &context, 0, WARM_UP + RUNS).await.split_off(WARM_UP);
         times.sort();

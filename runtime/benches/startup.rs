@@ -2,7 +2,8 @@
 //! `examples/init.yaml` (TemplateSeed, WorkspaceInit, DefaultFlowStart) converged with `--once`,
 //! from spawn to exit, on the embedded backend, on Pulsar and on RabbitMQ, each with an empty
 //! compile cache and a warm one: wall time, CPU (user + sys) and peak RSS, medians. Then the
-//! load time of each builtin component: compiled with Cranelift, or deserialized from the cache.
+//! load time of each builtin component: compiled with Cranelift, deserialized from the artefact
+//! the build precompiled into the binary, or deserialized from the compile cache.
 //!
 //! `cargo bench -p bootstrap-wasm --bench startup` (needs `.ci/setup`: pulsar-lite, RabbitMQ).
 //! On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a fresh
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::Sandbox;
+use bootstrap_wasm::sandbox::SandboxOptions;
 use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::services::broker::Transport;
 use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
@@ -93,17 +95,28 @@ async fn bench() {
 
     println!();
     println!("load time per builtin (Sandbox::load), median of {RUNS}");
-    println!("{:<20} {:>12} {:>14} {:>8}", "component", "compile", "from cache", "ratio");
+    println!("{:<20} {:>12} {:>14} {:>8} {:>14} {:>8}", "component", "compile", "precompiled", "ratio", "from cache", "ratio");
     let cache = tempfile::tempdir().unwrap();
-    let compiling = Sandbox::new().unwrap();
+    let compiling = SandboxOptions { precompiled_builtins: false, ..Default::default() };
+    let compiling = Sandbox::with_options(compiling).unwrap();
+    let precompiled = Sandbox::new().unwrap();
     let cached = Sandbox::new().unwrap().with_compile_cache(cache.path().to_path_buf());
     for builtin in Builtin::ALL {
         let bytes = builtin.component();
         cached.load(bytes).unwrap();
         let compile = support::median((0..RUNS).map(|_| timed(|| compiling.load(bytes).unwrap())));
+        let embedded = support::median((0..RUNS).map(|_| timed(|| precompiled.load(bytes).unwrap())));
         let load = support::median((0..RUNS).map(|_| timed(|| cached.load(bytes).unwrap())));
-        let ratio = compile.as_secs_f64() / load.as_secs_f64();
-        println!("{:<20} {:>12.2?} {:>14.2?} {:>7.0}x", builtin.name(), compile, load, ratio);
+        let ratio = |faster: Duration| compile.as_secs_f64() / faster.as_secs_f64();
+        println!(
+            "{:<20} {:>12.2?} {:>14.2?} {:>7.0}x {:>14.2?} {:>7.0}x",
+            builtin.name(),
+            compile,
+            embedded,
+            ratio(embedded),
+            load,
+            ratio(load)
+        );
     }
 }
 

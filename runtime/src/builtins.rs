@@ -66,13 +66,30 @@ impl Builtin {
 
     /// The component's bytes.
     pub fn component(self) -> &'static [u8] {
+        self.embedded().0
+    }
+
+    /// The component as `build.rs` compiled it for the target's baseline CPU (see
+    /// `sandbox::precompiled`); empty when the build could not precompile it.
+    pub fn precompiled(self) -> &'static [u8] {
+        self.embedded().1
+    }
+
+    /// The component and its precompiled artefact, as `build.rs` left them in `OUT_DIR`.
+    fn embedded(self) -> (&'static [u8], &'static [u8]) {
+        macro_rules! guest {
+            ($file:literal) => {
+                (
+                    include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".wasm")).as_slice(),
+                    include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".cwasm")).as_slice(),
+                )
+            };
+        }
         match self {
-            Self::PulsarTopology => include_bytes!(concat!(env!("OUT_DIR"), "/pulsar_topology.wasm")),
-            Self::TemplateSeed => include_bytes!(concat!(env!("OUT_DIR"), "/template_seed.wasm")),
-            Self::WorkspaceInit => include_bytes!(concat!(env!("OUT_DIR"), "/workspace_init.wasm")),
-            Self::DefaultFlowStart => {
-                include_bytes!(concat!(env!("OUT_DIR"), "/default_flow_start.wasm"))
-            }
+            Self::PulsarTopology => guest!("pulsar_topology"),
+            Self::TemplateSeed => guest!("template_seed"),
+            Self::WorkspaceInit => guest!("workspace_init"),
+            Self::DefaultFlowStart => guest!("default_flow_start"),
         }
     }
 

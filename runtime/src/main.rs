@@ -428,7 +428,7 @@ async fn prepare(init_path: &Path, cache: &CacheArgs) -> Result<(InitFile, Vec<I
         // address space (`ulimit -v`) instances are mapped for each call instead.
         Err(error) => {
             tracing::warn!("{error}; mapping instances per call instead of from a pool");
-            let on_demand = SandboxOptions { allocation: Allocation::OnDemand };
+            let on_demand = SandboxOptions { allocation: Allocation::OnDemand, ..Default::default() };
             Sandbox::with_options(on_demand).context("starting the sandbox")?
         }
     };

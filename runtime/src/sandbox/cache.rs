@@ -31,8 +31,10 @@ impl CompileCache {
         Self { dir, engine_key: format!("{:016x}", hasher.finish()) }
     }
 
-    /// The compiled `bytes`, from the cache or compiled now (and then cached).
-    pub fn component(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// The compiled `bytes`, from the cache, or else from the build's precompiled `artefact` or
+    /// compiled now (and then cached either way: a cached file is mapped, not copied, so later
+    /// starts keep less of it resident than of the binary's embedded copy).
+    pub fn component(&self, engine: &Engine, bytes: &[u8], artefact: Option<&[u8]>) -> wasmtime::Result<Component> {
         let path = self.path_for(bytes);
         if path.exists() {
             // SAFETY: the file is one this cache wrote from wasmtime's own `serialize`, in the
@@ -46,7 +48,7 @@ impl CompileCache {
                 Err(e) => tracing::warn!(path = %path.display(), "ignoring an unusable cache entry: {e}"),
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = super::precompiled::compile(engine, bytes, artefact)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(dir = %self.dir.display(), "cannot write the compile cache: {e}");
         }
@@ -84,13 +86,13 @@ mod tests {
         let engine = Engine::default();
         let cache = CompileCache::new(dir.path().join("cache"), &engine);
         let bytes = wat_component();
-        cache.component(&engine, &bytes).unwrap();
+        cache.component(&engine, &bytes, None).unwrap();
         let entries: Vec<_> = std::fs::read_dir(dir.path().join("cache")).unwrap().collect();
         assert_eq!(entries.len(), 1, "one compiled artefact");
         // A corrupt entry is replaced, not trusted.
         let path = cache.path_for(&bytes);
         std::fs::write(&path, b"garbage").unwrap();
-        cache.component(&engine, &bytes).unwrap();
+        cache.component(&engine, &bytes, None).unwrap();
         assert_ne!(std::fs::read(&path).unwrap(), b"garbage");
         // The entry now loads as it is.
         assert!(unsafe { Component::deserialize_file(&engine, &path) }.is_ok());

@@ -2,9 +2,10 @@
 //!
 //! One [`Sandbox`] holds the wasmtime engine, the linker (WASI, outgoing HTTP and our own
 //! `config`/`flow`/`log` imports) and the epoch ticker that measures wall-clock time. Loading a
-//! component checks that it targets our world and pre-links it ([`LoadedComponent`]); every
-//! call then gets its own `Store`, with its own fuel, deadline, memory cap, WASI context and
-//! grants ([`run`]). Nothing survives from one call to the next.
+//! component (compiling it, or loading it from the compile cache or, for a core initialiser,
+//! from the artefact the build precompiled) checks that it targets our world and pre-links it
+//! ([`LoadedComponent`]); every call then gets its own `Store`, with its own fuel, deadline,
+//! memory cap, WASI context and grants ([`run`]). Nothing survives from one call to the next.
 //!
 //! By default each call's memories, tables and stack come from wasmtime's pooling allocator:
 //! address space reserved once when the sandbox starts (see [`Allocation`] for how much), so an
@@ -14,17 +15,19 @@
 
 pub(crate) mod bindings;
 mod cache;
+mod compiler_settings;
 mod epoch;
 mod files;
 mod guest_output;
 mod http;
 mod memory;
+mod precompiled;
 mod run;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime::component::{Component, HasData, Linker};
+use wasmtime::component::{HasData, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use run::{CallContext, Metered, RunFailure};
@@ -70,9 +73,19 @@ impl Default for Allocation {
 }
 
 /// How a [`Sandbox`] is set up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxOptions {
     pub allocation: Allocation,
+    /// Load the core initialisers from the artefacts the build precompiled into the binary
+    /// (on by default); off, they are compiled (or taken from the compile cache) as any other
+    /// component, which only the benchmarks want.
+    pub precompiled_builtins: bool,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self { allocation: Allocation::default(), precompiled_builtins: true }
+    }
 }
 
 /// Why a component could not be loaded.
@@ -95,6 +108,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
     cache: Option<cache::CompileCache>,
+    precompiled_builtins: bool,
     ticker: Arc<EpochTicker>,
 }
 
@@ -120,7 +134,7 @@ impl Sandbox {
 
     pub fn with_options(options: SandboxOptions) -> Result<Self, SandboxError> {
         let mut config = Config::new();
-        config.consume_fuel(true).epoch_interruption(true);
+        compiler_settings::apply(&mut config);
         if let Allocation::Pooled { instances } = options.allocation {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
         }
@@ -136,7 +150,7 @@ impl Sandbox {
         link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
         let ticker = EpochTicker::start(&engine);
-        Ok(Self { engine, linker, cache: None, ticker })
+        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -146,12 +160,13 @@ impl Sandbox {
         self
     }
 
-    /// Compile `bytes` (a component binary), or load it from the compile cache, and check it
-    /// against our world.
+    /// Compile `bytes` (a component binary), or load it from the compile cache or, for a core
+    /// initialiser, from the binary's precompiled artefact, and check it against our world.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+        let artefact = if self.precompiled_builtins { precompiled::artefact_for(bytes) } else { None };
         let component = match &self.cache {
-            Some(cache) => cache.component(&self.engine, bytes),
-            None => Component::new(&self.engine, bytes),
+            Some(cache) => cache.component(&self.engine, bytes, artefact),
+            None => precompiled::compile(&self.engine, bytes, artefact),
         };
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
@@ -199,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn both_allocations_run_a_component() {
         for allocation in [Allocation::default(), Allocation::OnDemand] {
-            let sandbox = Sandbox::with_options(SandboxOptions { allocation }).unwrap();
+            let sandbox = Sandbox::with_options(SandboxOptions { allocation, ..Default::default() }).unwrap();
             let component = sandbox.load(Builtin::TemplateSeed.component()).unwrap();
             let description = component.describe(&context()).await.unwrap();
             assert!(!description.summary.is_empty(), "{allocation:?}");
@@ -208,11 +223,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_finds_the_pool_full_fails_to_start() {
-        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 } }).unwrap();
+        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 }, ..Default::default() }).unwrap();
         let bytes = Builtin::TemplateSeed.component();
         let component = sandbox.load(bytes).unwrap();
         // Hold the pool's only slot with another instance, alive until the end of the test.
-        let compiled = Component::new(&sandbox.engine, bytes).unwrap();
+        let compiled = wasmtime::component::Component::new(&sandbox.engine, bytes).unwrap();
         let mut linker = Linker::<()>::new(&sandbox.engine);
         linker.define_unknown_imports_as_traps(&compiled).unwrap();
         let mut store = wasmtime::Store::new(&sandbox.engine, ());
