@@ -161,6 +161,13 @@ impl PulsarBeacon {
             builder = builder.with_auth(Authentication { name: "token".into(), data: token.clone().into_bytes() });
         }
         let pulsar = builder.build().await.map_err(broker_error)?;
+        // Without TCP_NODELAY, the request after subscribing waits ~40 ms for the broker's
+        // delayed ACK of the crate's flow permits (see `services::broker::pulsar`). The lease
+        // topic is looked up on this connection, so its broker is the URL's in a one-broker
+        // deployment; a cluster's other brokers get it from the transport's periodic sweep.
+        if self.options.tcp_nodelay {
+            crate::services::broker::pulsar::set_nodelay_towards_url(&self.options.url).await;
+        }
         *slot = Some(pulsar.clone());
         Ok(pulsar)
     }

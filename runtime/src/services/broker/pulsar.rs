@@ -144,12 +144,8 @@ impl PulsarTransport {
 
     /// Add the addresses `url` resolves to to the brokers the sweep looks for.
     async fn learn_broker(&self, url: &str) {
-        let Some(authority) = broker_authority(url) else { return };
-        match tokio::net::lookup_host(&authority).await {
-            Ok(addresses) => self.brokers.lock().unwrap().extend(addresses),
-            // The client's own connect will fail and say so.
-            Err(e) => tracing::debug!(%authority, "cannot resolve the broker: {e}"),
-        }
+        let addresses = broker_addresses(url).await;
+        self.brokers.lock().unwrap().extend(addresses);
     }
 
     fn sweep(&self) {
@@ -363,6 +359,25 @@ fn operation_retry_options() -> OperationRetryOptions {
         retry_delay: Duration::from_millis(500),
         max_retries: Some(4),
     }
+}
+
+/// The addresses the broker of `url` resolves to; none if it does not resolve (the client's
+/// own connect will then fail and say so).
+async fn broker_addresses(url: &str) -> HashSet<SocketAddr> {
+    let Some(authority) = broker_authority(url) else { return HashSet::new() };
+    match tokio::net::lookup_host(&authority).await {
+        Ok(addresses) => addresses.collect(),
+        Err(e) => {
+            tracing::debug!(%authority, "cannot resolve the broker: {e}");
+            HashSet::new()
+        }
+    }
+}
+
+/// [`set_nodelay_towards`] the broker of `url`, for a client of the crate other than the
+/// transport's own (the lease's), which connects before the transport's first sweep.
+pub(crate) async fn set_nodelay_towards_url(url: &str) {
+    set_nodelay_towards(&broker_addresses(url).await);
 }
 
 /// `host:port` of a `pulsar://` or `pulsar+ssl://` URL, with the scheme's default port.
