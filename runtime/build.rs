@@ -50,25 +50,29 @@ fn main() {
         let bytes = std::fs::read(&built).unwrap_or_else(|e| panic!("{} was not built: {e}", built.display()));
         std::fs::write(out_dir.join(format!("{guest}.wasm")), &bytes).unwrap();
         let artefact = match &engine {
-            Ok(engine) => engine.precompile_component(&bytes).unwrap_or_else(|e| {
+            Some(engine) => engine.precompile_component(&bytes).unwrap_or_else(|e| {
                 println!("cargo:warning=cannot precompile {guest}, it will compile at start-up: {e:#}");
                 Vec::new()
             }),
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         std::fs::write(out_dir.join(format!("{guest}.cwasm")), artefact).unwrap();
     }
 }
 
-/// An engine that compiles for the target being built, with the sandbox's code settings.
-fn precompiling_engine() -> Result<wasmtime::Engine, ()> {
+/// An engine that compiles for the target being built, with the sandbox's code settings; none
+/// (with a warning) for a target this build's Cranelift cannot compile for.
+fn precompiling_engine() -> Option<wasmtime::Engine> {
     let target = std::env::var("TARGET").unwrap();
     let mut config = wasmtime::Config::new();
     compiler_settings::apply(&mut config);
-    let engine = config.target(&target).and_then(|config| wasmtime::Engine::new(config));
-    engine.map_err(|e| {
-        println!("cargo:warning=cannot precompile the core initialisers for {target}, they will compile at start-up: {e:#}");
-    })
+    match config.target(&target).and_then(|config| wasmtime::Engine::new(config)) {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            println!("cargo:warning=cannot precompile the core initialisers for {target}, they will compile at start-up: {e:#}");
+            None
+        }
+    }
 }
 
 fn build_guests(manifest: &Path, target_dir: &Path) {

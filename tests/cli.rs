@@ -6,6 +6,7 @@ mod support;
 
 use std::path::Path;
 
+use bootstrap_wasm::builtins::Builtin;
 use serde_json::{Value, json};
 use support::{Scratch, bin, entry, logged, stderr};
 
@@ -236,7 +237,7 @@ fn sigterm_stops_the_running_guest_stores_nothing_and_exits_0() {
 }
 
 #[test]
-fn compiled_components_are_cached_and_loaded_on_the_next_start() {
+fn builtins_load_precompiled_and_are_cached_for_the_next_start() {
     let scratch = Scratch::new();
     let cache = scratch.path("compiled");
     let init = support::repo().join("examples/init.yaml");
@@ -253,8 +254,14 @@ fn compiled_components_are_cached_and_loaded_on_the_next_start() {
     };
     let first = start();
     assert!(!first.contains("from the cache"), "{first}");
-    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(cached.len(), 3, "one artefact per builtin: {cached:?}");
+    // The first start compiled nothing: it cached the artefacts the build precompiled.
+    for path in &cached {
+        let artefact = std::fs::read(path).unwrap();
+        let precompiled = Builtin::ALL.iter().any(|builtin| builtin.precompiled() == artefact.as_slice());
+        assert!(precompiled, "{} is not an artefact of the build", path.display());
+    }
 
     let second = start();
     assert_eq!(second.matches("loaded a compiled component from the cache").count(), 3, "{second}");
