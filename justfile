@@ -41,6 +41,10 @@ example-c: (example "c")
 bench-guests:
     cargo bench -p bootstrap-wasm --bench guests
 
+# Upstream's Python bootstrapper, which the startup and scale benches then measure beside ours.
+install-upstream:
+    runtime/benches/install-upstream
+
 # Every figure in docs/performance.md: brokers, start-up, instances, scale, shutdown.
 bench: setup
     cargo bench -p bootstrap-wasm --bench brokers --bench startup --bench instances --bench scale --bench shutdown

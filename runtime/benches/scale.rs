@@ -7,12 +7,14 @@
 //!    DefaultFlowStart (1 + 2N initialisers), converged by the real binary with `--once` from a
 //!    fresh store and a warm compile cache, then a steady `--once` run: wall time, CPU, peak
 //!    memory and the requests of the wake, for N = 10, 100 and 1,000, on the embedded backend
-//!    and over Pulsar;
+//!    and over Pulsar; then, if `runtime/benches/install-upstream` installed it, upstream's
+//!    Python bootstrapper on the same init files over the same broker and peer, with the same
+//!    columns (see `tests/support/upstream.rs` for where its runs end);
 //! 2. the CPU and time of one steady wake with 1,000 tenants (2,001 initialisers) in-process
 //!    on the embedded backend, through the public API;
 //! 3. the resident memory of the runtime idling in steady state with the core initialisers.
 //!
-//! Name parts to run only those: `cargo bench --bench scale -- embedded pulsar steady idle`.
+//! Name parts to run only those: `cargo bench --bench scale -- embedded pulsar upstream steady idle`.
 //!
 //! See docs/performance.md.
 
@@ -25,11 +27,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};
+use support::upstream::{Upstream, UpstreamRun};
 use support::{Scratch, Usage};
 
 const TENANTS: [usize; 3] = [10, 100, 1000];
@@ -78,6 +82,28 @@ fn main() {
         print_row("pulsar", tenants, run(), run());
         drop(peer);
     }
+    match Upstream::find().filter(|_| wanted("upstream")) {
+        Some(upstream) => {
+            println!("upstream's Python bootstrapper (trustgraph-flow 2.4.4) on the same init files, broker and peer:");
+            for tenants in TENANTS {
+                let scratch = Scratch::new();
+                let init = scratch.init_file(&entries(tenants));
+                let store = EmbeddedServices::open(&scratch.state()).unwrap();
+                let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
+                let peer =
+                    runtime.block_on(ServicePeer::start(Arc::new(PulsarTransport::new(options)), store, Behaviour::default()));
+                let args = ["-p".to_owned(), pulsar.url()];
+                let converge = upstream.run(&init, &args, &peer);
+                assert_eq!(converge.completed, 1 + 2 * tenants, "upstream did not converge: {converge:?}");
+                let steady = upstream.run(&init, &args, &peer);
+                assert_eq!(steady.completed, 0, "upstream ran initialisers again: {steady:?}");
+                let row = |run: UpstreamRun| (run.usage, run.requests as u64);
+                print_row("upstream", tenants, row(converge), row(steady));
+            }
+        }
+        None if wanted("upstream") => println!("(upstream's Python bootstrapper not installed: runtime/benches/install-upstream)"),
+        None => {}
+    }
     drop(pulsar);
 
     if wanted("steady") {
@@ -93,16 +119,16 @@ fn main() {
 /// A TemplateSeed, then a WorkspaceInit and a DefaultFlowStart per tenant.
 fn entries(tenants: usize) -> Vec<Value> {
     let mut entries = vec![json!({
-        "builtin": "template-seed", "name": "template-seed", "flag": "v1",
+        "class": Builtin::TemplateSeed.class(), "name": "template-seed", "flag": "v1",
         "params": {"config_file": support::example_seed()},
     })];
     for tenant in (0..tenants).map(|i| format!("tenant-{i:04}")) {
         entries.push(json!({
-            "builtin": "workspace-init", "name": format!("{tenant}-init"), "flag": "v1",
+            "class": Builtin::WorkspaceInit.class(), "name": format!("{tenant}-init"), "flag": "v1",
             "params": {"workspace": tenant},
         }));
         entries.push(json!({
-            "builtin": "default-flow-start", "name": format!("{tenant}-flow"), "flag": "v1",
+            "class": Builtin::DefaultFlowStart.class(), "name": format!("{tenant}-flow"), "flag": "v1",
             "params": {"workspace": tenant, "blueprint": "document-rag"},
         }));
     }

@@ -12,6 +12,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
 use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use support::peer::{Behaviour, ServicePeer};
+use support::upstream::Upstream;
 
 /// Runs per figure; the median is printed.
 const RUNS: usize = 5;
@@ -92,6 +94,7 @@ async fn bench() {
         }
     }
     println!("Python bootstrapper (issue 6): pulsar 430 ms wall, 250 ms CPU, 54 MB; rabbitmq 560 ms, 260 ms, 38 MB");
+    upstream_startup(&init, &pulsar, &vhost).await;
 
     println!();
     println!("load time per builtin (Sandbox::load), median of {RUNS}");
@@ -117,6 +120,38 @@ async fn bench() {
             load,
             ratio(load)
         );
+    }
+}
+
+/// Upstream's Python bootstrapper on the same init file, broker and peer, if installed
+/// (`runtime/benches/install-upstream`): from spawn to its last answered request.
+async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vhost: &support::rabbitmq::TestVhost) {
+    let Some(upstream) = Upstream::find() else {
+        println!("(upstream's Python bootstrapper not installed: runtime/benches/install-upstream)");
+        return;
+    };
+    println!("upstream's Python bootstrapper (trustgraph-flow 2.4.4), same machine, broker and peer:");
+    for backend in ["pulsar", "rabbitmq"] {
+        let mut figures = Vec::new();
+        for _ in 0..RUNS {
+            let scratch = support::Scratch::new();
+            let (transport, args): (Arc<dyn Transport>, Vec<String>) = match backend {
+                "pulsar" => {
+                    let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
+                    (Arc::new(PulsarTransport::new(options)), vec!["-p".into(), pulsar.url()])
+                }
+                _ => (Arc::new(RabbitTransport::new(vhost.options())), support::rabbitmq::backend_args(vhost.options())),
+            };
+            let store = EmbeddedServices::open(&scratch.state()).unwrap();
+            let peer = ServicePeer::start(transport, store, Behaviour::default()).await;
+            let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
+            assert_eq!(run.completed, 3, "upstream did not converge: {run:?}");
+            figures.push(run.usage);
+        }
+        let wall = support::median(figures.iter().map(|f| f.wall));
+        let cpu = support::median(figures.iter().map(|f| f.cpu));
+        let rss = support::median(figures.iter().map(|f| f.peak_rss_kib));
+        println!("{backend:<10} {:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", "upstream", ms(wall), ms(cpu), rss / 1024);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod running;
+pub mod upstream;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
