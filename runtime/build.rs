@@ -1,5 +1,6 @@
 //! Builds the core initialisers (`../initialisers`, a wasm32-wasip2 workspace), precompiles
-//! them for the target, and places both in `OUT_DIR`, where `src/builtins.rs` embeds them.
+//! them for the target, and places both in `OUT_DIR` with their SHA-256 digests, where
+//! `src/builtins.rs` embeds them (a start then need not hash the builtins it loads).
 //!
 //! The guests get their own target directory (`target/guests`) so this nested cargo never waits
 //! on the outer build's lock, and so repeated builds reuse their artefacts.
@@ -15,6 +16,8 @@ mod compiler_settings;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use sha2::{Digest, Sha256};
 
 const GUESTS: [&str; 4] = ["pulsar_topology", "template_seed", "workspace_init", "default_flow_start"];
 /// The guests' sources; not all of `initialisers/`, whose examples the tests build in place.
@@ -49,6 +52,7 @@ fn main() {
         let built = target_dir.join(format!("wasm32-wasip2/release/{guest}.wasm"));
         let bytes = std::fs::read(&built).unwrap_or_else(|e| panic!("{} was not built: {e}", built.display()));
         std::fs::write(out_dir.join(format!("{guest}.wasm")), &bytes).unwrap();
+        std::fs::write(out_dir.join(format!("{guest}.sha256")), Sha256::digest(&bytes)).unwrap();
         let artefact = match &engine {
             Some(engine) => engine.precompile_component(&bytes).unwrap_or_else(|e| {
                 println!("cargo:warning=cannot precompile {guest}, it will compile at start-up: {e:#}");

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::init_file::resolve;
+use crate::integrity::Digest;
 use crate::policy::{Grants, Origin, WorkspacePattern};
 
 /// One of the four core initialisers.
@@ -75,13 +76,28 @@ impl Builtin {
         self.embedded().1
     }
 
-    /// The component and its precompiled artefact, as `build.rs` left them in `OUT_DIR`.
-    fn embedded(self) -> (&'static [u8], &'static [u8]) {
+    /// The SHA-256 of [`Self::component`], as the build computed it: a start that finds the
+    /// builtin in its compile cache never reads the component's bytes.
+    pub fn digest(self) -> Digest {
+        Digest::from_bytes(*self.embedded().2)
+    }
+
+    /// The builtin whose component `bytes` is: the very slice [`Self::component`] returns
+    /// (found without reading it), or equal bytes from elsewhere.
+    pub fn of_component(bytes: &[u8]) -> Option<Self> {
+        let embedded = Self::ALL.into_iter().find(|builtin| std::ptr::eq(builtin.component(), bytes));
+        embedded.or_else(|| Self::ALL.into_iter().find(|builtin| builtin.component() == bytes))
+    }
+
+    /// The component, its precompiled artefact and its digest, as `build.rs` left them in
+    /// `OUT_DIR`.
+    fn embedded(self) -> (&'static [u8], &'static [u8], &'static [u8; 32]) {
         macro_rules! guest {
             ($file:literal) => {
                 (
                     include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".wasm")).as_slice(),
                     include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".cwasm")).as_slice(),
+                    include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".sha256")),
                 )
             };
         }
@@ -141,6 +157,24 @@ fn absolute_path_param(params: &mut Value, key: &str, base_dir: &Path) -> Option
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_builds_digests_are_the_components_sha256() {
+        for builtin in Builtin::ALL {
+            assert_eq!(builtin.digest(), Digest::of(builtin.component()), "{}", builtin.name());
+        }
+    }
+
+    #[test]
+    fn components_are_known_by_identity_or_by_equal_bytes() {
+        for builtin in Builtin::ALL {
+            assert_eq!(Builtin::of_component(builtin.component()), Some(builtin));
+            let mut copy = builtin.component().to_vec();
+            assert_eq!(Builtin::of_component(&copy), Some(builtin), "a copy from a file");
+            copy.push(0);
+            assert_eq!(Builtin::of_component(&copy), None, "other bytes");
+        }
+    }
 
     #[test]
     fn upstream_class_paths_map_to_builtins() {

@@ -56,7 +56,11 @@ impl Initialiser {
                 Some(&index) => index,
                 None => {
                     let bytes = read(&spec.code).map_err(|m| err(spec, spec.code_field).because(m))?;
-                    sources.push((Digest::of(&bytes), bytes));
+                    let digest = match &spec.code {
+                        Code::Builtin(builtin) => builtin.digest(),
+                        Code::Component(_) => Digest::of(&bytes),
+                    };
+                    sources.push((digest, bytes));
                     codes.insert(&spec.code, sources.len() - 1);
                     sources.len() - 1
                 }

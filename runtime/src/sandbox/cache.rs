@@ -13,9 +13,10 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::integrity::Digest;
 
 /// A directory of compiled components for one engine configuration.
 #[derive(Clone)]
@@ -31,11 +32,18 @@ impl CompileCache {
         Self { dir, engine_key: format!("{:016x}", hasher.finish()) }
     }
 
-    /// The compiled `bytes`, from the cache, or else from the build's precompiled `artefact` or
-    /// compiled now (and then cached either way: a cached file is mapped, not copied, so later
-    /// starts keep less of it resident than of the binary's embedded copy).
-    pub fn component(&self, engine: &Engine, bytes: &[u8], artefact: Option<&[u8]>) -> wasmtime::Result<Component> {
-        let path = self.path_for(bytes);
+    /// The compiled `bytes` (whose SHA-256 is `digest`), from the cache, or else from the
+    /// build's precompiled `artefact` or compiled now (and then cached either way: a cached file
+    /// is mapped, not copied, so later starts keep less of it resident than of the binary's
+    /// embedded copy). A hit reads nothing of `bytes`.
+    pub fn component(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: Digest,
+        artefact: Option<&[u8]>,
+    ) -> wasmtime::Result<Component> {
+        let path = self.path_for(digest);
         if path.exists() {
             // SAFETY: the file is one this cache wrote from wasmtime's own `serialize`, in the
             // operator's private directory (see the module's documentation); a file that does
@@ -55,10 +63,8 @@ impl CompileCache {
         Ok(component)
     }
 
-    fn path_for(&self, bytes: &[u8]) -> PathBuf {
-        let digest = Sha256::digest(bytes);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}-{}.cwasm", self.engine_key))
+    fn path_for(&self, digest: Digest) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
     fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
@@ -86,13 +92,15 @@ mod tests {
         let engine = Engine::default();
         let cache = CompileCache::new(dir.path().join("cache"), &engine);
         let bytes = wat_component();
-        cache.component(&engine, &bytes, None).unwrap();
+        let digest = Digest::of(&bytes);
+        cache.component(&engine, &bytes, digest, None).unwrap();
         let entries: Vec<_> = std::fs::read_dir(dir.path().join("cache")).unwrap().collect();
         assert_eq!(entries.len(), 1, "one compiled artefact");
         // A corrupt entry is replaced, not trusted.
-        let path = cache.path_for(&bytes);
+        let path = cache.path_for(digest);
+        assert!(path.to_str().unwrap().contains(&digest.to_string()), "keyed by the component's SHA-256");
         std::fs::write(&path, b"garbage").unwrap();
-        cache.component(&engine, &bytes, None).unwrap();
+        cache.component(&engine, &bytes, digest, None).unwrap();
         assert_ne!(std::fs::read(&path).unwrap(), b"garbage");
         // The entry now loads as it is.
         assert!(unsafe { Component::deserialize_file(&engine, &path) }.is_ok());

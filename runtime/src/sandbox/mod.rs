@@ -32,7 +32,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use run::{CallContext, Metered, RunFailure};
 
+use crate::builtins::Builtin;
 use crate::host::HostState;
+use crate::integrity::Digest;
 use bindings::{InitialiserComponent, InitialiserComponentPre};
 use epoch::EpochTicker;
 use run::RunState;
@@ -163,9 +165,13 @@ impl Sandbox {
     /// Compile `bytes` (a component binary), or load it from the compile cache or, for a core
     /// initialiser, from the binary's precompiled artefact, and check it against our world.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
-        let artefact = if self.precompiled_builtins { precompiled::artefact_for(bytes) } else { None };
+        let builtin = Builtin::of_component(bytes);
+        let artefact = builtin.filter(|_| self.precompiled_builtins).and_then(precompiled::artefact_for);
         let component = match &self.cache {
-            Some(cache) => cache.component(&self.engine, bytes, artefact),
+            Some(cache) => {
+                let digest = builtin.map_or_else(|| Digest::of(bytes), Builtin::digest);
+                cache.component(&self.engine, bytes, digest, artefact)
+            }
             None => precompiled::compile(&self.engine, bytes, artefact),
         };
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
@@ -204,7 +210,6 @@ fn error_chain(error: &wasmtime::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builtins::Builtin;
     use crate::policy::{Grants, Limits};
 
     fn context() -> CallContext {
