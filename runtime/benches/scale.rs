@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::builtins::Builtin;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::{Value, json};
@@ -67,13 +67,7 @@ fn main() {
         let scratch = Scratch::new();
         let init = scratch.init_file(&entries(tenants));
         warm_cache(&init, cache.path());
-        let store = EmbeddedServices::open(&scratch.state()).unwrap();
-        let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
-        let peer = runtime.block_on(ServicePeer::start(
-            Arc::new(PulsarTransport::new(options)),
-            store,
-            Behaviour::default(),
-        ));
+        let peer = start_peer(&runtime, &pulsar, &scratch);
         let run = || {
             let mut command = support::bin();
             command.arg("-c").arg(&init).args(["--pubsub-backend", "pulsar", "-p", &pulsar.url(), "--once"]);
@@ -88,10 +82,7 @@ fn main() {
             for tenants in TENANTS {
                 let scratch = Scratch::new();
                 let init = scratch.init_file(&entries(tenants));
-                let store = EmbeddedServices::open(&scratch.state()).unwrap();
-                let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
-                let peer =
-                    runtime.block_on(ServicePeer::start(Arc::new(PulsarTransport::new(options)), store, Behaviour::default()));
+                let peer = start_peer(&runtime, &pulsar, &scratch);
                 let args = ["-p".to_owned(), pulsar.url()];
                 let converge = upstream.run(&init, &args, &peer);
                 assert_eq!(converge.completed, 1 + 2 * tenants, "upstream did not converge: {converge:?}");
@@ -114,6 +105,13 @@ fn main() {
         println!();
         idle_memory(cache.path());
     }
+}
+
+/// The peer serving config-svc and flow-svc over `pulsar` from `scratch`'s fresh store.
+fn start_peer(runtime: &tokio::runtime::Runtime, pulsar: &support::pulsar::PulsarLite, scratch: &Scratch) -> ServicePeer {
+    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+    let transport = Arc::new(PulsarTransport::new(pulsar.options()));
+    runtime.block_on(ServicePeer::start(transport, store, Behaviour::default()))
 }
 
 /// A TemplateSeed, then a WorkspaceInit and a DefaultFlowStart per tenant.

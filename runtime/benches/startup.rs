@@ -21,7 +21,7 @@ use bootstrap_wasm::Sandbox;
 use bootstrap_wasm::sandbox::SandboxOptions;
 use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use support::peer::{Behaviour, ServicePeer};
@@ -66,12 +66,11 @@ async fn bench() {
                     }
                     "pulsar" => {
                         command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.url()]);
-                        let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
-                        Some(Arc::new(PulsarTransport::new(options)))
+                        Some(peer_transport(backend, &pulsar, &vhost))
                     }
                     _ => {
                         command.args(support::rabbitmq::backend_args(vhost.options()));
-                        Some(Arc::new(RabbitTransport::new(vhost.options())))
+                        Some(peer_transport(backend, &pulsar, &vhost))
                     }
                 };
                 let _peer = match transport {
@@ -87,10 +86,7 @@ async fn bench() {
                 }
                 figures.push(result);
             }
-            let wall = support::median(figures.iter().map(|f| f.wall));
-            let cpu = support::median(figures.iter().map(|f| f.cpu));
-            let rss = support::median(figures.iter().map(|f| f.peak_rss_kib));
-            println!("{backend:<10} {cache:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", ms(wall), ms(cpu), rss / 1024);
+            print_medians(backend, cache, &figures);
         }
     }
     println!("Python bootstrapper (issue 6): pulsar 430 ms wall, 250 ms CPU, 54 MB; rabbitmq 560 ms, 260 ms, 38 MB");
@@ -135,24 +131,34 @@ async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vho
         let mut figures = Vec::new();
         for _ in 0..RUNS {
             let scratch = support::Scratch::new();
-            let (transport, args): (Arc<dyn Transport>, Vec<String>) = match backend {
-                "pulsar" => {
-                    let options = PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay: true };
-                    (Arc::new(PulsarTransport::new(options)), vec!["-p".into(), pulsar.url()])
-                }
-                _ => (Arc::new(RabbitTransport::new(vhost.options())), support::rabbitmq::backend_args(vhost.options())),
+            let args = match backend {
+                "pulsar" => vec!["-p".into(), pulsar.url()],
+                _ => support::rabbitmq::backend_args(vhost.options()),
             };
             let store = EmbeddedServices::open(&scratch.state()).unwrap();
-            let peer = ServicePeer::start(transport, store, Behaviour::default()).await;
+            let peer = ServicePeer::start(peer_transport(backend, pulsar, vhost), store, Behaviour::default()).await;
             let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
             assert_eq!(run.completed, 3, "upstream did not converge: {run:?}");
             figures.push(run.usage);
         }
-        let wall = support::median(figures.iter().map(|f| f.wall));
-        let cpu = support::median(figures.iter().map(|f| f.cpu));
-        let rss = support::median(figures.iter().map(|f| f.peak_rss_kib));
-        println!("{backend:<10} {:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", "upstream", ms(wall), ms(cpu), rss / 1024);
+        print_medians(backend, "upstream", &figures);
     }
+}
+
+/// The transport the peer serves `backend` ("pulsar" or "rabbitmq") on.
+fn peer_transport(backend: &str, pulsar: &support::pulsar::PulsarLite, vhost: &support::rabbitmq::TestVhost) -> Arc<dyn Transport> {
+    match backend {
+        "pulsar" => Arc::new(PulsarTransport::new(pulsar.options())),
+        _ => Arc::new(RabbitTransport::new(vhost.options())),
+    }
+}
+
+/// One row: the median wall time, CPU and peak RSS of `figures`.
+fn print_medians(backend: &str, label: &str, figures: &[support::Usage]) {
+    let wall = support::median(figures.iter().map(|f| f.wall));
+    let cpu = support::median(figures.iter().map(|f| f.cpu));
+    let rss = support::median(figures.iter().map(|f| f.peak_rss_kib));
+    println!("{backend:<10} {label:<12} {:>7.0?}ms {:>7.0?}ms {:>6} MiB", ms(wall), ms(cpu), rss / 1024);
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> Duration {

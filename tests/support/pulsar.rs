@@ -54,6 +54,16 @@ impl PulsarLite {
         format!("pulsar://127.0.0.1:{}", self.relay.port)
     }
 
+    /// A client's options for this broker, as the binary sets them (TCP_NODELAY on).
+    pub fn options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+        bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+            url: self.url(),
+            api_key: None,
+            listener: None,
+            tcp_nodelay: true,
+        }
+    }
+
     /// Kill the broker (its data stays for [`Self::restart`]).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
