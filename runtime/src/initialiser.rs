@@ -72,8 +72,7 @@ impl Initialiser {
         // Off the async thread: start-up may be doing other things meanwhile (taking the lease).
         let compiling = sandbox.clone();
         let (sources, compiled) = tokio::task::spawn_blocking(move || {
-            let bytes: Vec<&[u8]> = sources.iter().map(|(_, bytes)| bytes.as_ref()).collect();
-            let compiled = compile_all(&compiling, &bytes);
+            let compiled = compile_all(&compiling, &sources);
             (sources, compiled)
         })
         .await
@@ -193,7 +192,10 @@ fn read(code: &Code) -> Result<Cow<'static, [u8]>, String> {
 
 /// Compile (or load from the compile cache) each component, on as many threads as there are
 /// cores; the results are in the order given.
-fn compile_all(sandbox: &Sandbox, components: &[&[u8]]) -> Vec<Result<LoadedComponent, LoadError>> {
+fn compile_all(
+    sandbox: &Sandbox,
+    components: &[(Digest, Cow<'static, [u8]>)],
+) -> Vec<Result<LoadedComponent, LoadError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(components.len());
     let next = AtomicUsize::new(0);
     let mut compiled: Vec<(usize, Result<LoadedComponent, LoadError>)> = std::thread::scope(|scope| {
@@ -203,8 +205,8 @@ fn compile_all(sandbox: &Sandbox, components: &[&[u8]]) -> Vec<Result<LoadedComp
                     let mut done = Vec::new();
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(bytes) = components.get(index) else { return done };
-                        done.push((index, sandbox.load(bytes)));
+                        let Some((digest, bytes)) = components.get(index) else { return done };
+                        done.push((index, sandbox.load_hashed(bytes, *digest)));
                     }
                 })
             })
