@@ -138,6 +138,23 @@ fn unbounded_recursion_is_a_stack_overflow() {
     stopped_beside_probe(hostile("recurser", json!({"mode": "stack"})), "stopped: stack overflow");
 }
 
+/// Every call gets a fresh instance, but the pool hands out the same memory slot again, with
+/// the pages an earlier call wrote kept resident up to a bound: each must have been reset.
+#[test]
+fn no_call_finds_what_an_earlier_call_left_in_memory() {
+    let scratch = Scratch::new();
+    let names: Vec<String> = (1..=5).map(|i| format!("forgetful-{i}")).collect();
+    let entries: Vec<Value> = names.iter().map(|name| hostile(name, json!({"mode": "remember"}))).collect();
+    let output = scratch.run_once(&scratch.init_file(&entries));
+    let log = support::stderr(&output);
+    // Five runs, one after another: each would find the last one's counter and scribbles if
+    // its slot had not been reset.
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    for name in &names {
+        assert!(logged(&log, name, &["nothing left by an earlier call"]), "{log}");
+    }
+}
+
 #[test]
 fn a_panic_is_a_failed_run() {
     // The panic message arrives on the guest's stderr, under its name; the run ends in a trap

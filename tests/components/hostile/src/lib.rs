@@ -27,12 +27,16 @@
 //!   fails either way, saying what it read or why it could not;
 //! - `connect`: opens a TCP connection to `address` (`host:port`); fails either way;
 //! - `http-get`: sends a GET to each of `urls`, logging each outcome; fails if any failed.
+//! - `remember`: looks for what an earlier call left in its memory: a counter in its data
+//!   segment that every call changes, and heap pages that every call scribbles on. Fails
+//!   saying what it found if any was left, succeeds otherwise.
 //!
 //! `key` defaults to `hostile`; `lines` to 1,000,000 (`many-keys`) or 100,000; `bytes` to 2 MiB
 //! (`giant-put`) or 10,000.
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bootstrap_guest::config::ConfigEntry;
@@ -63,6 +67,7 @@ enum Mode {
     ReadSystem,
     Connect,
     HttpGet,
+    Remember,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +192,7 @@ impl Initialiser for Hostile {
                 }
             }
             Mode::HttpGet => http_get(&settings.urls),
+            Mode::Remember => remember(),
         }
     }
 }
@@ -273,6 +279,34 @@ fn http_get(urls: &[String]) -> Result<(), Error> {
     if failed > 0 {
         bail!("{failed} of {} requests failed", urls.len());
     }
+    Ok(())
+}
+
+/// What `remember` finds in its data segment: 1 in the component's image, changed by every call.
+static CALLS: AtomicU32 = AtomicU32::new(1);
+
+/// How many WebAssembly pages (64 KiB) `remember` adds to its memory and scribbles on: more
+/// than the runtime's pool keeps resident between calls, so both of its ways of resetting a
+/// slot (clearing a page, handing it back to the system) are looked through.
+const SCRIBBLE_PAGES: usize = 64;
+
+fn remember() -> Result<(), Error> {
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+    // Grown here, outside the allocator's reach: WebAssembly promises that new pages read as
+    // zero, so anything else was left by an earlier call.
+    let first = core::arch::wasm32::memory_grow(0, SCRIBBLE_PAGES);
+    if first == usize::MAX {
+        bail!("cannot grow memory by {SCRIBBLE_PAGES} pages");
+    }
+    // SAFETY: the pages were just added to this instance's memory and nothing else uses them.
+    let pages = unsafe { std::slice::from_raw_parts_mut((first * 65536) as *mut u8, SCRIBBLE_PAGES * 65536) };
+    let dirty = pages.iter().filter(|&&byte| byte != 0).count();
+    pages.fill(0xA5);
+    black_box(pages);
+    if calls != 1 || dirty != 0 {
+        bail!("an earlier call left its mark: {calls} calls counted, {dirty} bytes of new memory not zero");
+    }
+    info!("nothing left by an earlier call");
     Ok(())
 }
 
