@@ -85,8 +85,13 @@ impl Builtin {
     /// The builtin whose component `bytes` is: the very slice [`Self::component`] returns
     /// (found without reading it), or equal bytes from elsewhere.
     pub fn of_component(bytes: &[u8]) -> Option<Self> {
-        let embedded = Self::ALL.into_iter().find(|builtin| std::ptr::eq(builtin.component(), bytes));
-        embedded.or_else(|| Self::ALL.into_iter().find(|builtin| builtin.component() == bytes))
+        Self::at(bytes).or_else(|| Self::ALL.into_iter().find(|builtin| builtin.component() == bytes))
+    }
+
+    /// The builtin whose embedded component `bytes` is, by address: a warm start reads none of
+    /// a builtin's bytes.
+    fn at(bytes: &[u8]) -> Option<Self> {
+        Self::ALL.into_iter().find(|builtin| std::ptr::eq(builtin.component(), bytes))
     }
 
     /// The component, its precompiled artefact and its digest, as `build.rs` left them in
@@ -168,8 +173,10 @@ mod tests {
     #[test]
     fn components_are_known_by_identity_or_by_equal_bytes() {
         for builtin in Builtin::ALL {
+            assert_eq!(Builtin::at(builtin.component()), Some(builtin));
             assert_eq!(Builtin::of_component(builtin.component()), Some(builtin));
             let mut copy = builtin.component().to_vec();
+            assert_eq!(Builtin::at(&copy), None, "a copy is not found by its address");
             assert_eq!(Builtin::of_component(&copy), Some(builtin), "a copy from a file");
             copy.push(0);
             assert_eq!(Builtin::of_component(&copy), None, "other bytes");
