@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bootstrap_wasm::services::Services;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::services::broker::{BrokerServices, Transport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
@@ -36,10 +36,6 @@ impl Broker {
         Broker::RabbitMq { vhost: TestVhost::create(), relay: Relay::start() }
     }
 
-    fn pulsar_options(broker: &PulsarLite) -> PulsarOptions {
-        PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true }
-    }
-
     fn rabbitmq_options(vhost: &TestVhost, relay: &Relay) -> RabbitOptions {
         vhost.options_via(relay)
     }
@@ -47,7 +43,7 @@ impl Broker {
     /// A new connection to the broker.
     fn transport(&self) -> Arc<dyn Transport> {
         match self {
-            Broker::Pulsar(broker) => Arc::new(PulsarTransport::new(Self::pulsar_options(broker))),
+            Broker::Pulsar(broker) => Arc::new(PulsarTransport::new(broker.options())),
             Broker::RabbitMq { vhost, relay } => Arc::new(RabbitTransport::new(Self::rabbitmq_options(vhost, relay))),
         }
     }

@@ -297,14 +297,13 @@ fn sigterm_on_a_broker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0() {
-    use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+    use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 
     let broker = support::pulsar::PulsarLite::start();
     let scratch = Scratch::new();
     let store = bootstrap_wasm::services::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
-    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
     let _peer = support::peer::ServicePeer::start(
-        std::sync::Arc::new(PulsarTransport::new(options)),
+        std::sync::Arc::new(PulsarTransport::new(broker.options())),
         store.clone(),
         support::peer::Behaviour::default(),
     )

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
 use support::pulsar::{PulsarLite, normalise_frame};
 
@@ -16,7 +16,7 @@ use support::pulsar::{PulsarLite, normalise_frame};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn transport(broker: &PulsarLite) -> PulsarTransport {
-    PulsarTransport::new(PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true })
+    PulsarTransport::new(broker.options())
 }
 
 fn envelope(id: &str, body: &str) -> Envelope {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use serde_json::json;
@@ -272,8 +272,7 @@ async fn rabbitmq_lease_lost_and_taken_again() {
 /// pulsar-lite with config-svc and flow-svc on it, and the binary's arguments to reach it.
 async fn pulsar_deployment(scratch: &Scratch) -> (PulsarLite, ServicePeer, Vec<String>) {
     let broker = PulsarLite::start();
-    let options = PulsarOptions { url: broker.url(), api_key: None, listener: None, tcp_nodelay: true };
-    let peer = peer(Arc::new(PulsarTransport::new(options)), scratch).await;
+    let peer = peer(Arc::new(PulsarTransport::new(broker.options())), scratch).await;
     let backend = vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
     (broker, peer, backend)
 }

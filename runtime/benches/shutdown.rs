@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use support::peer::{Behaviour, ServicePeer};
@@ -32,18 +32,12 @@ async fn main() {
 
     let pulsar = support::pulsar::PulsarLite::start();
     let vhost = support::rabbitmq::TestVhost::create();
-    let pulsar_url = pulsar.url();
     let backends: [Backend; 3] = [
         ("embedded", vec!["--pubsub-backend".into(), "embedded".into()], None),
         (
             "pulsar (pulsar-lite)",
-            vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar_url.clone()],
-            Some(Arc::new(PulsarTransport::new(PulsarOptions {
-                url: pulsar_url,
-                api_key: None,
-                listener: None,
-                tcp_nodelay: true,
-            }))),
+            vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.url()],
+            Some(Arc::new(PulsarTransport::new(pulsar.options()))),
         ),
         ("rabbitmq", support::rabbitmq::backend_args(vhost.options()), Some(Arc::new(RabbitTransport::new(vhost.options())))),
     ];
