@@ -59,26 +59,16 @@ async fn bench() {
                 let scratch = support::Scratch::new();
                 let mut command = support::bin();
                 command.arg("-c").arg(&init).arg("--once").arg("--compile-cache").arg(cache_dir);
-                let transport: Option<Arc<dyn Transport>> = match backend {
-                    "embedded" => {
-                        command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state());
-                        None
-                    }
-                    "pulsar" => {
-                        command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.url()]);
-                        Some(peer_transport(backend, &pulsar, &vhost))
-                    }
-                    _ => {
-                        command.args(support::rabbitmq::backend_args(vhost.options()));
-                        Some(peer_transport(backend, &pulsar, &vhost))
-                    }
+                match backend {
+                    "embedded" => command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state()),
+                    "pulsar" => command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.url()]),
+                    _ => command.args(support::rabbitmq::backend_args(vhost.options())),
                 };
-                let _peer = match transport {
-                    Some(transport) => {
-                        let store = EmbeddedServices::open(&scratch.state()).unwrap();
-                        Some(ServicePeer::start(transport, store, Behaviour::default()).await)
-                    }
-                    None => None,
+                let _peer = if backend == "embedded" {
+                    None
+                } else {
+                    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+                    Some(ServicePeer::start(peer_transport(backend, &pulsar, &vhost), store, Behaviour::default()).await)
                 };
                 let result = tokio::task::spawn_blocking(move || measured(&command)).await.unwrap();
                 if cache == "warm" && run == 0 {

@@ -174,28 +174,18 @@ impl Sandbox {
     /// Compile `bytes` (a component binary), or load it from the compile cache or, for a core
     /// initialiser, from the binary's precompiled artefact, and check it against our world.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
-        let builtin = Builtin::of_component(bytes);
-        let digest = || builtin.map_or_else(|| Digest::of(bytes), Builtin::digest);
-        self.load_with_digest(bytes, builtin, digest)
+        let digest = Builtin::of_component(bytes).map_or_else(|| Digest::of(bytes), Builtin::digest);
+        self.load_hashed(bytes, digest)
     }
 
     /// [`Sandbox::load`] for a caller that has already hashed `bytes` (the initialisers'
     /// loader, for their pins): an interpreted guest is tens of megabytes, not worth hashing
-    /// twice.
+    /// twice. The digest keys the compile cache.
     pub(crate) fn load_hashed(&self, bytes: &[u8], digest: Digest) -> Result<LoadedComponent, LoadError> {
-        self.load_with_digest(bytes, Builtin::of_component(bytes), || digest)
-    }
-
-    /// Load `bytes`, which are `builtin` if any; `digest` is asked for only to key the cache.
-    fn load_with_digest(
-        &self,
-        bytes: &[u8],
-        builtin: Option<Builtin>,
-        digest: impl FnOnce() -> Digest,
-    ) -> Result<LoadedComponent, LoadError> {
+        let builtin = Builtin::of_component(bytes);
         let artefact = builtin.filter(|_| self.precompiled_builtins).and_then(precompiled::artefact_for);
         let component = match &self.cache {
-            Some(cache) => cache.component(&self.engine, bytes, digest(), artefact),
+            Some(cache) => cache.component(&self.engine, bytes, digest, artefact),
             None => precompiled::compile(&self.engine, bytes, artefact),
         };
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
