@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
-use support::pulsar::{PulsarLite, normalise_frame};
+use support::pulsar::{PulsarLite, rewrite_lookup};
 
 /// A guard against hanging, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -24,7 +24,7 @@ fn envelope(id: &str, body: &str) -> Envelope {
 }
 
 async fn next(subscription: &mut Subscription) -> Option<Envelope> {
-    tokio::time::timeout(PATIENCE, subscription.messages.recv())
+    tokio::time::timeout(PATIENCE, subscription.recv())
         .await
         .expect("no message, nor the subscription closing")
 }
@@ -81,14 +81,38 @@ async fn response_subscribers_each_see_everything_and_request_subscribers_split_
     let (mut got_one, mut got_two) = (Vec::new(), Vec::new());
     while got_one.len() + got_two.len() < total {
         tokio::select! {
-            message = worker_one.messages.recv() => got_one.push(message.unwrap().id.unwrap()),
-            message = worker_two.messages.recv() => got_two.push(message.unwrap().id.unwrap()),
+            message = worker_one.recv() => got_one.push(message.unwrap().id.unwrap()),
+            message = worker_two.recv() => got_two.push(message.unwrap().id.unwrap()),
             () = tokio::time::sleep(PATIENCE) => panic!("only {} of {total} requests arrived", got_one.len() + got_two.len()),
         }
     }
     let all: HashSet<_> = got_one.iter().chain(&got_two).cloned().collect();
     assert_eq!(all.len(), total, "each request goes to one worker: {got_one:?} / {got_two:?}");
     assert!(!got_one.is_empty() && !got_two.is_empty(), "both workers get requests: {got_one:?} / {got_two:?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_far_more_messages_than_its_first_grant_of_permits() {
+    // The client grants a consumer 1,000 messages at a time, and more as they are read; a
+    // non-persistent topic drops what arrives for a consumer without permits.
+    let broker = PulsarLite::start();
+    let (subscriber, publisher) = (transport(&broker), transport(&broker));
+    for queue in [Queue::response("many"), Queue { class: QueueClass::Flow, topicspace: "tg".into(), topic: "many".into() }] {
+        let mut subscription = subscriber.subscribe(&queue, "reader").await.unwrap();
+        let total = 2_500;
+        let reader = tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(total);
+            while ids.len() < total {
+                ids.push(next(&mut subscription).await.expect("the subscription closed").id.unwrap());
+            }
+            ids
+        });
+        for n in 0..total {
+            publisher.publish(&queue, envelope(&n.to_string(), "{}")).await.unwrap();
+        }
+        let ids = reader.await.unwrap();
+        assert_eq!(ids, (0..total).map(|n| n.to_string()).collect::<Vec<_>>(), "on {queue}");
+    }
 }
 
 #[tokio::test]
@@ -175,7 +199,7 @@ async fn a_request_gets_its_answer_over_pulsar() {
     let mut requests = service.subscribe(&Queue::request("echo"), "echo-svc").await.unwrap();
     let responder = service.clone();
     tokio::spawn(async move {
-        while let Some(request) = requests.messages.recv().await {
+        while let Some(request) = requests.recv().await {
             responder.publish(&Queue::response("echo"), request).await.unwrap();
         }
     });
@@ -193,30 +217,13 @@ async fn a_request_gets_its_answer_over_pulsar() {
     assert_eq!(answer, serde_json::json!({"ping": 2}));
 }
 
-/// The relay's frame rewriting, on hand-made frames.
 #[test]
-fn the_relay_adds_missing_checksums_and_leaves_others_alone() {
-    let command = [0x08, 0x09]; // BaseCommand { type: MESSAGE }, abridged
-    let rest = [0, 0, 0, 2, 0xaa, 0xbb, b'h', b'i']; // metadata size, metadata, payload
-    let frame = [&(command.len() as u32).to_be_bytes()[..], &command, &rest].concat();
-
-    let normalised = normalise_frame(&frame, "pulsar://relay:1");
-    let checksum = crc32c::crc32c(&rest).to_be_bytes();
-    let expected = [&frame[..6], &[0x0e, 0x01][..], &checksum, &rest].concat();
-    assert_eq!(normalised, expected);
-    assert_eq!(normalise_frame(&normalised, "pulsar://relay:1"), normalised, "a checksummed frame is left alone");
-
-    let pong = [0, 0, 0, 2, 0x08, 0x13];
-    assert_eq!(normalise_frame(&pong, "pulsar://relay:1"), pong);
-}
-
-#[test]
-fn the_relay_points_lookups_at_itself() {
+fn the_relay_points_lookups_at_itself_and_leaves_other_frames_alone() {
+    use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandLookupTopicResponse, CommandType};
     use prost::Message as _;
-    use pulsar::proto::{BaseCommand, CommandLookupTopicResponse, base_command::Type};
 
     let answer = BaseCommand {
-        r#type: Type::LookupResponse as i32,
+        r#type: CommandType::LookupResponse as i32,
         lookup_topic_response: Some(CommandLookupTopicResponse {
             broker_service_url: Some("pulsar://127.0.0.1:6650".into()),
             request_id: 7,
@@ -227,8 +234,11 @@ fn the_relay_points_lookups_at_itself() {
     .encode_to_vec();
     let frame = [&(answer.len() as u32).to_be_bytes()[..], &answer].concat();
 
-    let normalised = normalise_frame(&frame, "pulsar://127.0.0.1:1234");
-    let decoded = BaseCommand::decode(&normalised[4..]).unwrap().lookup_topic_response.unwrap();
+    let rewritten = rewrite_lookup(&frame, "pulsar://127.0.0.1:1234").unwrap();
+    let decoded = BaseCommand::decode(&rewritten[4..]).unwrap().lookup_topic_response.unwrap();
     assert_eq!(decoded.broker_service_url.as_deref(), Some("pulsar://127.0.0.1:1234"));
     assert_eq!(decoded.request_id, 7);
+
+    let pong = [0, 0, 0, 2, 0x08, 0x13];
+    assert_eq!(rewrite_lookup(&pong, "pulsar://relay:1"), None);
 }

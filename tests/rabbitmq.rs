@@ -29,7 +29,7 @@ fn envelope(id: &str, body: &str) -> Envelope {
 
 /// The next message on `subscription`.
 async fn next(subscription: &mut Subscription) -> Envelope {
-    tokio::time::timeout(HANG, subscription.messages.recv())
+    tokio::time::timeout(HANG, subscription.recv())
         .await
         .expect("no message within the hang guard")
         .expect("the subscription closed")
@@ -37,7 +37,7 @@ async fn next(subscription: &mut Subscription) -> Envelope {
 
 /// Wait for `subscription` to close, discarding anything still on it.
 async fn closed(subscription: &mut Subscription) {
-    tokio::time::timeout(HANG, async { while subscription.messages.recv().await.is_some() {} })
+    tokio::time::timeout(HANG, async { while subscription.recv().await.is_some() {} })
         .await
         .expect("the subscription did not close");
 }
@@ -193,7 +193,7 @@ async fn carries_request_response_calls() {
     let service = transport.clone();
     let answers = responses.clone();
     tokio::spawn(async move {
-        while let Some(request) = incoming.messages.recv().await {
+        while let Some(request) = incoming.recv().await {
             service.publish(&answers, request).await.unwrap();
         }
     });

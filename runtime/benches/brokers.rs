@@ -1,6 +1,6 @@
 //! Broker figures, printed: the round trip of a config `get` through the runtime's own client
-//! on each broker (and on Pulsar without the TCP_NODELAY fix, to show what it saves), and the
-//! broker round trips and time of a steady wake for 10 and 1,000 initialisers.
+//! on each broker, and the broker round trips and time of a steady wake for 10 and 1,000
+//! initialisers.
 //!
 //! `cargo bench -p bootstrap-wasm --bench brokers` (needs `.ci/setup`: pulsar-lite, RabbitMQ).
 //! The brokers and the peer serving config-svc and flow-svc are the tests' (`tests/support`).
@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::services::broker::{BrokerServices, Transport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
@@ -26,15 +26,12 @@ const ROUND_TRIPS: usize = 300;
 async fn main() {
     let pulsar = support::pulsar::PulsarLite::start();
     let vhost = support::rabbitmq::TestVhost::create();
-    let pulsar_transport = |tcp_nodelay| -> Arc<dyn Transport> {
-        Arc::new(PulsarTransport::new(PulsarOptions { url: pulsar.url(), api_key: None, listener: None, tcp_nodelay }))
-    };
+    let pulsar_transport = || -> Arc<dyn Transport> { Arc::new(PulsarTransport::new(pulsar.options())) };
 
     println!("config get round trip through the runtime's client ({ROUND_TRIPS} requests after warm-up)");
     println!("{:<34} {:>10} {:>10}", "broker", "median", "p99");
-    let cases: [(&str, Arc<dyn Transport>); 3] = [
-        ("pulsar (pulsar-lite)", pulsar_transport(true)),
-        ("pulsar, without TCP_NODELAY", pulsar_transport(false)),
+    let cases: [(&str, Arc<dyn Transport>); 2] = [
+        ("pulsar (pulsar-lite)", pulsar_transport()),
         ("rabbitmq", Arc::new(RabbitTransport::new(vhost.options()))),
     ];
     for (name, transport) in cases {
@@ -43,8 +40,7 @@ async fn main() {
         store.store().put_many("default", [("prompt", "system", "\"hello\"")]).unwrap();
         let _peer = ServicePeer::start(transport.clone(), store, Behaviour::default()).await;
         let services = BrokerServices::new(transport, Duration::from_secs(10));
-        let count = if name.contains("without") { ROUND_TRIPS / 10 } else { ROUND_TRIPS };
-        let mut times = round_trips(&services, count).await;
+        let mut times = round_trips(&services, ROUND_TRIPS).await;
         times.sort();
         println!("{name:<34} {:>10.3?} {:>10.3?}", times[times.len() / 2], times[times.len() * 99 / 100]);
     }
@@ -53,7 +49,7 @@ async fn main() {
     println!("steady wake over Pulsar (every initialiser already at its flag)");
     println!("{:>14} {:>16} {:>12}", "initialisers", "broker requests", "wake time");
     for count in [10, 1000] {
-        let (requests, time) = steady_wake(pulsar_transport(true), count).await;
+        let (requests, time) = steady_wake(pulsar_transport(), count).await;
         println!("{count:>14} {requests:>16} {time:>12.3?}");
     }
 }

@@ -99,8 +99,7 @@ struct RunArgs {
     /// Sleep after a wake in which everything was at its flag.
     #[arg(long, value_parser = parse_duration, default_value = "300s")]
     steady_interval: Duration,
-    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set. The
-    /// `pulsar` crate's own log is off unless named (`info,pulsar=info`).
+    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set.
     #[arg(long, default_value = "info")]
     log_level: String,
     #[command(flatten)]
@@ -243,7 +242,6 @@ impl BackendArgs {
                 url: self.pulsar_host.clone(),
                 api_key: self.pulsar_api_key.clone(),
                 listener: self.pulsar_listener.clone(),
-                tcp_nodelay: true,
             }),
             BackendKind::Rabbitmq => Backend::RabbitMq(RabbitOptions {
                 host: self.rabbitmq_host.clone(),
@@ -329,7 +327,7 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(level)));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logger.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
@@ -502,29 +500,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
-    }
-}
-
-/// The `--log-level` filter, with the `pulsar` crate's own log off unless a directive names
-/// it: the crate logs a warning for every subscription it makes and errors for what it
-/// returns to us (a standby's refused lease, several times a second), and the runtime reports
-/// what matters itself.
-fn log_filter(level: &str) -> String {
-    let names_pulsar = level.split(',').any(|directive| {
-        let target = directive.trim().split(['=', '[']).next().unwrap_or_default();
-        target == "pulsar" || target.starts_with("pulsar::")
-    });
-    if names_pulsar { level.to_owned() } else { format!("{level},pulsar=off") }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_pulsar_crate_log_is_off_unless_a_directive_names_it() {
-        assert_eq!(super::log_filter("info"), "info,pulsar=off");
-        let ours = "bootstrap_wasm::services::broker::pulsar=debug";
-        assert_eq!(super::log_filter(ours), format!("{ours},pulsar=off"));
-        assert_eq!(super::log_filter("info,pulsar=info"), "info,pulsar=info");
-        assert_eq!(super::log_filter("warn,pulsar::connection=debug"), "warn,pulsar::connection=debug");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::{Envelope, Queue, Transport};
+use bootstrap_wasm::services::broker::{Envelope, Queue, Subscription, Transport};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{ConfigRequest, FlowRequest};
 use tokio::task::JoinHandle;
@@ -79,22 +79,22 @@ struct Serve {
 
 impl Serve {
     /// Subscribe to the request queue, retrying while the broker is away.
-    async fn subscribe(&self) -> tokio::sync::mpsc::Receiver<Envelope> {
+    async fn subscribe(&self) -> Subscription {
         let name = format!("{}-svc", self.request_queue.topic);
         loop {
             match self.transport.subscribe(&self.request_queue, &name).await {
-                Ok(subscription) => return subscription.messages,
+                Ok(subscription) => return subscription,
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
 
-    async fn run(self, mut messages: tokio::sync::mpsc::Receiver<Envelope>) {
+    async fn run(self, mut subscription: Subscription) {
         loop {
-            while let Some(request) = messages.recv().await {
+            while let Some(request) = subscription.recv().await {
                 self.answer(request).await;
             }
-            messages = self.subscribe().await; // The broker went away and came back.
+            subscription = self.subscribe().await; // The broker went away and came back.
         }
     }
 

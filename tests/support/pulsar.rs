@@ -1,17 +1,11 @@
 //! A real Pulsar broker for the tests: pulsar-lite (a single-binary broker from PyPI, installed
 //! into `<repo>/.venv` by `.ci/setup`), on a free loopback port, reached through a relay.
 //!
-//! The relay bridges two gaps between pulsar-lite and the `pulsar` crate, which only concern
-//! tests (Apache Pulsar brokers behave as the crate expects):
-//!
-//! - pulsar-lite sends message frames without the optional magic number and CRC32-C checksum,
-//!   and the crate rejects such frames; the relay adds them.
-//! - pulsar-lite answers topic lookups with its own address, and the crate then connects there
-//!   directly, around the relay; the relay rewrites those answers to its own address.
-//!
-//! Everything else passes through unchanged, and everything from the client passes unchanged.
-//! The relay can also be paused, closing every connection and refusing new ones, to make the
-//! broker seem gone while it keeps running.
+//! The relay can be paused, closing every connection and refusing new ones, to make the broker
+//! seem gone while it keeps running. For that, clients must reach the broker only through it:
+//! pulsar-lite answers topic lookups with its own address, and a client would then connect
+//! there directly, so the relay rewrites those answers to its own address. Everything else
+//! passes through unchanged.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,11 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandType};
 use prost::Message as _;
-use pulsar::proto::{BaseCommand, base_command::Type};
-
-/// The magic number before a payload frame's checksum.
-const MAGIC_CRC32C: u16 = 0x0e01;
 
 /// A running pulsar-lite behind a relay; killed when dropped.
 pub struct PulsarLite {
@@ -56,12 +47,7 @@ impl PulsarLite {
 
     /// A client's options for this broker, as the binary sets them (TCP_NODELAY on).
     pub fn options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-        bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-            url: self.url(),
-            api_key: None,
-            listener: None,
-            tcp_nodelay: true,
-        }
+        bootstrap_wasm::services::broker::pulsar::PulsarOptions { url: self.url(), api_key: None, listener: None }
     }
 
     /// Kill the broker (its data stays for [`Self::restart`]).
@@ -153,7 +139,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The frame-normalising relay in front of the broker.
+/// The lookup-rewriting relay in front of the broker.
 struct Relay {
     port: u16,
     shared: Arc<RelayShared>,
@@ -233,54 +219,36 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<RelayShar
     });
 }
 
-/// Copy the broker's frames to the client, normalised, until either side closes.
+/// Copy the broker's frames to the client, lookups rewritten, until either side closes.
 fn forward_frames(from: &mut TcpStream, to: &mut TcpStream, own_url: &str) -> io::Result<()> {
     loop {
         let mut size = [0; 4];
         from.read_exact(&mut size)?;
         let mut frame = vec![0; u32::from_be_bytes(size) as usize];
         from.read_exact(&mut frame)?;
-        let frame = normalise_frame(&frame, own_url);
+        let frame = rewrite_lookup(&frame, own_url).unwrap_or(frame);
         to.write_all(&(frame.len() as u32).to_be_bytes())?;
         to.write_all(&frame)?;
     }
 }
 
-/// One frame from the broker (without its leading total size) as the client expects it:
-/// a payload part gets the magic number and CRC32-C it lacks, a lookup answer names
-/// `own_url`. Other frames come back unchanged.
+/// One frame from the broker (without its leading total size), if it is a lookup answer naming
+/// the broker: the same answer naming `own_url` instead.
 ///
-/// A frame is `[cmd_size u32][cmd]`, then for message frames `[magic 0x0e01 u16][crc32c u32]
-/// [metadata_size u32][metadata][payload]`, the checksum covering everything after it. (Broker
-/// entry metadata, magic 0x0e02, goes only to clients that ask for it; the crate does not.)
-pub fn normalise_frame(frame: &[u8], own_url: &str) -> Vec<u8> {
-    let Some(command_size) = frame.get(..4).map(|size| u32::from_be_bytes(size.try_into().unwrap()) as usize) else {
-        return frame.to_vec();
-    };
-    let Some(command) = frame.get(4..4 + command_size) else { return frame.to_vec() };
-    let rest = &frame[4 + command_size..];
-
-    if rest.is_empty() {
-        return match rewrite_lookup(command, own_url) {
-            Some(command) => [&(command.len() as u32).to_be_bytes()[..], &command].concat(),
-            None => frame.to_vec(),
-        };
+/// A frame is `[command size: u32][command]`, and message frames continue after the command;
+/// lookup answers do not.
+pub fn rewrite_lookup(frame: &[u8], own_url: &str) -> Option<Vec<u8>> {
+    let command_size = u32::from_be_bytes(frame.get(..4)?.try_into().unwrap()) as usize;
+    if frame.len() != 4 + command_size {
+        return None;
     }
-    if rest.starts_with(&MAGIC_CRC32C.to_be_bytes()) {
-        return frame.to_vec();
-    }
-    let checksum = crc32c::crc32c(rest);
-    [&frame[..4 + command_size], &MAGIC_CRC32C.to_be_bytes()[..], &checksum.to_be_bytes(), rest].concat()
-}
-
-/// A lookup answer naming the broker, rewritten to name `own_url` instead.
-fn rewrite_lookup(command: &[u8], own_url: &str) -> Option<Vec<u8>> {
-    let mut decoded = BaseCommand::decode(command).ok()?;
-    if decoded.r#type != Type::LookupResponse as i32 {
+    let mut decoded = BaseCommand::decode(&frame[4..]).ok()?;
+    if decoded.r#type != CommandType::LookupResponse as i32 {
         return None;
     }
     let answer = decoded.lookup_topic_response.as_mut()?;
     answer.broker_service_url.as_ref()?;
     answer.broker_service_url = Some(own_url.to_owned());
-    Some(decoded.encode_to_vec())
+    let command = decoded.encode_to_vec();
+    Some([&(command.len() as u32).to_be_bytes()[..], &command].concat())
 }

@@ -42,10 +42,30 @@ pub struct Envelope {
 #[error("{0}")]
 pub struct TransportError(pub String);
 
-/// Messages arriving on one subscription. The channel closes when the subscription dies
-/// (the broker went away, the consumer was closed): the owner then subscribes again.
+/// Messages arriving on one subscription. It ends when the subscription dies (the broker went
+/// away, the consumer was closed): the owner then subscribes again. Dropping it ends the
+/// subscription on the broker.
 pub struct Subscription {
-    pub messages: mpsc::Receiver<Envelope>,
+    messages: mpsc::Receiver<Envelope>,
+    /// Whatever ends the subscription on the broker when it is dropped, if the channel closing
+    /// does not.
+    _closer: Option<Box<dyn Send + Sync>>,
+}
+
+impl Subscription {
+    pub fn new(messages: mpsc::Receiver<Envelope>) -> Self {
+        Self { messages, _closer: None }
+    }
+
+    /// A subscription that drops `closer` with itself.
+    pub fn closing_on_drop(messages: mpsc::Receiver<Envelope>, closer: impl Send + Sync + 'static) -> Self {
+        Self { messages, _closer: Some(Box::new(closer)) }
+    }
+
+    /// The next message; `None` once the subscription has died.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        self.messages.recv().await
+    }
 }
 
 /// One broker connection: publish to a queue, subscribe to one.

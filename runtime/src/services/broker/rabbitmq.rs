@@ -262,7 +262,7 @@ impl Transport for RabbitTransport {
         let mut forwarders = self.forwarders.lock().unwrap();
         forwarders.retain(|forwarder| !forwarder.is_finished());
         forwarders.push(tokio::spawn(forward(channel, consumer, sender, queue.clone())));
-        Ok(Subscription { messages })
+        Ok(Subscription::new(messages))
     }
 
     fn describe(&self) -> String {

@@ -117,7 +117,7 @@ impl Drop for RequestResponse {
 
 /// Hand each answer to the request waiting for its id, until the subscription closes.
 async fn deliver(mut subscription: Subscription, waiting: Waiting, queue: Queue) {
-    while let Some(Envelope { id, body }) = subscription.messages.recv().await {
+    while let Some(Envelope { id, body }) = subscription.recv().await {
         let Some(id) = id else {
             tracing::debug!(%queue, "ignored an answer without an id");
             continue;
