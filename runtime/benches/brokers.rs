@@ -26,7 +26,7 @@ const ROUND_TRIPS: usize = 300;
 async fn main() {
     let pulsar = support::pulsar::PulsarLite::start();
     let vhost = support::rabbitmq::TestVhost::create();
-    let pulsar_transport = || -> Arc<dyn Transport> { Arc::new(PulsarTransport::new(pulsar.options())) };
+    let pulsar_transport = || -> Arc<dyn Transport> { Arc::new(PulsarTransport::new(pulsar.direct_options())) };
 
     println!("config get round trip through the runtime's client ({ROUND_TRIPS} requests after warm-up)");
     println!("{:<34} {:>10} {:>10}", "broker", "median", "p99");

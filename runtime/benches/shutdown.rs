@@ -36,8 +36,8 @@ async fn main() {
         ("embedded", vec!["--pubsub-backend".into(), "embedded".into()], None),
         (
             "pulsar (pulsar-lite)",
-            vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.url()],
-            Some(Arc::new(PulsarTransport::new(pulsar.options()))),
+            vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.direct_url()],
+            Some(Arc::new(PulsarTransport::new(pulsar.direct_options()))),
         ),
         ("rabbitmq", support::rabbitmq::backend_args(vhost.options()), Some(Arc::new(RabbitTransport::new(vhost.options())))),
     ];

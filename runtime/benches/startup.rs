@@ -61,7 +61,7 @@ async fn bench() {
                 command.arg("-c").arg(&init).arg("--once").arg("--compile-cache").arg(cache_dir);
                 match backend {
                     "embedded" => command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state()),
-                    "pulsar" => command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.url()]),
+                    "pulsar" => command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.direct_url()]),
                     _ => command.args(support::rabbitmq::backend_args(vhost.options())),
                 };
                 let _peer = if backend == "embedded" {
@@ -122,7 +122,7 @@ async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vho
         for _ in 0..RUNS {
             let scratch = support::Scratch::new();
             let args = match backend {
-                "pulsar" => vec!["-p".into(), pulsar.url()],
+                "pulsar" => vec!["-p".into(), pulsar.direct_url()],
                 _ => support::rabbitmq::backend_args(vhost.options()),
             };
             let store = EmbeddedServices::open(&scratch.state()).unwrap();
@@ -138,7 +138,7 @@ async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vho
 /// The transport the peer serves `backend` ("pulsar" or "rabbitmq") on.
 fn peer_transport(backend: &str, pulsar: &support::pulsar::PulsarLite, vhost: &support::rabbitmq::TestVhost) -> Arc<dyn Transport> {
     match backend {
-        "pulsar" => Arc::new(PulsarTransport::new(pulsar.options())),
+        "pulsar" => Arc::new(PulsarTransport::new(pulsar.direct_options())),
         _ => Arc::new(RabbitTransport::new(vhost.options())),
     }
 }

@@ -40,14 +40,25 @@ impl PulsarLite {
         broker
     }
 
-    /// The broker's URL, through the relay: what clients use.
+    /// The broker's URL, through the relay: what the tests' clients use.
     pub fn url(&self) -> String {
         format!("pulsar://127.0.0.1:{}", self.relay.port)
     }
 
-    /// A client's options for this broker, as the binary sets them (TCP_NODELAY on).
+    /// The broker's own URL, around the relay: for the benches, which never pause it and
+    /// should not pay the relay's hops.
+    pub fn direct_url(&self) -> String {
+        format!("pulsar://127.0.0.1:{}", self.broker_port)
+    }
+
+    /// A client's options for this broker, through the relay.
     pub fn options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-        bootstrap_wasm::services::broker::pulsar::PulsarOptions { url: self.url(), api_key: None, listener: None }
+        options(self.url())
+    }
+
+    /// A client's options for this broker, around the relay.
+    pub fn direct_options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+        options(self.direct_url())
     }
 
     /// Kill the broker (its data stays for [`Self::restart`]).
@@ -133,6 +144,10 @@ fn binary() -> PathBuf {
         path.exists().then_some(path)
     });
     found.unwrap_or_else(|| panic!("no pulsar-lite under {}: run .ci/setup (or set PULSAR_LITE_BIN)", lib.display()))
+}
+
+fn options(url: String) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+    bootstrap_wasm::services::broker::pulsar::PulsarOptions { url, api_key: None, listener: None }
 }
 
 fn free_port() -> u16 {
