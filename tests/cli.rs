@@ -352,3 +352,16 @@ fn under_an_address_space_limit_instances_are_mapped_per_call_and_it_still_conve
     assert!(log.contains("mapping instances per call instead of from a pool"), "{log}");
     assert!(logged(&log, "default-flow-start", &["completed"]), "{log}");
 }
+
+#[test]
+fn a_concurrency_of_zero_is_refused_before_anything_is_written() {
+    let scratch = Scratch::new();
+    let init = support::repo().join("examples/init.yaml");
+    let output = scratch.once_command(&init).args(["--concurrency", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--concurrency"), "{}", stderr(&output));
+    assert!(!scratch.state().exists(), "a refused start-up created the state store");
+
+    let output = scratch.once_command(&init).args(["--concurrency", "1"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

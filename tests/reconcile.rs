@@ -337,3 +337,72 @@ async fn a_wake_reads_the_template_once_stores_its_flags_together_and_a_steady_w
     assert_eq!(second.requests, 2, "getvalues of the flags, and list-blueprints for the gate");
     assert_eq!(services.requests.load(Ordering::Relaxed), first.requests + 2);
 }
+
+/// The services, with every write to a `w-*` workspace held for a while, and a record of when
+/// each such write began and ended, in the order it happened.
+struct Held {
+    store: EmbeddedServices,
+    events: std::sync::Mutex<Vec<(&'static str, String)>>,
+}
+
+#[async_trait]
+impl Services for Held {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        let watched = request.operation == "put" && request.workspace.starts_with("w-");
+        if !watched {
+            return self.store.config(request).await;
+        }
+        let workspace = request.workspace.clone();
+        self.events.lock().unwrap().push(("begin", workspace.clone()));
+        // Long enough for the other runs of a wake to reach their own writes meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let answer = self.store.config(request).await;
+        self.events.lock().unwrap().push(("end", workspace));
+        answer
+    }
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        self.store.flow(request).await
+    }
+}
+
+impl Held {
+    /// The most writes in progress at once.
+    fn most_at_once(&self) -> usize {
+        let mut now = 0usize;
+        let mut most = 0;
+        for (event, _) in self.events.lock().unwrap().iter() {
+            now = if *event == "begin" { now + 1 } else { now - 1 };
+            most = most.max(now);
+        }
+        most
+    }
+}
+
+#[tokio::test]
+async fn initialisers_with_separate_grants_run_at_once_and_those_sharing_a_workspace_in_file_order() {
+    // Three probes writing workspaces of their own, and a fourth writing the first one's.
+    let probe = |name: &str, workspace: &str| {
+        let mut probe = entry(name, "probe", json!({"workspace": workspace}));
+        probe["grants"] = json!({"config": {"write": [workspace]}});
+        probe
+    };
+    let entries = [probe("a", "w-a"), probe("b", "w-b"), probe("c", "w-c"), probe("a-again", "w-a")];
+
+    for (concurrency, expected_at_once) in [(1, 1), (4, 3)] {
+        let scratch = Scratch::new();
+        let init = scratch.init_file(&entries);
+        let held = Arc::new(Held { store: EmbeddedServices::open(&scratch.state()).unwrap(), events: Default::default() });
+        let concurrency = std::num::NonZeroUsize::new(concurrency).unwrap();
+        let mut loop_ = reconciler(&init, held.clone()).await.with_concurrency(concurrency);
+
+        let report = loop_.wake().await;
+        assert!(report.converged(), "{report:?}");
+        assert_eq!(held.most_at_once(), expected_at_once, "concurrency {concurrency}: {:?}", held.events.lock().unwrap());
+        let on_a: Vec<_> = held.events.lock().unwrap().iter().filter(|(_, w)| w == "w-a").map(|(e, _)| *e).collect();
+        assert_eq!(on_a, ["begin", "end", "begin", "end"], "the two writers of w-a one after the other");
+        let runs: Vec<&str> = report.runs.iter().map(|run| &*run.initialiser).collect();
+        assert!(runs.iter().position(|&r| r == "a") < runs.iter().position(|&r| r == "a-again"), "{runs:?}");
+        // Every flag stored, whatever order the runs ended in.
+        assert_eq!(stored_flags(&held.store.dump(None).unwrap()).as_object().unwrap().len(), 4);
+    }
+}

@@ -63,18 +63,22 @@ fn main() {
         print_row("embedded", tenants, run(), run());
     }
     let pulsar = support::pulsar::PulsarLite::start();
-    for tenants in TENANTS.into_iter().filter(|_| wanted("pulsar")) {
-        let scratch = Scratch::new();
-        let init = scratch.init_file(&entries(tenants));
-        warm_cache(&init, cache.path());
-        let peer = start_peer(&runtime, &pulsar, &scratch);
-        let run = || {
-            let mut command = support::bin();
-            command.arg("-c").arg(&init).args(["--pubsub-backend", "pulsar", "-p", &pulsar.url(), "--once"]);
-            measure(command.arg("--compile-cache").arg(cache.path()))
-        };
-        print_row("pulsar", tenants, run(), run());
-        drop(peer);
+    // The default concurrency, then one initialiser at a time, as upstream.
+    for (backend, concurrency) in [("pulsar", None), ("pulsar -c1", Some("1"))] {
+        for tenants in TENANTS.into_iter().filter(|_| wanted("pulsar")) {
+            let scratch = Scratch::new();
+            let init = scratch.init_file(&entries(tenants));
+            warm_cache(&init, cache.path());
+            let peer = start_peer(&runtime, &pulsar, &scratch);
+            let run = || {
+                let mut command = support::bin();
+                command.arg("-c").arg(&init).args(["--pubsub-backend", "pulsar", "-p", &pulsar.direct_url(), "--once"]);
+                command.args(concurrency.map(|n| ["--concurrency", n]).into_iter().flatten());
+                measure(command.arg("--compile-cache").arg(cache.path()))
+            };
+            print_row(backend, tenants, run(), run());
+            drop(peer);
+        }
     }
     match Upstream::find().filter(|_| wanted("upstream")) {
         Some(upstream) => {
@@ -83,7 +87,7 @@ fn main() {
                 let scratch = Scratch::new();
                 let init = scratch.init_file(&entries(tenants));
                 let peer = start_peer(&runtime, &pulsar, &scratch);
-                let args = ["-p".to_owned(), pulsar.url()];
+                let args = ["-p".to_owned(), pulsar.direct_url()];
                 let converge = upstream.run(&init, &args, &peer);
                 assert_eq!(converge.completed, 1 + 2 * tenants, "upstream did not converge: {converge:?}");
                 let steady = upstream.run(&init, &args, &peer);
@@ -110,7 +114,7 @@ fn main() {
 /// The peer serving config-svc and flow-svc over `pulsar` from `scratch`'s fresh store.
 fn start_peer(runtime: &tokio::runtime::Runtime, pulsar: &support::pulsar::PulsarLite, scratch: &Scratch) -> ServicePeer {
     let store = EmbeddedServices::open(&scratch.state()).unwrap();
-    let transport = Arc::new(PulsarTransport::new(pulsar.options()));
+    let transport = Arc::new(PulsarTransport::new(pulsar.direct_options()));
     runtime.block_on(ServicePeer::start(transport, store, Behaviour::default()))
 }
 

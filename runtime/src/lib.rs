@@ -10,7 +10,8 @@
 //! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
-//! - [`reconcile`] is the loop that brings each one to its configured flag;
+//! - [`reconcile`] is the loop that brings each one to its configured flag, running several
+//!   at once where [`schedule`] finds their grants apart;
 //! - [`lease`] makes one replica of a deployment the one that runs it, the others standbys;
 //! - [`metrics`] records what the loop reports for Prometheus (`--metrics`);
 //! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`);
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod sandbox;
 pub mod scaffold;
+pub mod schedule;
 pub mod services;
 
 pub use init_file::{ConfigError, InitFile};

@@ -27,6 +27,20 @@ impl WorkspacePattern {
         }
     }
 
+    /// Whether some workspace matches both patterns.
+    pub fn overlaps(&self, other: &WorkspacePattern) -> bool {
+        match (self.0.strip_suffix('*'), other.0.strip_suffix('*')) {
+            (Some(mine), Some(theirs)) => mine.starts_with(theirs) || theirs.starts_with(mine),
+            (Some(_), None) => self.matches(&other.0),
+            (None, _) => other.matches(&self.0),
+        }
+    }
+
+    /// The one workspace it names, unless it is a prefix.
+    pub fn exact(&self) -> Option<&str> {
+        (!self.0.ends_with('*')).then_some(self.0.as_str())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -199,6 +213,24 @@ pub fn format_bytes(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_overlap_when_a_workspace_could_match_both() {
+        let overlap = |a: &str, b: &str| {
+            let (a, b) = (WorkspacePattern::new(a), WorkspacePattern::new(b));
+            assert_eq!(a.overlaps(&b), b.overlaps(&a), "symmetric");
+            a.overlaps(&b)
+        };
+        assert!(overlap("acme", "acme"));
+        assert!(!overlap("acme", "beta"));
+        assert!(overlap("acme-*", "acme-1"));
+        assert!(!overlap("acme-*", "acme"));
+        assert!(overlap("acme-*", "acme-eu-*"));
+        assert!(!overlap("acme-*", "beta-*"));
+        assert!(overlap("*", "anything"));
+        assert_eq!(WorkspacePattern::new("acme").exact(), Some("acme"));
+        assert_eq!(WorkspacePattern::new("acme-*").exact(), None);
+    }
 
     #[test]
     fn patterns_match_exactly_or_by_prefix() {

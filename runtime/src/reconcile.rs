@@ -9,7 +9,9 @@
 //!    answers `list-blueprints`; if either fails, stop here;
 //! 4. record the flags of pre-gate runs that succeeded while config-svc was down;
 //! 5. run, in file order, every other initialiser whose stored flag differs from its
-//!    configured one, storing the new flag only after a clean run.
+//!    configured one, storing the new flag only after a clean run. Up to
+//!    [`Reconciler::with_concurrency`] of them run at once, those whose grants overlap still in
+//!    file order ([`crate::schedule`]); one at a time by default, as upstream.
 //!
 //! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): before the next run
 //! once the oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
@@ -29,12 +31,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tracing::Instrument;
 
 use crate::flag::Flag;
 use crate::init_file::InitFile;
 use crate::initialiser::Initialiser;
 use crate::policy::SYSTEM_WORKSPACE;
+use crate::schedule::{Footprint, Plan};
 use crate::services::{ConfigClient, FlowClient, ServiceError, Services, WakeReadCache};
 
 /// How long a clean run's flag may wait to be stored with others (see the module's docs).
@@ -143,6 +148,8 @@ pub struct Reconciler {
     /// The current wake's clean runs whose flags are not stored yet; kept here rather than in
     /// the wake so that a wake cut short can still store them.
     pending: PendingFlags,
+    /// How many post-gate initialisers may run at once.
+    concurrency: usize,
 }
 
 impl Reconciler {
@@ -153,7 +160,16 @@ impl Reconciler {
             cadence,
             unrecorded: HashMap::new(),
             pending: PendingFlags::default(),
+            concurrency: 1,
         }
+    }
+
+    /// Run up to `concurrency` post-gate initialisers at once (see [`crate::schedule`]): those
+    /// whose grants cannot touch the same workspaces, nor both reach HTTP, side by side; the
+    /// others still in file order.
+    pub fn with_concurrency(mut self, concurrency: std::num::NonZeroUsize) -> Self {
+        self.concurrency = concurrency.get();
+        self
     }
 
     /// Wake, hand the report to `on_wake`, sleep as the wake says, and repeat until `shutdown`
@@ -212,7 +228,9 @@ impl Reconciler {
                 continue;
             }
             let outcome = async {
-                match run_one(init, &services, old_flag, &mut runs).await {
+                let (stats, result) = run_one(init, &services, old_flag).await;
+                runs.push(stats);
+                match result {
                     Err(failure) => Outcome::Failed(failure),
                     Ok(()) if stored.is_ok() => store_flag(config, init).await,
                     Ok(()) => Outcome::RanUnrecorded,
@@ -255,21 +273,35 @@ impl Reconciler {
             outcomes[index] = Some(outcome);
         }
 
-        // Post-gate, in file order.
-        let pending = &mut self.pending;
+        // Post-gate: in file order, several at once where their grants allow.
+        let mut due = Vec::new();
         for (index, init) in self.initialisers.iter().enumerate().filter(|(_, i)| !i.pre_gate) {
-            let old_flag = stored.get(&*init.name);
-            if old_flag == Some(&init.flag) {
+            if stored.get(&*init.name) == Some(&init.flag) {
                 outcomes[index] = Some(Outcome::Skipped);
-                continue;
+            } else {
+                due.push((index, Footprint::of(&init.grants)));
+            }
+        }
+        let mut plan = Plan::new(due);
+        let pending = &mut self.pending;
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < self.concurrency {
+                let Some(index) = plan.next() else { break };
+                let init = &self.initialisers[index];
+                let (services, span) = (&services, run_span(init));
+                let run = run_one(init, services, stored.get(&*init.name)).instrument(span.clone());
+                running.push(async move { (index, span, run.await) });
+            }
+            let Some((index, span, (stats, result))) = running.next().await else { break };
+            plan.finished(index);
+            runs.push(stats);
+            match result {
+                Ok(()) => pending.add(index, span),
+                Err(failure) => outcomes[index] = Some(Outcome::Failed(failure)),
             }
             if pending.due() {
                 pending.flush(config, &self.initialisers, &mut outcomes).await;
-            }
-            let span = run_span(init);
-            match run_one(init, &services, old_flag, &mut runs).instrument(span.clone()).await {
-                Ok(()) => pending.add(index, span),
-                Err(failure) => outcomes[index] = Some(Outcome::Failed(failure)),
             }
         }
         pending.flush(config, &self.initialisers, &mut outcomes).await;
@@ -331,13 +363,12 @@ fn run_span(init: &Initialiser) -> tracing::Span {
     tracing::info_span!("run", initialiser = %init.name, run_id = RUN_IDS.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Run `init` and add what it cost to `runs`.
+/// Run `init`: what it cost, and how it ended.
 async fn run_one(
     init: &Initialiser,
     services: &Arc<dyn Services>,
     old_flag: Option<&Flag>,
-    runs: &mut Vec<RunStats>,
-) -> Result<(), String> {
+) -> (RunStats, Result<(), String>) {
     let shown = |flag: Option<&Flag>| flag.map_or("none".to_owned(), |f| format!("{:?}", f.to_string()));
     tracing::info!(initialiser = %init.name, "running (old_flag={} -> new_flag={})", shown(old_flag), shown(Some(&init.flag)));
     let started = Instant::now();
@@ -345,11 +376,12 @@ async fn run_one(
     let duration = started.elapsed();
     tracing::debug!(initialiser = %init.name, fuel_used = metered.fuel_used, ?duration, "run ended");
     let failure = metered.result.as_ref().err().map(|failure| failure.kind());
-    runs.push(RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used });
-    metered.result.map_err(|failure| {
+    let stats = RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used };
+    let result = metered.result.map_err(|failure| {
         tracing::error!(initialiser = %init.name, fuel_used = metered.fuel_used, "{failure}");
         failure.to_string()
-    })
+    });
+    (stats, result)
 }
 
 /// Clean runs of this wake whose flags are not stored yet, each with its run's span (so that

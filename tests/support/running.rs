@@ -24,6 +24,9 @@ pub fn probe_then_spinner(scratch: &Scratch) -> PathBuf {
     probe["grants"] = json!({"config": {"write": ["probed"]}});
     let mut spinner = entry("spinner", "hostile", json!({"mode": "spin"}));
     spinner["limits"] = json!({"fuel": 1_000_000_000_000_u64, "timeout": "10m"});
+    // May read what the probe writes, so it starts once the probe has finished, however many
+    // initialisers run at once.
+    spinner["grants"] = json!({"config": {"read": ["probed"]}});
     scratch.init_file(&[probe, spinner])
 }
 

@@ -67,19 +67,26 @@ const POOL_TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// How each call's instance gets its memories, tables and async stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocation {
-    /// From a pool with room for `instances` calls alive at once; more fail to start, with
-    /// [`RunFailure::Setup`]. The pool reserves (without committing) about 33 GiB of address
-    /// space per instance: 8 memory slots of 4 GiB plus guard pages, and 48 tables of up to
-    /// 2^20 elements (98 GiB of `VmSize` for the default 3; see docs/performance.md).
+    /// From a pool with room for `instances` calls alive at once; a call beyond that waits
+    /// for one to end. The pool reserves (without committing) about 33 GiB of address space
+    /// per instance: 8 memory slots of 4 GiB plus guard pages, and 48 tables of up to 2^20
+    /// elements (98 GiB of `VmSize` for the default 3; see docs/performance.md).
     Pooled { instances: u32 },
     /// Mapped afresh for every call and unmapped after it: no reservation, a slower start.
     OnDemand,
 }
 
+impl Allocation {
+    /// A pool for `calls` calls at once (the reconcile loop's concurrency), and two spare.
+    pub fn pooled_for(calls: std::num::NonZeroUsize) -> Self {
+        Self::Pooled { instances: u32::try_from(calls.get()).unwrap_or(u32::MAX).saturating_add(2) }
+    }
+}
+
 impl Default for Allocation {
-    /// The runtime runs one call at a time; two more slots spare.
+    /// For one call at a time.
     fn default() -> Self {
-        Self::Pooled { instances: 3 }
+        Self::pooled_for(std::num::NonZeroUsize::MIN)
     }
 }
 
@@ -121,6 +128,7 @@ pub struct Sandbox {
     cache: Option<cache::CompileCache>,
     precompiled_builtins: bool,
     ticker: Arc<EpochTicker>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A component checked against our world and pre-linked, ready to instantiate cheaply.
@@ -128,6 +136,8 @@ pub struct Sandbox {
 pub struct LoadedComponent {
     pre: InitialiserComponentPre<RunState>,
     ticker: Arc<EpochTicker>,
+    /// The pool's instance slots, one per call while it runs; `None` on demand.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// `HasData` marker: our imports see the [`HostState`] inside each run's store.
@@ -161,7 +171,11 @@ impl Sandbox {
         link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
         let ticker = EpochTicker::start(&engine);
-        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker })
+        let slots = match options.allocation {
+            Allocation::Pooled { instances } => Some(Arc::new(tokio::sync::Semaphore::new(instances as usize))),
+            Allocation::OnDemand => None,
+        };
+        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker, slots })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -191,7 +205,7 @@ impl Sandbox {
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
         let pre = InitialiserComponentPre::new(pre).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
-        Ok(LoadedComponent { pre, ticker: self.ticker.clone() })
+        Ok(LoadedComponent { pre, ticker: self.ticker.clone(), slots: self.slots.clone() })
     }
 }
 
@@ -243,7 +257,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_that_finds_the_pool_full_fails_to_start() {
+    async fn calls_beyond_the_pool_wait_for_a_slot() {
+        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 }, ..Default::default() }).unwrap();
+        let component = sandbox.load(Builtin::TemplateSeed.component()).unwrap();
+        // Another call holds the only slot.
+        let held = sandbox.slots.clone().unwrap().acquire_owned().await.unwrap();
+        let call = tokio::spawn(async move { component.describe(&context()).await });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!call.is_finished(), "the call waits for the slot, rather than failing");
+        drop(held);
+        assert!(call.await.unwrap().is_ok(), "and runs once it is free");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finds_the_pool_full_from_outside_fails_to_start() {
         let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 }, ..Default::default() }).unwrap();
         let bytes = Builtin::TemplateSeed.component();
         let component = sandbox.load(bytes).unwrap();

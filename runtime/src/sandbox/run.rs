@@ -188,6 +188,12 @@ impl LoadedComponent {
         invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState>) -> CallFuture<'a, T>,
     ) -> Metered<T> {
         let limits = context.limits;
+        // The pool has room for so many instances; a call beyond them waits here, before its
+        // limits start counting.
+        let _slot = match &self.slots {
+            Some(slots) => Some(slots.acquire().await.expect("the slots are never closed")),
+            None => None,
+        };
         let _ticking = self.ticker.ticking();
         let mut store = match self.new_store(context) {
             Ok(store) => store,
