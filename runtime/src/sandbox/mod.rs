@@ -70,7 +70,7 @@ pub enum Allocation {
     /// From a pool with room for `instances` calls alive at once; a call beyond that waits
     /// for one to end. The pool reserves (without committing) about 33 GiB of address space
     /// per instance: 8 memory slots of 4 GiB plus guard pages, and 48 tables of up to 2^20
-    /// elements (98 GiB of `VmSize` for the default 3; see docs/performance.md).
+    /// elements (see docs/performance.md, "Address space").
     Pooled { instances: u32 },
     /// Mapped afresh for every call and unmapped after it: no reservation, a slower start.
     OnDemand,
