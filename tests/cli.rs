@@ -365,3 +365,11 @@ fn a_concurrency_of_zero_is_refused_before_anything_is_written() {
     let output = scratch.once_command(&init).args(["--concurrency", "1"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+#[test]
+fn a_pulsar_host_that_is_not_a_pulsar_url_is_a_configuration_error() {
+    let init = support::repo().join("examples/init.yaml");
+    let output = bin().arg("-c").arg(&init).args(["--once", "-p", "http://pulsar:6650"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--pulsar-host: not a pulsar:// or pulsar+ssl:// URL"), "{}", stderr(&output));
+}

@@ -16,7 +16,7 @@ use bootstrap_wasm::check::Report;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
-use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, client::BrokerUrl};
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
@@ -244,11 +244,16 @@ impl BackendArgs {
                 state: self.state.clone().ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?,
                 sync_window: self.state_sync,
             },
-            BackendKind::Pulsar => Backend::Pulsar(PulsarOptions {
-                url: self.pulsar_host.clone(),
-                api_key: self.pulsar_api_key.clone(),
-                listener: self.pulsar_listener.clone(),
-            }),
+            BackendKind::Pulsar => {
+                // The broker may be down at start-up, but a URL that can never work is the
+                // operator's to fix now.
+                BrokerUrl::parse(&self.pulsar_host).map_err(|e| Failure::Config(format!("--pulsar-host: {e}")))?;
+                Backend::Pulsar(PulsarOptions {
+                    url: self.pulsar_host.clone(),
+                    api_key: self.pulsar_api_key.clone(),
+                    listener: self.pulsar_listener.clone(),
+                })
+            }
             BackendKind::Rabbitmq => Backend::RabbitMq(RabbitOptions {
                 host: self.rabbitmq_host.clone(),
                 port: self.rabbitmq_port,

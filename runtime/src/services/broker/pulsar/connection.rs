@@ -8,9 +8,8 @@
 //! - answers requests by their `request_id` (lookups, producer and consumer creation, closes),
 //!   and sends by their producer and sequence id (receipts);
 //! - hands a consumer's messages to its channel as [`Envelope`]s, acknowledges each (on
-//!   persistent topics), and grants
-//!   the broker more permits as the channel drains (flow control: a broker sends a consumer no
-//!   more messages than it was granted);
+//!   persistent topics), and grants the broker more permits as the channel drains (flow
+//!   control: a broker sends a consumer no more messages than it was granted);
 //! - answers the broker's pings and pings it every `keepalive`, and gives up on a connection
 //!   that stayed silent for two of them;
 //! - closes consumers whose subscriber went away (their [`ConsumerGuard`] was dropped) and
@@ -287,30 +286,36 @@ impl Connection {
         // Registered before subscribing, so that no message can arrive unclaimed.
         let slot = ConsumerSlot { sender, permits: PERMITS, acknowledges: !topic.starts_with("non-persistent://") };
         self.shared.state.lock().unwrap().consumers.insert(consumer_id, slot);
-        let guard = ConsumerGuard { id: consumer_id, closing: self.shared.closing.clone() };
-        self.request(|request_id| BaseCommand {
-            r#type: CommandType::Subscribe as i32,
-            subscribe: Some(CommandSubscribe {
-                topic: topic.to_owned(),
-                subscription: subscription.to_owned(),
-                sub_type: sub_type as i32,
-                consumer_id,
-                request_id,
-                // Brokers tell consumers apart by name (pulsar-lite refuses a second nameless
-                // one on a shared subscription): give each a name of its own.
-                consumer_name: Some(
-                    consumer_name.map_or_else(|| format!("bootstrap-{}", uuid::Uuid::new_v4()), str::to_owned),
-                ),
-                initial_position: Some(InitialPosition::Latest as i32),
-            }),
-            ..Default::default()
-        })
-        .await?;
-        self.shared.write(&frame::command(&flow(consumer_id, PERMITS))).await?;
-        // A broker drops what a non-persistent topic gets while its consumers have no permits:
-        // wait until it has read the grant, so that what is published next is delivered.
-        self.sync().await?;
-        Ok((messages, guard))
+        let subscribed = async {
+            self.request(|request_id| BaseCommand {
+                r#type: CommandType::Subscribe as i32,
+                subscribe: Some(CommandSubscribe {
+                    topic: topic.to_owned(),
+                    subscription: subscription.to_owned(),
+                    sub_type: sub_type as i32,
+                    consumer_id,
+                    request_id,
+                    // A name of its own, as Pulsar's clients give theirs: brokers name
+                    // consumers by it in their stats and errors.
+                    consumer_name: Some(
+                        consumer_name.map_or_else(|| format!("bootstrap-{}", uuid::Uuid::new_v4()), str::to_owned),
+                    ),
+                    initial_position: Some(InitialPosition::Latest as i32),
+                }),
+                ..Default::default()
+            })
+            .await?;
+            self.shared.write(&frame::command(&flow(consumer_id, PERMITS))).await?;
+            // A broker drops what a non-persistent topic gets while its consumers have no
+            // permits: wait until it has read the grant, so that what is published next is
+            // delivered.
+            self.sync().await
+        };
+        if let Err(e) = subscribed.await {
+            self.shared.state.lock().unwrap().consumers.remove(&consumer_id);
+            return Err(e);
+        }
+        Ok((messages, ConsumerGuard { id: consumer_id, closing: self.shared.closing.clone() }))
     }
 
     /// Wait until the broker has read everything written so far: ping, and wait for the pong.
@@ -608,6 +613,7 @@ impl Shared {
         if gone {
             // Unacknowledged, so that a shared subscription's other consumers get it.
             state.consumers.remove(&consumer_id);
+            state.closed.0 += 1;
             let request_id = self.next_id();
             frame::put_command(&mut replies, &close_consumer(consumer_id, request_id));
             return replies;
