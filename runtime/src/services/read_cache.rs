@@ -6,7 +6,9 @@
 //! full workspace read; with it, a wake reads the template once. The cache is a [`Services`]
 //! decorator, so neither the loop nor the host functions know it is there:
 //! - config-svc reads (`get`, `list`, `getvalues`, `config`) are answered from the cache when
-//!   the same request was answered earlier in this wake; errors are never kept;
+//!   the same request was answered earlier in this wake, or wait for its answer when it is
+//!   already on its way (initialisers running side by side ask the same at once); errors are
+//!   never kept;
 //! - every write (config `put` and `delete`, and every flow-svc operation other than a read,
 //!   since flow-svc writes config in its workspace) drops what was cached for its workspace
 //!   *before* it is sent, so a write whose outcome is unknown cannot leave a stale answer;
@@ -23,6 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use tokio::sync::OnceCell;
 
 use super::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
 
@@ -31,11 +34,14 @@ const CONFIG_READS: [&str; 4] = ["get", "list", "getvalues", "config"];
 /// flow-svc operations that only read; every other one may write config in its workspace.
 const FLOW_READS: [&str; 4] = ["list-blueprints", "get-blueprint", "list-flows", "get-flow"];
 
+/// One read's answer, once it has one; those asking meanwhile wait for it.
+type Answer = Arc<OnceCell<ConfigResponse>>;
+
 /// The services, with reads remembered for the length of one wake.
 pub struct WakeReadCache {
     inner: Arc<dyn Services>,
     /// Answers by workspace, then by request.
-    answers: Mutex<HashMap<String, Vec<(ConfigRequest, ConfigResponse)>>>,
+    answers: Mutex<HashMap<String, Vec<(ConfigRequest, Answer)>>>,
     /// Requests that reached the services since the wake began.
     sent: AtomicU64,
 }
@@ -56,15 +62,23 @@ impl WakeReadCache {
         self.sent.load(Ordering::Relaxed)
     }
 
-    fn answers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(ConfigRequest, ConfigResponse)>>> {
+    fn answers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(ConfigRequest, Answer)>>> {
         // A panic while holding the lock cannot leave the map inconsistent; carry on with it.
         self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn cached(&self, request: &ConfigRequest) -> Option<ConfigResponse> {
-        let answers = self.answers();
-        let in_workspace = answers.get(&request.workspace)?;
-        in_workspace.iter().find(|(asked, _)| asked == request).map(|(_, answer)| answer.clone())
+    /// The answer to `request` this wake: the one it has or will have, or a new empty one.
+    fn answer_for(&self, request: &ConfigRequest) -> Answer {
+        let mut answers = self.answers();
+        let in_workspace = answers.entry(request.workspace.clone()).or_default();
+        match in_workspace.iter().find(|(asked, _)| asked == request) {
+            Some((_, answer)) => answer.clone(),
+            None => {
+                let answer = Answer::default();
+                in_workspace.push((request.clone(), answer.clone()));
+                answer
+            }
+        }
     }
 
     fn forget_workspace(&self, workspace: &str) {
@@ -75,21 +89,18 @@ impl WakeReadCache {
 #[async_trait]
 impl Services for WakeReadCache {
     async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
-        let is_read = CONFIG_READS.contains(&request.operation.as_str());
-        if is_read {
-            if let Some(answer) = self.cached(&request) {
-                return Ok(answer);
-            }
-        } else {
+        if !CONFIG_READS.contains(&request.operation.as_str()) {
             self.forget_workspace(&request.workspace);
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            return self.inner.config(request).await;
         }
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        let answer = self.inner.config(request.clone()).await?;
-        if is_read {
-            let workspace = request.workspace.clone();
-            self.answers().entry(workspace).or_default().push((request, answer.clone()));
-        }
-        Ok(answer)
+        // An error leaves the answer empty: whoever waits, or asks next, sends the read again.
+        let answer = self.answer_for(&request);
+        let read = answer.get_or_try_init(|| {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.inner.config(request)
+        });
+        read.await.cloned()
     }
 
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
@@ -131,6 +142,38 @@ mod tests {
         cache.begin_wake();
         config.workspace("__template__").await.unwrap();
         assert_eq!(cache.requests_sent(), 1, "a new wake reads afresh");
+    }
+
+    /// The embedded store, answering only after a pause, as a service over a broker does.
+    struct Slow(EmbeddedServices);
+
+    #[async_trait]
+    impl Services for Slow {
+        async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.0.config(request).await
+        }
+        async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+            self.0.flow(request).await
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_asked_at_once_are_sent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let cache = WakeReadCache::new(Arc::new(Slow(store)));
+        let config = ConfigClient(&cache);
+        config.put("__template__", vec![entry("prompt", "a", "\"x\"")]).await.unwrap();
+        cache.begin_wake();
+        let (first, second, third) = tokio::join!(
+            config.workspace("__template__"),
+            config.workspace("__template__"),
+            config.workspace("__template__")
+        );
+        assert_eq!(first.unwrap(), second.unwrap());
+        assert!(third.is_ok());
+        assert_eq!(cache.requests_sent(), 1);
     }
 
     #[tokio::test]
