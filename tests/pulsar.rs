@@ -139,9 +139,7 @@ async fn the_transport_connects_only_when_used_and_again_after_the_broker_restar
 
     broker.stop();
     assert_eq!(next(&mut subscription).await, None, "the subscription closes when the broker goes");
-    // As RequestResponse does: subscribe again first, which fails and drops the dead client.
-    // (A publish through the dead client's producer would fail too, but only once the crate
-    // gave up re-creating the producer, after its operation timeout.)
+    // While it is down, both fail at once (the dead connection's producer is not used again).
     assert!(transport.subscribe(&queue, "reader").await.is_err());
     assert!(transport.publish(&queue, envelope("x", "{}")).await.is_err());
 

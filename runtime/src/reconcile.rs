@@ -13,8 +13,8 @@
 //!    [`Reconciler::with_concurrency`] of them run at once, those whose grants overlap still in
 //!    file order ([`crate::schedule`]); one at a time by default, as upstream.
 //!
-//! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): before the next run
-//! once the oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
+//! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): as a run ends once the
+//! oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
 //! stores each flag right after its run, one request each, and config-svc announces a new
 //! config version to every TrustGraph service after every put: a thousand tenants converging
 //! cost it two thousand flag puts, and as many announcements. A wake cut short by
@@ -300,6 +300,7 @@ impl Reconciler {
                 Ok(()) => pending.add(index, span),
                 Err(failure) => outcomes[index] = Some(Outcome::Failed(failure)),
             }
+            // The runs in flight wait while it is stored: one round trip a second at most.
             if pending.due() {
                 pending.flush(config, &self.initialisers, &mut outcomes).await;
             }

@@ -58,8 +58,9 @@ impl Client {
         self.lookup(topic).await?.producer(topic).await
     }
 
-    /// A consumer of `topic` under `subscription`, from its latest message: see
-    /// [`Connection::subscribe`].
+    /// A consumer of `topic` under `subscription` (as `consumer_name`, or a fresh name), from
+    /// its latest message: what is published once this returns arrives on the channel, which
+    /// closes when the consumer or its connection ends. Dropping the guard closes the consumer.
     pub async fn subscribe(
         &self,
         topic: &str,

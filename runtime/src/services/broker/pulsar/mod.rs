@@ -7,9 +7,10 @@
 //! starting at the latest message.
 //!
 //! The client is this module's own, on tokio: [`client`] finds a topic's broker and keeps one
-//! connection per broker, [`connection`] speaks Pulsar's binary protocol on it ([`frame`],
-//! [`proto`]). It does no more than the transport and the lease need (no batching,
-//! compression, partitioned topics or transactions), and costs a fraction of what the `pulsar`
+//! connection per broker, `connection` speaks Pulsar's binary protocol on it (`frame`,
+//! [`proto`]). It does no more than the transport and the lease need (it reads batches, but
+//! does not batch, compress, partition or take part in transactions), and costs a fraction of
+//! what the `pulsar`
 //! crate did for the same work (docs/performance.md): one write per request, answers read
 //! and delivered on the connection's own task. It also sets TCP_NODELAY, which the crate left
 //! off, and sends `--pulsar-listener` with its lookups, which the crate could not.
@@ -21,7 +22,7 @@
 pub mod client;
 mod connection;
 mod error;
-pub mod frame;
+mod frame;
 pub mod proto;
 
 use std::collections::HashMap;
