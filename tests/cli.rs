@@ -367,9 +367,20 @@ fn a_concurrency_of_zero_is_refused_before_anything_is_written() {
 }
 
 #[test]
-fn a_pulsar_host_that_is_not_a_pulsar_url_is_a_configuration_error() {
+fn a_pulsar_url_or_certificate_file_that_cannot_work_is_a_configuration_error() {
     let init = support::repo().join("examples/init.yaml");
     let output = bin().arg("-c").arg(&init).args(["--once", "-p", "http://pulsar:6650"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--pulsar-host: not a pulsar:// or pulsar+ssl:// URL"), "{}", stderr(&output));
+
+    let scratch = Scratch::new();
+    let not_pem = scratch.write("ca.pem", "not a certificate");
+    for certs in [scratch.path("missing.pem"), not_pem] {
+        let mut command = bin();
+        command.arg("-c").arg(&init).args(["--once", "-p", "pulsar+ssl://pulsar:6651", "--pulsar-tls-trust-certs"]);
+        let output = command.arg(&certs).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let expected = format!("--pulsar-tls-trust-certs: {}", certs.display());
+        assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
+    }
 }

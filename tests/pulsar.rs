@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
 use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
 use support::pulsar::{PulsarLite, rewrite_lookup};
 
@@ -239,4 +239,101 @@ fn the_relay_points_lookups_at_itself_and_leaves_other_frames_alone() {
 
     let pong = [0, 0, 0, 2, 0x08, 0x13];
     assert_eq!(rewrite_lookup(&pong, "pulsar://relay:1"), None);
+}
+
+/// A TLS front for pulsar-lite, with a certificate for `localhost` that nobody trusts but who
+/// is given it; it also names itself as the TLS address in lookups, which pulsar-lite (without
+/// TLS of its own) leaves out.
+struct TlsFront {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsFront {
+    async fn start(broker: &PulsarLite) -> Self {
+        use tokio_rustls::rustls;
+
+        let dir = tempfile::tempdir().unwrap();
+        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broker_address = broker.direct_url().trim_start_matches("pulsar://").to_owned();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, broker_address) = (acceptor.clone(), broker_address.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends here.
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let broker = tokio::net::TcpStream::connect(&broker_address).await.unwrap();
+                    let (mut from_client, mut to_client) = tokio::io::split(tls);
+                    let (mut from_broker, mut to_broker) = broker.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut from_client, &mut to_broker) => {}
+                        _ = forward_naming_tls(&mut from_broker, &mut to_client, port) => {}
+                    }
+                });
+            }
+        });
+        Self { port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("pulsar+ssl://localhost:{}", self.port)
+    }
+
+    fn options(&self, trusting: bool) -> PulsarOptions {
+        let tls_trust_certs = trusting.then(|| self.dir.path().join("ca.pem"));
+        PulsarOptions { url: self.url(), api_key: None, listener: None, tls_trust_certs }
+    }
+}
+
+/// Copy the broker's frames to the client, its lookup answers naming the TLS front.
+async fn forward_naming_tls(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    port: u16,
+) -> std::io::Result<()> {
+    use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandType};
+    use prost::Message as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    loop {
+        let size = from.read_u32().await?;
+        let mut frame = vec![0; size as usize];
+        from.read_exact(&mut frame).await?;
+        let command_size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        if frame.len() == 4 + command_size {
+            let mut command = BaseCommand::decode(&frame[4..]).unwrap();
+            if let Some(answer) = command.lookup_topic_response.as_mut().filter(|_| command.r#type == CommandType::LookupResponse as i32) {
+                answer.broker_service_url_tls = Some(format!("pulsar+ssl://localhost:{port}"));
+                let encoded = command.encode_to_vec();
+                frame = [&(encoded.len() as u32).to_be_bytes()[..], &encoded].concat();
+            }
+        }
+        to.write_u32(frame.len() as u32).await?;
+        to.write_all(&frame).await?;
+    }
+}
+
+#[tokio::test]
+async fn pulsar_ssl_reaches_a_broker_whose_certificate_is_trusted_and_refuses_any_other() {
+    let broker = PulsarLite::start();
+    let front = TlsFront::start(&broker).await;
+    let queue = Queue::response("tls");
+
+    let untrusting = PulsarTransport::new(front.options(false));
+    let error = untrusting.subscribe(&queue, "reader").await.err().expect("an untrusted certificate is refused");
+    assert!(error.0.contains("certificate"), "{error}");
+
+    let trusting = PulsarTransport::new(front.options(true));
+    check_round_trip(&trusting, &queue, "over-tls").await;
 }

@@ -16,7 +16,8 @@ use bootstrap_wasm::check::Report;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, client::BrokerUrl};
+use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
+use bootstrap_wasm::services::broker::pulsar::client::{BrokerUrl, tls};
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
@@ -206,6 +207,9 @@ struct BackendArgs {
     /// Pulsar listener name, for brokers with several advertised listeners.
     #[arg(long)]
     pulsar_listener: Option<String>,
+    /// Certificates (PEM) to trust for `pulsar+ssl://`, besides the Mozilla roots.
+    #[arg(long, env = "PULSAR_TLS_TRUST_CERTS", value_name = "FILE")]
+    pulsar_tls_trust_certs: Option<PathBuf>,
     #[arg(long, env = "RABBITMQ_HOST", default_value = "rabbitmq")]
     rabbitmq_host: String,
     #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
@@ -248,10 +252,14 @@ impl BackendArgs {
                 // The broker may be down at start-up, but a URL that can never work is the
                 // operator's to fix now.
                 BrokerUrl::parse(&self.pulsar_host).map_err(|e| Failure::Config(format!("--pulsar-host: {e}")))?;
+                if let Some(path) = &self.pulsar_tls_trust_certs {
+                    tls::trusted_certs(path).map_err(|e| Failure::Config(format!("--pulsar-tls-trust-certs: {e}")))?;
+                }
                 Backend::Pulsar(PulsarOptions {
                     url: self.pulsar_host.clone(),
                     api_key: self.pulsar_api_key.clone(),
                     listener: self.pulsar_listener.clone(),
+                    tls_trust_certs: self.pulsar_tls_trust_certs.clone(),
                 })
             }
             BackendKind::Rabbitmq => Backend::RabbitMq(RabbitOptions {

@@ -7,7 +7,8 @@
 //! restarted broker is picked up without anyone having to notice.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -30,6 +31,9 @@ pub struct ClientOptions {
     pub token: Option<String>,
     /// The advertised listener whose addresses lookups should answer with.
     pub listener: Option<String>,
+    /// Certificates (PEM) to trust for `pulsar+ssl://`, besides the Mozilla roots: a
+    /// deployment's own certificate authority.
+    pub tls_trust_certs: Option<PathBuf>,
     /// How long opening a TCP connection may take.
     pub connect_timeout: Duration,
     /// How long the broker may take over any one answer.
@@ -45,12 +49,14 @@ type BrokerKey = (String, Option<String>);
 pub struct Client {
     options: ClientOptions,
     connections: tokio::sync::Mutex<HashMap<BrokerKey, Arc<Connection>>>,
+    /// Made at the first TLS connection.
+    tls: OnceLock<tokio_rustls::TlsConnector>,
 }
 
 impl Client {
     /// A client of the cluster `options` names. Connects on first use.
     pub fn new(options: ClientOptions) -> Self {
-        Self { options, connections: tokio::sync::Mutex::default() }
+        Self { options, connections: tokio::sync::Mutex::default(), tls: OnceLock::new() }
     }
 
     /// A producer on `topic`.
@@ -139,8 +145,18 @@ impl Client {
         // Small frames must not wait for Nagle's algorithm (and the broker's delayed ACK):
         // without this a request/response round trip takes ~40-90 ms instead of ~1.
         tcp.set_nodelay(true)?;
-        let stream: Box<dyn BrokerStream> =
-            if url.tls { Box::new(tls::connect(&url.host, tcp).await?) } else { Box::new(tcp) };
+        let stream: Box<dyn BrokerStream> = if url.tls {
+            let connector = match self.tls.get() {
+                Some(connector) => connector,
+                None => {
+                    let made = tls::connector(self.options.tls_trust_certs.as_deref())?;
+                    self.tls.get_or_init(|| made)
+                }
+            };
+            Box::new(tls::connect(connector, &url.host, tcp).await?)
+        } else {
+            Box::new(tcp)
+        };
         let settings = ConnectSettings {
             token: self.options.token.clone(),
             proxy_to_broker_url: proxy_to.map(str::to_owned),
@@ -195,29 +211,49 @@ impl BrokerUrl {
     }
 }
 
-/// TLS for `pulsar+ssl://`, trusting the Mozilla root certificates (webpki-roots).
-mod tls {
-    use std::sync::{Arc, OnceLock};
+/// TLS for `pulsar+ssl://`: the Mozilla root certificates (webpki-roots), and those of
+/// [`ClientOptions::tls_trust_certs`].
+pub mod tls {
+    use std::path::Path;
+    use std::sync::Arc;
 
-    use rustls::pki_types::ServerName;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
     use tokio::net::TcpStream;
     use tokio_rustls::TlsConnector;
     use tokio_rustls::client::TlsStream;
 
     use super::PulsarError;
 
-    pub async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, PulsarError> {
-        static CONNECTOR: OnceLock<TlsConnector> = OnceLock::new();
-        let connector = CONNECTOR.get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let config =
-                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports the default protocol versions")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-            TlsConnector::from(Arc::new(config))
-        });
+    /// The certificates of a PEM file; at least one.
+    pub fn trusted_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in the file", path.display()));
+        }
+        Ok(certs)
+    }
+
+    pub(super) fn connector(trust_certs: Option<&Path>) -> Result<TlsConnector, PulsarError> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for cert in trust_certs.map(trusted_certs).transpose().map_err(PulsarError::Protocol)?.into_iter().flatten() {
+            roots.add(cert).map_err(|e| PulsarError::Protocol(format!("a certificate to trust: {e}")))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+
+    pub(super) async fn connect(
+        connector: &TlsConnector,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, PulsarError> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| PulsarError::Protocol(format!("{host:?} cannot be checked against a certificate: {e}")))?;
         Ok(connector.connect(name, tcp).await?)
@@ -331,6 +367,7 @@ mod tests {
             url: front.url.clone(),
             token: Some("secret".into()),
             listener: Some("internal".into()),
+            tls_trust_certs: None,
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(30),

@@ -54,6 +54,8 @@ pub struct PulsarOptions {
     pub api_key: Option<String>,
     /// The advertised listener whose addresses lookups answer with, for brokers with several.
     pub listener: Option<String>,
+    /// Certificates (PEM) to trust for `pulsar+ssl://`, besides the Mozilla roots.
+    pub tls_trust_certs: Option<std::path::PathBuf>,
 }
 
 impl PulsarOptions {
@@ -64,6 +66,7 @@ impl PulsarOptions {
             url: self.url.clone(),
             token: self.api_key.clone(),
             listener: self.listener.clone(),
+            tls_trust_certs: self.tls_trust_certs.clone(),
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
