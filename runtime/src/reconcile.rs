@@ -287,7 +287,7 @@ impl Reconciler {
         let mut running = FuturesUnordered::new();
         loop {
             while running.len() < self.concurrency {
-                let Some(index) = plan.next() else { break };
+                let Some(index) = plan.start_next() else { break };
                 let init = &self.initialisers[index];
                 let (services, span) = (&services, run_span(init));
                 let run = run_one(init, services, stored.get(&*init.name)).instrument(span.clone());

@@ -133,7 +133,7 @@ impl Plan {
     }
 
     /// The earliest initialiser free to start, if any; it is then taken as started.
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn start_next(&mut self) -> Option<usize> {
         let step = self.ready.pop_first()?;
         Some(self.initialisers[step])
     }
@@ -169,7 +169,7 @@ mod tests {
         let (mut batches, mut running) = (Vec::new(), Vec::new());
         loop {
             while running.len() < width {
-                let Some(index) = plan.next() else { break };
+                let Some(index) = plan.start_next() else { break };
                 running.push(index);
             }
             if running.is_empty() {
@@ -236,15 +236,15 @@ mod tests {
             (4, footprint(&[], &["elsewhere"])),
         ];
         let mut plan = Plan::new(due);
-        let started: Vec<usize> = std::iter::from_fn(|| plan.next()).collect();
+        let started: Vec<usize> = std::iter::from_fn(|| plan.start_next()).collect();
         assert_eq!(started, [0, 1, 4], "the readers and the unrelated writer");
         plan.finished(0);
-        assert_eq!(plan.next(), None, "the writer waits for both readers");
+        assert_eq!(plan.start_next(), None, "the writer waits for both readers");
         plan.finished(1);
-        assert_eq!(plan.next(), Some(2));
-        assert_eq!(plan.next(), None, "the later reader waits for the writer");
+        assert_eq!(plan.start_next(), Some(2));
+        assert_eq!(plan.start_next(), None, "the later reader waits for the writer");
         plan.finished(2);
-        assert_eq!(plan.next(), Some(3));
+        assert_eq!(plan.start_next(), Some(3));
     }
 
     #[test]
@@ -259,13 +259,13 @@ mod tests {
             (5, Footprint::of(&http)),
         ];
         let mut plan = Plan::new(due);
-        let started: Vec<usize> = std::iter::from_fn(|| plan.next()).collect();
+        let started: Vec<usize> = std::iter::from_fn(|| plan.start_next()).collect();
         assert_eq!(started, [0, 3, 4]);
         plan.finished(0);
-        assert_eq!(plan.next(), Some(1), "the prefix reader after the writer it covers");
+        assert_eq!(plan.start_next(), Some(1), "the prefix reader after the writer it covers");
         plan.finished(1);
-        assert_eq!(plan.next(), Some(2), "and the next writer it covers after it");
+        assert_eq!(plan.start_next(), Some(2), "and the next writer it covers after it");
         plan.finished(4);
-        assert_eq!(plan.next(), Some(5), "HTTP in file order");
+        assert_eq!(plan.start_next(), Some(5), "HTTP in file order");
     }
 }
