@@ -6,7 +6,7 @@
 //! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
 //! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
 //! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
-//! - [`host`] implements the WIT imports (`config`, `flow`, `log`) a guest calls;
+//! - `host` (crate-private) implements the WIT imports (`config`, `flow`, `log`) a guest calls;
 //! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;

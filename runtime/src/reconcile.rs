@@ -175,7 +175,7 @@ impl Reconciler {
     /// Wake, hand the report to `on_wake`, sleep as the wake says, and repeat until `shutdown`
     /// resolves. A wake cut short by `shutdown` is dropped where it stands (a running guest
     /// stops at its next epoch check) and reports nothing; the flags of its clean runs so far
-    /// are stored, within [`SHUTDOWN_STORE_TIMEOUT`].
+    /// are stored, within half a second (`SHUTDOWN_STORE_TIMEOUT`).
     pub async fn run_until(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,

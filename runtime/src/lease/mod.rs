@@ -2,7 +2,7 @@
 //! run initialisers, while any others wait as standbys and take over when it dies.
 //!
 //! Each backend has its own way to elect the holder, using what the deployment already has:
-//! - **embedded**: an exclusive lock on `<state>.lock`, beside the state file ([`file`]). The
+//! - **embedded**: an exclusive lock on `<state>.lock`, beside the state file ([`mod@file`]). The
 //!   kernel drops it when the holder dies, however it dies, and the waiting standby's
 //!   blocking lock returns at once.
 //! - **Pulsar**: an Exclusive subscription ([`pulsar`]), which the broker refuses to a second

@@ -5,7 +5,7 @@
 //! component (compiling it, or loading it from the compile cache or, for a core initialiser,
 //! from the artefact the build precompiled) checks that it targets our world and pre-links it
 //! ([`LoadedComponent`]); every call then gets its own `Store`, with its own fuel, deadline,
-//! memory cap, WASI context and grants ([`run`]). Nothing survives from one call to the next.
+//! memory cap, WASI context and grants ([`LoadedComponent::run`]). Nothing survives from one call to the next.
 //!
 //! By default each call's memories, tables and stack come from wasmtime's pooling allocator:
 //! address space reserved once when the sandbox starts (see [`Allocation`] for how much), so an
