@@ -129,10 +129,10 @@ impl Initialiser {
         match component.validate(&context, &params).await {
             Ok(Ok(warnings)) => {
                 for warning in warnings {
-                    tracing::warn!(initialiser = %name, "params: {}", one_line(&warning));
+                    tracing::warn!(initialiser = %name, "params: {warning}");
                 }
             }
-            Ok(Err(refusal)) => return Err(("params", one_line(&refusal))),
+            Ok(Err(refusal)) => return Err(("params", refusal)),
             Err(failure) => return Err(("params", format!("validate() {failure}"))),
         }
 
@@ -140,7 +140,7 @@ impl Initialiser {
             name,
             flag: spec.flag.clone(),
             pre_gate: !description.wait_for_services,
-            summary: one_line(&description.summary),
+            summary: description.summary.clone(),
             description,
             limits: spec.limits,
             grants,
@@ -162,22 +162,6 @@ impl Initialiser {
         let old_flag = old_flag.map(Flag::to_string);
         self.component.run(&context, &self.params, old_flag.as_deref(), &self.flag.to_string()).await
     }
-}
-
-/// Guest text on one line: control characters (newlines, terminal escapes) and bidirectional
-/// overrides escaped, so a component cannot forge lines of the log, of an error message or of
-/// `check`'s report, nor drive the operator's terminal.
-fn one_line(text: &str) -> String {
-    let mut line = String::with_capacity(text.len());
-    for c in text.chars() {
-        // Bidirectional overrides too: they reorder what the operator reads.
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-    line
 }
 
 /// The bytes of the code an entry names, read once: the bytes hashed are the bytes compiled.
@@ -225,17 +209,5 @@ fn check_pin(spec: &InitialiserSpec, actual: Digest) -> Result<(), String> {
             Err(format!("{} does not match its pin: expected sha256 {expected}, actual {actual}", spec.code))
         }
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guest_text_stays_on_one_line() {
-        assert_eq!(one_line("Seeds a workspace: é"), "Seeds a workspace: é");
-        assert_eq!(one_line("a\n  grants: none\u{1b}[2J\r\u{9b}"), "a\\n  grants: none\\u{1b}[2J\\r\\u{9b}");
-        assert_eq!(one_line("x\u{202e}y"), "x\\u{202e}y");
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! The pieces, each in its own module, in the order a start-up uses them:
 //! - [`init_file`] reads and checks the operator's init file;
+//! - [`guest_text`] makes what a guest says safe to log: one line, escaped, bounded;
 //! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
 //! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
 //! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
@@ -22,6 +23,7 @@
 pub mod builtins;
 pub mod check;
 pub mod flag;
+pub mod guest_text;
 mod host;
 pub mod init_file;
 pub mod initialiser;

@@ -53,6 +53,7 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     run_duration: Family<InitialiserLabel, Histogram, fn() -> Histogram>,
     fuel_used: Family<InitialiserLabel, Counter>,
+    memory_refused: Family<InitialiserLabel, Counter>,
     flag_current: Family<InitialiserLabel, Gauge>,
     gate_open: Gauge,
     wake_duration: Histogram,
@@ -78,6 +79,12 @@ impl Metrics {
             "Fuel (wasmtime's units of guest work) burned by each initialiser's runs, failed ones included",
             fuel_used.clone(),
         );
+        let memory_refused = Family::<InitialiserLabel, Counter>::default();
+        registry.register(
+            "memory_limit_reached",
+            "Runs in which the guest met limits.memory (a growth refused), failed or not",
+            memory_refused.clone(),
+        );
         let flag_current = Family::<InitialiserLabel, Gauge>::default();
         registry.register(
             "flag_current",
@@ -95,6 +102,7 @@ impl Metrics {
             runs,
             run_duration,
             fuel_used,
+            memory_refused,
             flag_current,
             gate_open,
             wake_duration,
@@ -115,6 +123,9 @@ impl Metrics {
             self.runs.get_or_create(&labels).inc();
             self.run_duration.get_or_create(&initialiser).observe(run.duration.as_secs_f64());
             self.fuel_used.get_or_create(&initialiser).inc_by(run.fuel_used);
+            if run.memory_refused {
+                self.memory_refused.get_or_create(&initialiser).inc();
+            }
         }
         for (name, outcome) in &report.outcomes {
             let current = match outcome {
@@ -195,6 +206,7 @@ mod tests {
                     failure,
                     duration: Duration::from_millis(5),
                     fuel_used,
+                    memory_refused: failure == Some("memory"),
                 })
                 .collect(),
             duration: Duration::from_millis(20),
@@ -205,8 +217,8 @@ mod tests {
     fn a_wake_is_recorded_as_counts_gauges_and_histograms() {
         let metrics = Metrics::new();
         metrics.record(&report(
-            vec![("seed", Outcome::Ran), ("tenant", Outcome::Failed("boom".into()))],
-            vec![("seed", None, 1000), ("tenant", Some("out_of_fuel"), 500)],
+            vec![("seed", Outcome::Ran), ("tenant", Outcome::Failed("boom".into())), ("hoarder", Outcome::Ran)],
+            vec![("seed", None, 1000), ("tenant", Some("out_of_fuel"), 500), ("hoarder", Some("memory"), 9)],
         ));
         metrics.record(&report(vec![("seed", Outcome::Skipped), ("tenant", Outcome::Waiting)], vec![]));
         let text = metrics.encode();
@@ -215,6 +227,7 @@ mod tests {
             r#"bootstrap_runs_total{initialiser="tenant",result="failed",failure="out_of_fuel"} 1"#,
             r#"bootstrap_fuel_used_total{initialiser="seed"} 1000"#,
             r#"bootstrap_fuel_used_total{initialiser="tenant"} 500"#,
+            r#"bootstrap_memory_limit_reached_total{initialiser="hoarder"} 1"#,
             r#"bootstrap_flag_current{initialiser="seed"} 1"#,
             // Waiting leaves the last known state.
             r#"bootstrap_flag_current{initialiser="tenant"} 0"#,

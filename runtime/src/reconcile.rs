@@ -13,8 +13,10 @@
 //!    [`Reconciler::with_concurrency`] of them run at once, those whose grants overlap still in
 //!    file order ([`crate::schedule`]); one at a time by default, as upstream.
 //!
-//! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): as a run ends once the
-//! oldest has waited [`FLAG_BATCH_WINDOW`], and at the end of the wake. Upstream
+//! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): as soon as the oldest
+//! has waited [`FLAG_BATCH_WINDOW`], whatever the runs still in flight are doing (a tenant's
+//! slow run must not hold back the flags of those that finished beside it), and at the end of
+//! the wake. Upstream
 //! stores each flag right after its run, one request each, and config-svc announces a new
 //! config version to every TrustGraph service after every put: a thousand tenants converging
 //! cost it two thousand flag puts, and as many announcements. A wake cut short by
@@ -117,6 +119,9 @@ pub struct RunStats {
     pub failure: Option<&'static str>,
     pub duration: Duration,
     pub fuel_used: u64,
+    /// The guest met its memory limit: a growth of its memory was refused, whether or not it
+    /// then failed (a guest may catch the refusal and succeed).
+    pub memory_refused: bool,
 }
 
 impl WakeReport {
@@ -293,7 +298,17 @@ impl Reconciler {
                 let run = run_one(init, services, stored.get(&*init.name)).instrument(span.clone());
                 running.push(async move { (index, span, run.await) });
             }
-            let Some((index, span, (stats, result))) = running.next().await else { break };
+            // A batch waits at most its window, however long the runs in flight take: a slow
+            // run must not hold back the flags of those that finished beside it.
+            let flush_at = pending.flush_at();
+            let finished = tokio::select! {
+                finished = running.next() => finished,
+                () = sleep_until(flush_at) => {
+                    pending.flush(config, &self.initialisers, &mut outcomes).await;
+                    continue;
+                }
+            };
+            let Some((index, span, (stats, result))) = finished else { break };
             plan.finished(index);
             runs.push(stats);
             match result {
@@ -355,6 +370,14 @@ pub async fn read_flags(config: ConfigClient<'_>) -> Result<HashMap<String, Flag
     Ok(values.into_iter().map(|(name, stored)| (name, Flag::from_stored(&stored))).collect())
 }
 
+/// Sleep until `at`, or forever if there is no `at`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Numbers this process's runs, so that the lines of one run can be told apart.
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -377,7 +400,16 @@ async fn run_one(
     let duration = started.elapsed();
     tracing::debug!(initialiser = %init.name, fuel_used = metered.fuel_used, ?duration, "run ended");
     let failure = metered.result.as_ref().err().map(|failure| failure.kind());
-    let stats = RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used };
+    let memory_refused = metered.memory_refused;
+    let stats = RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used, memory_refused };
+    if memory_refused && metered.result.is_ok() {
+        tracing::warn!(
+            initialiser = %init.name,
+            limit = "limits.memory",
+            "reached its memory limit of {} bytes: a growth was refused, and the guest carried on and succeeded",
+            init.limits.memory
+        );
+    }
     let result = metered.result.map_err(|failure| {
         tracing::error!(initialiser = %init.name, fuel_used = metered.fuel_used, "{failure}");
         failure.to_string()
@@ -397,6 +429,11 @@ impl PendingFlags {
     fn add(&mut self, index: usize, span: tracing::Span) {
         self.oldest.get_or_insert_with(Instant::now);
         self.runs.push((index, span));
+    }
+
+    /// When the oldest will have waited the window; `None` while nothing is pending.
+    fn flush_at(&self) -> Option<Instant> {
+        self.oldest.map(|oldest| oldest + FLAG_BATCH_WINDOW)
     }
 
     /// Whether to store them before the next run.

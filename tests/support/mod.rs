@@ -237,6 +237,23 @@ pub fn entry(name: &str, code: &str, params: Value) -> Value {
     serde_json::json!({"name": name, "flag": "v1", "component": component(code), "params": params})
 }
 
+/// An entry running the hostile test component as `name`, misbehaving as `params` say.
+pub fn hostile(name: &str, params: Value) -> Value {
+    entry(name, "hostile", params)
+}
+
+/// The well-behaved probe as `name`, allowed to record its runs in `workspace` (only there).
+pub fn probe_in(name: &str, workspace: &str) -> Value {
+    let mut probe = entry(name, "probe", serde_json::json!({"workspace": workspace}));
+    probe["grants"] = serde_json::json!({"config": {"write": [workspace]}});
+    probe
+}
+
+/// The probe as `probe`, recording its runs in workspace `probed`.
+pub fn probe() -> Value {
+    probe_in("probe", "probed")
+}
+
 /// Whether one line of `log` is about `initialiser` and contains every one of `texts`.
 pub fn logged(log: &str, initialiser: &str, texts: &[&str]) -> bool {
     let field = [format!("initialiser={initialiser}"), format!("initialiser=\"{initialiser}\"")];

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::guest_text::{QUOTED_CHARS, abbreviate};
 use crate::policy::{Limits, format_bytes};
 use crate::sandbox::bindings::HostError;
 
@@ -102,18 +103,6 @@ impl Usage {
     }
 }
 
-/// How much of an identifier a guest chose (a workspace, a key) a message quotes.
-pub(crate) const QUOTED_CHARS: usize = 256;
-
-/// `text` cut to at most `max` characters, with `…` if it was cut: an identifier a guest chose,
-/// quoted in a message.
-pub(crate) fn abbreviate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,11 +173,5 @@ mod tests {
             let _ = usage.entries("config.put", "acme", 2, "entries");
         }
         assert_eq!(usage.reported, ["written", "put_entries"]);
-    }
-
-    #[test]
-    fn identifiers_are_abbreviated_by_characters() {
-        assert_eq!(abbreviate("short", 10), "short");
-        assert_eq!(abbreviate("ééééé", 3), "ééé…");
     }
 }

@@ -16,36 +16,47 @@ use crate::sandbox::bindings::{ConfigEntry, ConfigKey, HostError, config};
 use crate::services::ConfigClient;
 
 use super::HostState;
-use super::budget::{QUOTED_CHARS, abbreviate};
+use crate::guest_text::{QUOTED_CHARS, abbreviate};
 
 const PUT: &str = "config.put";
+/// What a string costs beyond its bytes, in the host's copy and in the guest's (a pointer and
+/// a length each).
+const WIT_STRING: usize = 24;
 const DELETE: &str = "config.delete";
 
 impl config::Host for HostState {
     async fn get(&mut self, workspace: String, kind: String, key: String) -> Result<Option<String>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.get", &workspace)?;
-        Ok(ConfigClient(&*services).get(&workspace, &kind, &key).await?)
+        let value = ConfigClient(&*services).get(&workspace, &kind, &key).await?;
+        let bytes = value.as_ref().map_or(0, String::len);
+        self.hand_over(value, bytes, "config.get's answer")
     }
 
     async fn list_keys(&mut self, workspace: String, kind: String) -> Result<Vec<String>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.list-keys", &workspace)?;
-        Ok(ConfigClient(&*services).keys(&workspace, &kind).await?)
+        let keys = ConfigClient(&*services).keys(&workspace, &kind).await?;
+        let bytes = keys.iter().map(|key| key.len() + WIT_STRING).sum();
+        self.hand_over(keys, bytes, "config.list-keys's answer")
     }
 
     async fn get_values(&mut self, workspace: String, kind: String) -> Result<Vec<(String, String)>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.get-values", &workspace)?;
-        Ok(ConfigClient(&*services).values(&workspace, &kind).await?)
+        let values = ConfigClient(&*services).values(&workspace, &kind).await?;
+        let bytes = values.iter().map(|(key, value)| key.len() + value.len() + 2 * WIT_STRING).sum();
+        self.hand_over(values, bytes, "config.get-values's answer")
     }
 
     async fn get_workspace(&mut self, workspace: String) -> Result<Vec<ConfigEntry>, HostError> {
         let services = self.services_if(self.grants.may_read_config(&workspace), "config.get-workspace", &workspace)?;
         let tree = ConfigClient(&*services).workspace(&workspace).await?;
-        Ok(tree
+        let entries: Vec<ConfigEntry> = tree
             .into_iter()
             .flat_map(|(kind, entries)| {
                 entries.into_iter().map(move |(key, value)| ConfigEntry { type_: kind.clone(), key, value })
             })
-            .collect())
+            .collect();
+        let bytes = entries.iter().map(|e| e.type_.len() + e.key.len() + e.value.len() + 3 * WIT_STRING).sum();
+        self.hand_over(entries, bytes, "config.get-workspace's answer")
     }
 
     /// Unused at run time (see [`add_list_checks`]), but the same checks.

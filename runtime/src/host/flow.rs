@@ -9,7 +9,7 @@ use crate::sandbox::bindings::{HostError, flow};
 use crate::services::{FlowClient, Services};
 
 use super::HostState;
-use super::budget::{QUOTED_CHARS, abbreviate};
+use crate::guest_text::{QUOTED_CHARS, abbreviate};
 
 impl HostState {
     /// The services for a flow call in `workspace`, the call counted and `written` bytes charged.
@@ -30,15 +30,19 @@ impl HostState {
 impl flow::Host for HostState {
     async fn list_blueprints(&mut self, workspace: String) -> Result<Vec<String>, HostError> {
         let services = self.flow_services("flow.list-blueprints", &workspace, 0)?;
-        Ok(FlowClient(&*services).list_blueprints(&workspace).await?)
+        let names = FlowClient(&*services).list_blueprints(&workspace).await?;
+        let bytes = names.iter().map(String::len).sum();
+        self.hand_over(names, bytes, "flow.list-blueprints's answer")
     }
 
     async fn get_blueprint(&mut self, workspace: String, name: String) -> Result<String, HostError> {
         let services = self.flow_services("flow.get-blueprint", &workspace, 0)?;
-        FlowClient(&*services)
-            .get_blueprint(&workspace, &name)
-            .await?
-            .ok_or_else(|| HostError::NotFound(format!("no blueprint '{name}' in workspace '{workspace}'")))
+        let definition = FlowClient(&*services).get_blueprint(&workspace, &name).await?.ok_or_else(|| {
+            let (name, workspace) = (abbreviate(&name, QUOTED_CHARS), abbreviate(&workspace, QUOTED_CHARS));
+            HostError::NotFound(format!("no blueprint '{name}' in workspace '{workspace}'"))
+        })?;
+        let bytes = definition.len();
+        self.hand_over(definition, bytes, "flow.get-blueprint's answer")
     }
 
     async fn put_blueprint(&mut self, workspace: String, name: String, definition: String) -> Result<(), HostError> {
@@ -57,19 +61,29 @@ impl flow::Host for HostState {
 
     async fn list_flows(&mut self, workspace: String) -> Result<Vec<String>, HostError> {
         let services = self.flow_services("flow.list-flows", &workspace, 0)?;
-        Ok(FlowClient(&*services).list_flows(&workspace).await?)
+        let ids = FlowClient(&*services).list_flows(&workspace).await?;
+        let bytes = ids.iter().map(String::len).sum();
+        self.hand_over(ids, bytes, "flow.list-flows's answer")
     }
 
     async fn get_flow(&mut self, workspace: String, flow_id: String) -> Result<flow::FlowInfo, HostError> {
         let services = self.flow_services("flow.get-flow", &workspace, 0)?;
         let client = FlowClient(&*services);
-        let not_found = || HostError::NotFound(format!("no flow '{flow_id}' in workspace '{workspace}'"));
+        let not_found = || {
+            let (flow_id, workspace) = (abbreviate(&flow_id, QUOTED_CHARS), abbreviate(&workspace, QUOTED_CHARS));
+            HostError::NotFound(format!("no flow '{flow_id}' in workspace '{workspace}'"))
+        };
         match client.get_flow(&workspace, &flow_id).await {
-            Ok(response) => Ok(flow::FlowInfo {
-                definition: response.flow.ok_or_else(not_found)?,
-                description: response.description,
-                parameters: response.parameters.into_iter().collect(),
-            }),
+            Ok(response) => {
+                let info = flow::FlowInfo {
+                    definition: response.flow.ok_or_else(not_found)?,
+                    description: response.description,
+                    parameters: response.parameters.into_iter().collect(),
+                };
+                let parameters: usize = info.parameters.iter().map(|(name, value)| name.len() + value.len()).sum();
+                let bytes = info.definition.len() + info.description.len() + parameters;
+                self.hand_over(info, bytes, "flow.get-flow's answer")
+            }
             // flow-svc answers a missing flow with a generic error; tell the guest which it was.
             Err(error) => match client.list_flows(&workspace).await {
                 Ok(flows) if !flows.contains(&flow_id) => Err(not_found()),

@@ -5,12 +5,13 @@
 //! through one [`GuestLog`]: under the initialiser's name, at most `limits.log_line_size` bytes
 //! (a longer line is cut and marked), at most `limits.log_lines` lines per run. Past that the
 //! rest is dropped and one notice says so. A `log` message of several lines counts as that many
-//! lines. Lines at a level the log filter hides cost nothing.
+//! lines; within a line, control and bidirectional characters are escaped
+//! ([`crate::guest_text`]). Lines at a level the log filter hides cost nothing.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::guest_text::{clip, one_line};
 use crate::policy::Limits;
 use crate::sandbox::bindings::log::{self, Level};
 
@@ -106,6 +107,7 @@ impl GuestLog {
             return;
         }
         let line = clip(text, self.line_size, cut);
+        let line = one_line(&line);
         let initialiser = &*self.initialiser;
         let stream = match source {
             Source::Log => None,
@@ -119,26 +121,6 @@ impl GuestLog {
             Level::Error => tracing::error!(initialiser, stream, "{line}"),
         }
     }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, and marked as cut if it was or if
-/// the caller already dropped `cut` bytes from its end.
-pub(crate) fn clip(text: &str, max: usize, cut: usize) -> Cow<'_, str> {
-    let (kept, more) = truncate(text, max);
-    match cut + more {
-        0 => Cow::Borrowed(kept),
-        cut => Cow::Owned(format!("{kept} [truncated: {cut} more bytes, limits.log_line_size]")),
-    }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary, and
-/// how many bytes were cut.
-fn truncate(text: &str, max: usize) -> (&str, usize) {
-    if text.len() <= max {
-        return (text, 0);
-    }
-    let end = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-    (&text[..end], text.len() - end)
 }
 
 fn level_enabled(level: Level) -> bool {
@@ -164,21 +146,6 @@ fn level_name(level: Level) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate("abcdef", 4), ("abcd", 2));
-        assert_eq!(truncate("abc", 4), ("abc", 0));
-        // 'é' is two bytes: cutting at 2 would split it.
-        assert_eq!(truncate("aéb", 2), ("a", 3));
-    }
-
-    #[test]
-    fn clipped_lines_say_how_much_was_cut() {
-        assert_eq!(clip("short", 10, 0), "short");
-        assert_eq!(clip("abcdef", 4, 0), "abcd [truncated: 2 more bytes, limits.log_line_size]");
-        assert_eq!(clip("abcd", 4, 5), "abcd [truncated: 5 more bytes, limits.log_line_size]");
-    }
 
     #[test]
     fn lines_are_counted_across_sources_until_the_budget_is_spent() {

@@ -14,11 +14,12 @@ mod log;
 
 use std::sync::Arc;
 
-pub(crate) use budget::{QUOTED_CHARS, abbreviate};
 pub(crate) use config::add_list_checks;
-pub(crate) use log::{GuestLog, Source, clip};
+pub(crate) use log::{GuestLog, Source};
 
+use crate::guest_text::{QUOTED_CHARS, abbreviate};
 use crate::policy::{Grants, Limits, SYSTEM_WORKSPACE};
+use crate::sandbox::RunMemory;
 use crate::sandbox::bindings::HostError;
 use crate::services::{ServiceError, Services};
 
@@ -35,6 +36,9 @@ pub(crate) struct HostState {
     log: Arc<GuestLog>,
     /// The refusals logged so far in this run, as `(function, target)`.
     denials_logged: Vec<(String, String)>,
+    /// The run's memory budget: its linear memories (the sandbox's limiter), and the answers
+    /// host calls hand the guest, charged here ([`HostState::hand_over`]).
+    pub(crate) memory: RunMemory,
 }
 
 /// How many distinct refusals a run logs as warnings (per kind: host calls, HTTP requests); the
@@ -49,9 +53,23 @@ impl HostState {
         services: Option<Arc<dyn Services>>,
         limits: Limits,
         log: Arc<GuestLog>,
+        memory: RunMemory,
     ) -> Self {
         let usage = budget::Usage::new(initialiser.clone(), limits);
-        Self { initialiser, grants, services, usage, log, denials_logged: Vec::new() }
+        Self { initialiser, grants, services, usage, log, denials_logged: Vec::new(), memory }
+    }
+
+    /// Charge `answer` (a read's result, `bytes` long) to the run's memory budget until it is in
+    /// the guest's memory. Over the budget the guest gets nothing and the run ends as the call
+    /// returns, with the memory limit as its reason; the refusal is logged once.
+    fn hand_over<T>(&mut self, answer: T, bytes: usize, what: &'static str) -> Result<T, HostError> {
+        match self.memory.hold(bytes, what) {
+            Ok(()) => Ok(answer),
+            Err(over) => {
+                tracing::warn!(initialiser = &*self.initialiser, function = what, "refused: {bytes} bytes would exceed limits.memory");
+                Err(HostError::InvalidRequest(over.to_string()))
+            }
+        }
     }
 
     /// Count the call, then hand out the services if `allowed`; otherwise the refusal, logged.
@@ -110,7 +128,8 @@ mod tests {
         let (name, limits): (Arc<str>, _) = ("t".into(), Limits::default());
         let store = crate::services::embedded::EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
         let log = GuestLog::new(name.clone(), &limits);
-        HostState::new(name, Arc::new(Grants::default()), Some(Arc::new(store)), limits, log)
+        let memory = RunMemory::new(limits.memory, 0);
+        HostState::new(name, Arc::new(Grants::default()), Some(Arc::new(store)), limits, log, memory)
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! Output shares the run's log budget with the `log` interface ([`GuestLog`]): each line counts
 //! towards `limits.log_lines` and is cut to `limits.log_line_size`. A line is held only up to
 //! that size while it waits for its newline, so a guest writing one endless line costs the
-//! runtime no more memory than a short one.
+//! runtime no more memory than a short one, and however many handles it opens on a stream they
+//! share that one line.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -16,31 +17,22 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use super::bindings::log::Level;
 use crate::host::{GuestLog, Source};
 
-/// One output stream of one run. Clones share the run's log budget.
+/// One output stream of one run. Every handle the guest opens on it (each `get-stdout` makes
+/// one) writes into the same line, so the stream holds one line's worth however many it opens.
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
-    source: Source,
-    log: Arc<GuestLog>,
+    line: Arc<Mutex<LineWriter>>,
 }
 
 impl GuestOutput {
     /// Stdout (logged at info) or stderr (at warn) of the run whose budget is `log`.
     pub fn new(source: Source, log: Arc<GuestLog>) -> Self {
-        Self { source, log }
+        Self { line: Arc::new(Mutex::new(LineWriter { source, log, pending: Vec::new(), cut: 0 })) }
     }
 
-    fn emit(&self, line: &[u8], cut: usize) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        // A line cut at the size limit may end inside a character: drop the partial one.
-        let (line, partial) = match std::str::from_utf8(line) {
-            Err(e) if e.error_len().is_none() => (&line[..e.valid_up_to()], line.len() - e.valid_up_to()),
-            _ => (line, 0),
-        };
-        let level = match self.source {
-            Source::Stderr => Level::Warn,
-            Source::Stdout | Source::Log => Level::Info,
-        };
-        self.log.line(level, self.source, &String::from_utf8_lossy(line), cut + partial);
+    fn write(&self, buf: &[u8]) {
+        // A panic while holding the lock leaves at worst a partial line: carry on with it.
+        self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).write_bytes(buf);
     }
 }
 
@@ -52,13 +44,15 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { output: self.clone(), pending: Vec::new(), cut: 0 })
+        Box::new(self.clone())
     }
 }
 
-/// Splits what the guest writes into lines; a partial line waits for its end (or the stream's).
+/// Splits what the guest writes into lines; a partial line waits for its end (or the stream's,
+/// when the run's store and every handle are gone).
 struct LineWriter {
-    output: GuestOutput,
+    source: Source,
+    log: Arc<GuestLog>,
     /// The current line, up to the line size.
     pending: Vec<u8>,
     /// Bytes of the current line past the line size, dropped.
@@ -68,7 +62,7 @@ struct LineWriter {
 impl LineWriter {
     fn write_bytes(&mut self, mut buf: &[u8]) {
         while !buf.is_empty() {
-            if !self.output.log.has_room(self.output.source) {
+            if !self.log.has_room(self.source) {
                 // Nothing more reaches the log this run: hold nothing.
                 self.pending.clear();
                 self.cut = 0;
@@ -78,7 +72,7 @@ impl LineWriter {
                 Some(end) => (&buf[..end], &buf[end + 1..], true),
                 None => (buf, &[][..], false),
             };
-            let room = self.output.log.line_size().saturating_sub(self.pending.len());
+            let room = self.log.line_size().saturating_sub(self.pending.len());
             let kept = chunk.len().min(room);
             self.pending.extend_from_slice(&chunk[..kept]);
             self.cut += chunk.len() - kept;
@@ -90,7 +84,17 @@ impl LineWriter {
     }
 
     fn flush_line(&mut self) {
-        self.output.emit(&self.pending, self.cut);
+        let line = self.pending.strip_suffix(b"\r").unwrap_or(&self.pending);
+        // A line cut at the size limit may end inside a character: drop the partial one.
+        let (line, partial) = match std::str::from_utf8(line) {
+            Err(e) if e.error_len().is_none() => (&line[..e.valid_up_to()], line.len() - e.valid_up_to()),
+            _ => (line, 0),
+        };
+        let level = match self.source {
+            Source::Stderr => Level::Warn,
+            Source::Stdout | Source::Log => Level::Info,
+        };
+        self.log.line(level, self.source, &String::from_utf8_lossy(line), self.cut + partial);
         self.pending.clear();
         self.cut = 0;
     }
@@ -102,10 +106,10 @@ impl LineWriter {
     }
 }
 
-impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+impl AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // Accept everything, so a guest never blocks or fails on its own output.
-        self.write_bytes(buf);
+        self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -113,8 +117,8 @@ impl AsyncWrite for LineWriter {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.flush_partial();
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).flush_partial();
         Poll::Ready(Ok(()))
     }
 }
@@ -131,8 +135,7 @@ mod tests {
     use crate::policy::Limits;
 
     fn writer(limits: Limits) -> LineWriter {
-        let log = GuestLog::new("t".into(), &limits);
-        LineWriter { output: GuestOutput::new(Source::Stdout, log), pending: Vec::new(), cut: 0 }
+        LineWriter { source: Source::Stdout, log: GuestLog::new("t".into(), &limits), pending: Vec::new(), cut: 0 }
     }
 
     #[test]
@@ -161,9 +164,19 @@ mod tests {
         let _guard = tracing::subscriber::set_default(tracing_subscriber::fmt().with_writer(std::io::sink).finish());
         let mut writer = writer(Limits { log_lines: 2, ..Limits::default() });
         writer.write_bytes(b"one\ntwo\nthree");
-        assert!(!writer.output.log.has_room(Source::Stdout));
+        assert!(!writer.log.has_room(Source::Stdout));
         assert!(writer.pending.is_empty());
         writer.write_bytes(b"more and more");
         assert!(writer.pending.is_empty());
+    }
+
+    #[test]
+    fn every_handle_on_a_stream_writes_into_one_line() {
+        let output = GuestOutput::new(Source::Stdout, GuestLog::new("t".into(), &Limits::default()));
+        let (first, second) = (output.async_stream(), output.async_stream());
+        drop((first, second));
+        output.write(b"ab");
+        output.clone().write(b"cd");
+        assert_eq!(output.line.lock().unwrap().pending, b"abcd");
     }
 }

@@ -12,7 +12,8 @@ use std::future::Future;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::host::{LOGGED_DENIALS, QUOTED_CHARS, abbreviate};
+use crate::guest_text::{QUOTED_CHARS, abbreviate};
+use crate::host::LOGGED_DENIALS;
 use crate::policy::{Grants, Origin};
 
 pub(crate) struct HttpAllowList {
@@ -32,10 +33,20 @@ impl HttpAllowList {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
             return Err(format!("'{uri}' has no scheme or host"));
         };
+        // wasmtime-wasi-http would connect to the authority as written, userinfo and all: a
+        // credential has no business in an origin, and would go to whatever that name resolves.
+        if uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
+            return Err("a URL with userinfo (user:password@) is never allowed".to_owned());
+        }
         let origin = Origin::new(scheme, host, uri.port_u16())?;
         if self.grants.may_reach(&origin) { Ok(()) } else { Err(format!("{origin} is not granted")) }
     }
 }
+
+/// The most an outgoing body holds before the connection takes it: one chunk in flight and one
+/// buffered (wasmtime-wasi-http's default chunk is 1 MiB). Within the run's budget for one HTTP
+/// object (`HTTP_FIELDS_BYTES`); a large upload is sent in more, smaller writes.
+const BODY_CHUNK_BYTES: usize = 8 << 10;
 
 /// The future `send_request` hands back to wasmtime-wasi-http.
 type SendFuture = Box<
@@ -48,6 +59,14 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for HttpAllowList {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -84,5 +103,6 @@ mod tests {
         assert!(list.allows(&"http://localhost:8080/".parse().unwrap()).is_err());
         assert!(list.allows(&"https://127.0.0.1:8080/".parse().unwrap()).is_err());
         assert!(list.allows(&"http://127.0.0.1:8081/".parse().unwrap()).is_err());
+        assert!(list.allows(&"http://user:secret@127.0.0.1:8080/".parse().unwrap()).is_err());
     }
 }

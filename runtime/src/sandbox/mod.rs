@@ -7,6 +7,12 @@
 //! ([`LoadedComponent`]); every call then gets its own `Store`, with its own fuel, deadline,
 //! memory cap, WASI context and grants ([`LoadedComponent::run`]). Nothing survives from one call to the next.
 //!
+//! A component that imports wasi:http gets it only when its entry is granted HTTP origins: for
+//! the others its wasi:http imports are linked to a stand-in that fails every call (a trap
+//! naming the function), so that a guest without the grant can create no HTTP objects in the
+//! host at all, while components whose toolchain imports wasi:http regardless (JavaScript's,
+//! for one) still load.
+//!
 //! By default each call's memories, tables and stack come from wasmtime's pooling allocator:
 //! address space reserved once when the sandbox starts (see [`Allocation`] for how much), so an
 //! instance costs a few microseconds, and a slot's pages are given back to the system when its
@@ -30,6 +36,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub(crate) use memory::RunMemory;
 pub use run::{CallContext, Metered, RunFailure};
 
 use crate::builtins::Builtin;
@@ -41,7 +48,7 @@ use run::RunState;
 
 /// The largest linear memory the pool holds: all of a 32-bit memory (4 GiB), so every
 /// per-initialiser `limits.memory` works as it does on demand; the memory cap itself is
-/// enforced per run by `MemoryCap`, over all of a component's memories.
+/// enforced per run by `RunMemory`, over all of a component's memories and what the host holds for it.
 const POOL_MAX_MEMORY: usize = 1 << 32;
 
 /// What one component instance may hold in the pool. An interpreted Python guest
@@ -124,6 +131,7 @@ pub struct SandboxError(String);
 #[derive(Clone)]
 pub struct Sandbox {
     engine: Engine,
+    /// Every import a component may have: WASI, wasi:http and ours.
     linker: Linker<RunState>,
     cache: Option<cache::CompileCache>,
     precompiled_builtins: bool,
@@ -135,6 +143,9 @@ pub struct Sandbox {
 #[derive(Clone)]
 pub struct LoadedComponent {
     pre: InitialiserComponentPre<RunState>,
+    /// For entries without an HTTP grant: wasi:http linked to stand-ins (the same as `pre` for
+    /// a component that does not import it).
+    pre_without_http: InitialiserComponentPre<RunState>,
     ticker: Arc<EpochTicker>,
     /// The pool's instance slots, one per call while it runs; `None` on demand.
     slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -175,7 +186,14 @@ impl Sandbox {
             Allocation::Pooled { instances } => Some(Arc::new(tokio::sync::Semaphore::new(instances as usize))),
             Allocation::OnDemand => None,
         };
-        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker, slots })
+        Ok(Self {
+            engine,
+            linker,
+            cache: None,
+            precompiled_builtins: options.precompiled_builtins,
+            ticker,
+            slots,
+        })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -203,9 +221,67 @@ impl Sandbox {
             None => precompiled::compile(&self.engine, bytes, artefact),
         };
         let component = component.map_err(|e| LoadError::NotAComponent(error_chain(&e)))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
-        let pre = InitialiserComponentPre::new(pre).map_err(|e| LoadError::WrongWorld(error_chain(&e)))?;
-        Ok(LoadedComponent { pre, ticker: self.ticker.clone(), slots: self.slots.clone() })
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld(error_chain(&e));
+        let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = InitialiserComponentPre::new(pre).map_err(wrong_world)?;
+        let pre_without_http = if imports_http(&self.engine, &component) {
+            let mut linker = self.linker.clone();
+            link_http_stand_in(&mut linker, &self.engine, &component).map_err(wrong_world)?;
+            InitialiserComponentPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?
+        } else {
+            pre.clone()
+        };
+        Ok(LoadedComponent { pre, pre_without_http, ticker: self.ticker.clone(), slots: self.slots.clone() })
+    }
+}
+
+/// The version of wasi:http that wasmtime-wasi-http defines in the linker; the linker matches a
+/// component's import of any other 0.2 version to it, so the stand-in replaces functions there.
+const LINKED_WASI_HTTP: &str = "0.2.12";
+
+/// A wasi:http call by an entry that has no HTTP grant.
+#[derive(Debug, thiserror::Error)]
+#[error("called {0}, but this initialiser is granted no HTTP origins (grants.http)")]
+pub(crate) struct HttpNotGranted(String);
+
+/// Replace, in `linker`, every function of the wasi:http interfaces `component` imports with a
+/// stand-in that fails with [`HttpNotGranted`] (a constructor cannot return an error, so the
+/// call traps). The resource types stay wasi:http's own (some are wasi:io's, shared with the
+/// rest of WASI), but no function can make one: the guest loads, and can hold nothing of HTTP
+/// in the host.
+fn link_http_stand_in(
+    linker: &mut Linker<RunState>,
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    linker.allow_shadowing(true);
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(interface) = item.ty else { continue };
+        let Some(unversioned) = name.strip_prefix("wasi:http/").and_then(|rest| rest.split('@').next()) else {
+            continue;
+        };
+        let mut instance = linker.instance(&format!("wasi:http/{unversioned}@{LINKED_WASI_HTTP}"))?;
+        for (export, item) in interface.exports(engine) {
+            if let ComponentItem::ComponentFunc(_) = item.ty {
+                let function = format!("{name}#{export}");
+                instance.func_new(export, move |_, _, _, _| Err(HttpNotGranted(function.clone()).into()))?;
+            }
+        }
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Whether `component` imports any wasi:http interface.
+fn imports_http(engine: &Engine, component: &wasmtime::component::Component) -> bool {
+    component.component_type().imports(engine).any(|(name, _)| name.starts_with("wasi:http/"))
+}
+
+impl LoadedComponent {
+    /// What to instantiate for a call under `grants`: wasi:http only where HTTP is granted.
+    fn pre_for(&self, grants: &crate::policy::Grants) -> &InitialiserComponentPre<RunState> {
+        if grants.http.is_empty() { &self.pre_without_http } else { &self.pre }
     }
 }
 

@@ -4,16 +4,20 @@
 //! carries a deny-by-default WASI context (no environment, arguments, sockets or directories;
 //! only the granted files, read-only), the HTTP allow-list, the memory cap and the host state.
 //! Fuel bounds CPU work; the epoch callback bounds wall-clock time inside wasm, and an outer
-//! timeout bounds time spent waiting in host calls. Whatever happens inside, the caller gets a
-//! [`RunFailure`] that says which limit or fault stopped the guest; the runtime carries on.
+//! timeout bounds time spent waiting in host calls. One budget ([`RunMemory`]) bounds what the
+//! guest can make the runtime hold: its linear memories, the WASI and HTTP objects in its
+//! resource table (whose capacity, and each header object's size, are set from the budget),
+//! and host calls' arguments and results on their way across. Whatever happens inside, the
+//! caller gets a [`RunFailure`] that says which limit or fault stopped the guest; the runtime
+//! carries on.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::component::{ResourceTable, ResourceTableError};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -21,17 +25,55 @@ use super::bindings::{Description, InitialiserComponent};
 use super::files::{self, StagedFiles};
 use super::guest_output::GuestOutput;
 use super::http::HttpAllowList;
-use super::memory::MemoryCap;
+use super::memory::{OverBudget, RunMemory};
 use super::{LoadedComponent, error_chain};
-use crate::host::{GuestLog, HostState, Source, clip};
+use crate::guest_text::{self, one_line};
+use crate::host::{GuestLog, HostState, Source};
 use crate::policy::{Grants, Limits};
 use crate::services::Services;
 
 /// The most data one host call may copy out of the guest (wasmtime's "hostcall fuel": list
 /// elements counted at their size in the host, strings by length); a call carrying more traps.
 /// A backstop under the per-call caps of [`Limits`], which the host checks once the data is
-/// copied (or, for `config.put` and `config.delete`, once it knows the list's length).
+/// copied (or, for `config.put` and `config.delete`, once it knows the list's length). Below
+/// it, a call copies no more than the run's memory budget has room for.
 const HOSTCALL_TRANSFER: usize = 128 << 20;
+
+/// The most WASI and HTTP objects (streams, pollables, files, header objects, requests, ...)
+/// one run may have alive at once: its resource table's capacity. Real guests hold a few dozen.
+const MAX_HOST_OBJECTS: usize = 256;
+/// The fewest a run gets however small its memory budget.
+const MIN_HOST_OBJECTS: usize = 16;
+/// The most a run's host objects may hold together, as a share of its memory budget.
+const HOST_OBJECTS_SHARE: usize = 16;
+/// What one resource-table entry that is not an HTTP header object holds at most, bounded.
+const HOST_OBJECT_BYTES: usize = 1 << 10;
+/// The most one wasi:http `fields` object may hold in the host (wasmtime-wasi-http counts its
+/// in-memory size, about twice the headers' size on the wire; proxies cap those at 8 KiB), and
+/// so the most any HTTP object holds (an outgoing body buffers two `BODY_CHUNK_BYTES` chunks).
+const HTTP_FIELDS_BYTES: usize = 32 << 10;
+
+/// What the host may hold for one run's objects: how many, and how large each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HostObjects {
+    count: usize,
+    each: usize,
+}
+
+impl HostObjects {
+    /// As many objects as fit in a sixteenth of `memory`, within [`MIN_HOST_OBJECTS`] and
+    /// [`MAX_HOST_OBJECTS`]; each as large as an HTTP header object when the run may reach
+    /// HTTP (without a grant it cannot make one: see the sandbox's stand-in for wasi:http).
+    fn for_run(memory: usize, http: bool) -> Self {
+        let each = HOST_OBJECT_BYTES + if http { HTTP_FIELDS_BYTES } else { 0 };
+        let count = (memory / HOST_OBJECTS_SHARE / each).clamp(MIN_HOST_OBJECTS, MAX_HOST_OBJECTS);
+        Self { count, each }
+    }
+
+    fn bytes(self) -> usize {
+        self.count * self.each
+    }
+}
 
 /// Who is calling, under which limits and grants, with which services.
 #[derive(Clone)]
@@ -54,6 +96,9 @@ pub enum RunFailure {
     Deadline(Duration),
     #[error("stopped: memory limit of {0} bytes reached")]
     Memory(usize),
+    /// The budget was reached by what the host would have held for the guest.
+    #[error("stopped: memory limit of {limit} bytes reached ({held})")]
+    HostMemory { limit: usize, held: String },
     #[error("stopped: stack overflow")]
     StackOverflow,
     #[error("trapped: {0}")]
@@ -70,7 +115,7 @@ impl RunFailure {
             Self::Guest(_) => "guest_error",
             Self::OutOfFuel(_) => "out_of_fuel",
             Self::Deadline(_) => "deadline",
-            Self::Memory(_) => "memory",
+            Self::Memory(_) | Self::HostMemory { .. } => "memory",
             Self::StackOverflow => "stack_overflow",
             Self::Trap(_) => "trap",
             Self::Setup(_) => "setup",
@@ -84,6 +129,9 @@ impl RunFailure {
 pub struct Metered<T> {
     pub result: Result<T, RunFailure>,
     pub fuel_used: u64,
+    /// A linear memory's growth was refused during the call, whatever the result: a guest that
+    /// catches the refusal and succeeds has still met its memory limit.
+    pub memory_refused: bool,
 }
 
 /// The data of one call's store.
@@ -92,7 +140,11 @@ pub(crate) struct RunState {
     http: WasiHttpCtx,
     http_hooks: HttpAllowList,
     table: ResourceTable,
-    pub(super) memory: MemoryCap,
+    host_objects: HostObjects,
+    /// The last copy out of the guest (a host call's arguments, an export's results) was capped
+    /// by the memory budget's room, below [`HOSTCALL_TRANSFER`]: running out of it is the
+    /// memory limit.
+    transfer_capped: bool,
     pub(crate) host: HostState,
     deadline: Instant,
     _staged_files: StagedFiles,
@@ -131,7 +183,7 @@ impl LoadedComponent {
             .call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
             .await
             .result?;
-        description.summary = guest_text(description.summary, &context.limits);
+        description.summary = guest_text::for_log(description.summary, &context.limits);
         Ok(description)
     }
 
@@ -152,9 +204,9 @@ impl LoadedComponent {
         let limits = &context.limits;
         Ok(match verdict {
             Ok(warnings) => {
-                Ok(warnings.into_iter().take(limits.log_lines).map(|warning| guest_text(warning, limits)).collect())
+                Ok(warnings.into_iter().take(limits.log_lines).map(|warning| guest_text::for_log(warning, limits)).collect())
             }
-            Err(refusal) => Err(guest_text(refusal, limits)),
+            Err(refusal) => Err(guest_text::for_log(refusal, limits)),
         })
     }
 
@@ -168,7 +220,7 @@ impl LoadedComponent {
     ) -> Metered<()> {
         // The export borrows its arguments for as long as the call runs: hand it owned copies.
         let (params, old_flag, new_flag) = (params.to_owned(), old_flag.map(str::to_owned), new_flag.to_owned());
-        let Metered { result, fuel_used } = self
+        let Metered { result, fuel_used, memory_refused } = self
             .call(context, move |guest, store| {
                 Box::pin(async move {
                     let exports = guest.trustgraph_bootstrap_initialiser();
@@ -177,8 +229,8 @@ impl LoadedComponent {
             })
             .await;
         let result = result
-            .and_then(|verdict| verdict.map_err(|message| RunFailure::Guest(guest_text(message, &context.limits))));
-        Metered { result, fuel_used }
+            .and_then(|verdict| verdict.map_err(|message| RunFailure::Guest(guest_text::for_log(message, &context.limits))));
+        Metered { result, fuel_used, memory_refused }
     }
 
     /// Instantiate in a fresh store and `invoke` one export, within the context's limits.
@@ -197,9 +249,9 @@ impl LoadedComponent {
         let _ticking = self.ticker.ticking();
         let mut store = match self.new_store(context) {
             Ok(store) => store,
-            Err(failure) => return Metered { result: Err(failure), fuel_used: 0 },
+            Err(failure) => return Metered { result: Err(failure), fuel_used: 0, memory_refused: false },
         };
-        let pre = &self.pre;
+        let pre = self.pre_for(&context.grants);
         let outcome = tokio::time::timeout(limits.timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             invoke(&instance, &mut store).await
@@ -213,7 +265,7 @@ impl LoadedComponent {
             Ok(Err(error)) => Err(classify(&error, &store, limits)),
             Err(_elapsed) => Err(RunFailure::Deadline(limits.timeout)),
         };
-        Metered { result, fuel_used }
+        Metered { result, fuel_used, memory_refused: store.data().host.memory.growth_refused() }
     }
 
     fn new_store(&self, context: &CallContext) -> Result<Store<RunState>, RunFailure> {
@@ -227,32 +279,58 @@ impl LoadedComponent {
             .allow_ip_name_lookup(false);
         let staged_files = files::stage(&context.grants.files, &mut wasi)
             .map_err(|e| RunFailure::Setup(format!("cannot stage granted files: {e}")))?;
+        let host_objects = HostObjects::for_run(limits.memory, !context.grants.http.is_empty());
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(host_objects.count);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HTTP_FIELDS_BYTES);
+        // Set aside: the objects, and a line buffer each for stdout and stderr.
+        let reserved = host_objects.bytes() + 2 * limits.log_line_size;
 
         let state = RunState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http,
             // `describe` and `validate` (no services) reach no HTTP origin either, whatever the
             // grants: start-up and `bootstrap-wasm check` send nothing anywhere.
             http_hooks: HttpAllowList::new(
                 context.initialiser.clone(),
                 if context.services.is_some() { context.grants.clone() } else { Arc::new(Grants::default()) },
             ),
-            table: ResourceTable::new(),
-            memory: MemoryCap::new(limits.memory),
+            table,
+            host_objects,
+            transfer_capped: false,
             host: HostState::new(
                 context.initialiser.clone(),
                 context.grants.clone(),
                 context.services.clone(),
                 limits,
                 log,
+                RunMemory::new(limits.memory, reserved),
             ),
             deadline: Instant::now() + limits.timeout,
             _staged_files: staged_files,
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.memory);
+        store.limiter(|state| &mut state.host.memory);
         store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
         store.set_hostcall_fuel(HOSTCALL_TRANSFER);
+        // Whenever the host is about to copy out of the guest (a host call's arguments, an
+        // export's results), copy no more than the budget has room for; once a host call
+        // returns, release its result (now in the guest's memory), or end the run if the host
+        // was refused something on its behalf.
+        store.call_hook(|mut store, hook| {
+            if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromWasm) {
+                let room = store.data().host.memory.transfer_room(HOSTCALL_TRANSFER);
+                store.data_mut().transfer_capped = room < HOSTCALL_TRANSFER;
+                store.set_hostcall_fuel(room);
+            }
+            let memory = &mut store.data_mut().host.memory;
+            match hook {
+                CallHook::CallingHost => memory.host_call(true).map_err(wasmtime::Error::new),
+                CallHook::ReturningFromHost => memory.host_call(false).map_err(wasmtime::Error::new),
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => Ok(()),
+            }
+        });
         // Check the clock at every epoch tick and yield to the executor, so a spinning guest
         // neither outlives its deadline nor starves other tasks.
         store.set_epoch_deadline(1);
@@ -267,14 +345,6 @@ impl LoadedComponent {
     }
 }
 
-/// Text the guest wrote that the runtime will log or print, cut to the run's line size.
-fn guest_text(text: String, limits: &Limits) -> String {
-    match clip(&text, limits.log_line_size, 0) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(clipped) => clipped,
-    }
-}
-
 /// Which limit or fault ended a call.
 fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) -> RunFailure {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
@@ -283,14 +353,30 @@ fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) ->
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return RunFailure::Setup(full.to_string());
     }
+    let state = store.data();
+    let host_memory = |held: String| RunFailure::HostMemory { limit: limits.memory, held };
+    if let Some(not_granted) = error.downcast_ref::<super::HttpNotGranted>() {
+        return RunFailure::Trap(not_granted.to_string());
+    }
+    if let Some(OverBudget(what)) = error.downcast_ref::<OverBudget>() {
+        return host_memory((*what).to_owned());
+    }
+    if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+        let HostObjects { count, each } = state.host_objects;
+        return host_memory(format!("more than {count} WASI and HTTP objects at once, of up to {each} bytes each"));
+    }
+    // wasmtime's own words when a host call's arguments exceed its "hostcall fuel".
+    if state.transfer_capped && error_chain(error).contains("too much data is being copied") {
+        return host_memory("data copied out of the guest".to_owned());
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => RunFailure::OutOfFuel(limits.fuel),
         Some(Trap::StackOverflow) => RunFailure::StackOverflow,
         // A guest whose allocation was refused usually aborts (an `unreachable` trap): report
         // the cause, not the symptom.
-        _ if store.data().memory.was_hit() => RunFailure::Memory(limits.memory),
+        _ if state.host.memory.growth_refused() => RunFailure::Memory(limits.memory),
         // The trap itself, without the wasm backtrace wasmtime attaches as context.
         Some(trap) => RunFailure::Trap(trap.to_string()),
-        None => RunFailure::Trap(error_chain(error)),
+        None => RunFailure::Trap(one_line(&error_chain(error)).into_owned()),
     }
 }

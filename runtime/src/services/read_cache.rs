@@ -15,6 +15,10 @@
 //! - [`WakeReadCache::begin_wake`] empties the cache: what other writers (TrustGraph itself, an
 //!   operator) changed between wakes is seen by the next wake.
 //!
+//! What the cache keeps is bounded ([`KEPT_BYTES`]): an answer that would take it past the
+//! bound is handed to whoever asked for it and not kept, so a tenant that reads a large
+//! workspace pays for the copy in its own run's memory budget and leaves nothing behind.
+//!
 //! Within a wake the runtime is taken to be the only writer of what its initialisers read; a
 //! change made by someone else during a wake is seen on the next one. It also counts the
 //! requests that reach the services, which the wake reports.
@@ -22,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -34,26 +38,40 @@ const CONFIG_READS: [&str; 4] = ["get", "list", "getvalues", "config"];
 /// flow-svc operations that only read; every other one may write config in its workspace.
 const FLOW_READS: [&str; 4] = ["list-blueprints", "get-blueprint", "list-flows", "get-flow"];
 
+/// The most the cache keeps of one wake's answers, in bytes of their text. Thousands of
+/// tenants' answers, and a large `__template__`, fit; a tenant's giant workspace does not.
+pub const KEPT_BYTES: usize = 32 << 20;
+
 /// One read's answer, once it has one; those asking meanwhile wait for it.
 type Answer = Arc<OnceCell<ConfigResponse>>;
+
+/// A read asked this wake, its answer, and what keeping the answer costs.
+struct Cached {
+    request: ConfigRequest,
+    answer: Answer,
+    bytes: usize,
+}
 
 /// The services, with reads remembered for the length of one wake.
 pub struct WakeReadCache {
     inner: Arc<dyn Services>,
     /// Answers by workspace, then by request.
-    answers: Mutex<HashMap<String, Vec<(ConfigRequest, Answer)>>>,
+    answers: Mutex<HashMap<String, Vec<Cached>>>,
+    /// The bytes of the answers kept.
+    kept: AtomicUsize,
     /// Requests that reached the services since the wake began.
     sent: AtomicU64,
 }
 
 impl WakeReadCache {
     pub fn new(inner: Arc<dyn Services>) -> Self {
-        Self { inner, answers: Mutex::new(HashMap::new()), sent: AtomicU64::new(0) }
+        Self { inner, answers: Mutex::new(HashMap::new()), kept: AtomicUsize::new(0), sent: AtomicU64::new(0) }
     }
 
     /// Forget every answer and restart the request count: a new wake reads afresh.
     pub fn begin_wake(&self) {
         self.answers().clear();
+        self.kept.store(0, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
     }
 
@@ -62,7 +80,7 @@ impl WakeReadCache {
         self.sent.load(Ordering::Relaxed)
     }
 
-    fn answers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(ConfigRequest, Answer)>>> {
+    fn answers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Cached>>> {
         // A panic while holding the lock cannot leave the map inconsistent; carry on with it.
         self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -71,18 +89,40 @@ impl WakeReadCache {
     fn answer_for(&self, request: &ConfigRequest) -> Answer {
         let mut answers = self.answers();
         let in_workspace = answers.entry(request.workspace.clone()).or_default();
-        match in_workspace.iter().find(|(asked, _)| asked == request) {
-            Some((_, answer)) => answer.clone(),
+        match in_workspace.iter().find(|cached| cached.request == *request) {
+            Some(cached) => cached.answer.clone(),
             None => {
                 let answer = Answer::default();
-                in_workspace.push((request.clone(), answer.clone()));
+                in_workspace.push(Cached { request: request.clone(), answer: answer.clone(), bytes: 0 });
                 answer
             }
         }
     }
 
+    /// Count `bytes` against [`KEPT_BYTES`]; `false` (and nothing counted) past it.
+    fn make_room(&self, bytes: usize) -> bool {
+        self.kept
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| {
+                kept.checked_add(bytes).filter(|total| *total <= KEPT_BYTES)
+            })
+            .is_ok()
+    }
+
+    /// Record what keeping `answer` costs, or drop it if it did not fit.
+    fn settle(&self, request: &ConfigRequest, answer: &Answer, kept: Option<usize>) {
+        let mut answers = self.answers();
+        let Some(in_workspace) = answers.get_mut(&request.workspace) else { return };
+        let Some(at) = in_workspace.iter().position(|cached| Arc::ptr_eq(&cached.answer, answer)) else { return };
+        match kept {
+            Some(bytes) => in_workspace[at].bytes = bytes,
+            None => drop(in_workspace.swap_remove(at)),
+        }
+    }
+
     fn forget_workspace(&self, workspace: &str) {
-        self.answers().remove(workspace);
+        let forgotten = self.answers().remove(workspace).unwrap_or_default();
+        let bytes: usize = forgotten.iter().map(|cached| cached.bytes).sum();
+        let _ = self.kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| Some(kept.saturating_sub(bytes)));
     }
 }
 
@@ -96,11 +136,24 @@ impl Services for WakeReadCache {
         }
         // An error leaves the answer empty: whoever waits, or asks next, sends the read again.
         let answer = self.answer_for(&request);
-        let read = answer.get_or_try_init(|| {
+        let mut settled = None;
+        let read = answer.get_or_try_init(|| async {
             self.sent.fetch_add(1, Ordering::Relaxed);
-            self.inner.config(request)
+            let response = self.inner.config(request.clone()).await?;
+            let bytes = answer_bytes(&response);
+            settled = Some(self.make_room(bytes).then_some(bytes));
+            Ok(response)
         });
-        read.await.cloned()
+        read.await?;
+        if let Some(kept) = settled {
+            self.settle(&request, &answer, kept);
+        }
+        // An answer not kept, that nobody else waits for, is handed over rather than copied.
+        let answer = match Arc::try_unwrap(answer) {
+            Ok(cell) => cell.into_inner(),
+            Err(shared) => shared.get().cloned(),
+        };
+        Ok(answer.expect("the read above set it"))
     }
 
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
@@ -110,6 +163,18 @@ impl Services for WakeReadCache {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.inner.flow(request).await
     }
+}
+
+/// The bytes of an answer's text, about what keeping it costs.
+fn answer_bytes(response: &ConfigResponse) -> usize {
+    let values: usize = response.values.iter().map(|v| v.kind.len() + v.key.len() + v.value.as_ref().map_or(0, String::len)).sum();
+    let directory: usize = response.directory.iter().map(String::len).sum();
+    let config: usize = response
+        .config
+        .iter()
+        .map(|(kind, entries)| kind.len() + entries.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>())
+        .sum();
+    values + directory + config
 }
 
 #[cfg(test)]
@@ -219,6 +284,23 @@ mod tests {
         async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
             self.store.flow(request).await
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_bound_is_handed_over_and_not_kept() {
+        let (_dir, cache) = cache();
+        let config = ConfigClient(&cache);
+        let big = "x".repeat(1 << 20);
+        let entries = (0..KEPT_BYTES >> 20).map(|i| entry("t", &format!("k{i}"), &big)).collect();
+        config.put("big", entries).await.unwrap();
+        config.put("small", vec![entry("t", "k", "v")]).await.unwrap();
+        cache.begin_wake();
+        for _ in 0..2 {
+            assert_eq!(config.workspace("big").await.unwrap()["t"].len(), KEPT_BYTES >> 20);
+            config.workspace("small").await.unwrap();
+        }
+        assert_eq!(cache.requests_sent(), 3, "the big workspace read twice, the small one once");
+        assert!(cache.kept.load(Ordering::Relaxed) < 1024);
     }
 
     #[tokio::test]

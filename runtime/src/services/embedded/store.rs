@@ -23,6 +23,9 @@ use super::group_commit::{DEFAULT_SYNC_WINDOW, GroupCommit};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+/// The most of the store's pages redb keeps in memory (docs/operations.md, "Memory").
+pub const STORE_CACHE_BYTES: usize = 16 << 20;
+
 /// `(workspace, type, key)`. redb orders tuple keys element by element and `&str` by bytes, so a
 /// range scan from `(ws, type, "")` walks one type's keys in sorted order.
 type EntryKey = (&'static str, &'static str, &'static str);
@@ -109,6 +112,9 @@ impl ConfigStore {
             // Without it redb trusts a file that claims a clean shutdown and may panic on one
             // damaged outside redb; the check is cheap at config-store sizes.
             .set_check_integrity_on_open(true)
+            // The pages it keeps in memory: redb's default (1 GiB) would let the runtime grow
+            // with every large workspace a tenant reads; a config store's hot set is small.
+            .set_cache_size(STORE_CACHE_BYTES)
             .create(path)
             .map_err(|err| open_error(path, err))?;
         // Also for a file made elsewhere: a redb file whose tables have other types is refused
