@@ -8,28 +8,15 @@
 
 mod support;
 
-use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
+use support::listener::{untouched_listener, was_connected};
 use support::pulsar_admin::PulsarAdmin;
-use support::{Scratch, entry, logged, stored_flags};
-
-/// An entry running the hostile component as `name`, misbehaving as `params` say.
-fn hostile(name: &str, params: Value) -> Value {
-    entry(name, "hostile", params)
-}
-
-/// The well-behaved probe, allowed to record its runs in workspace `probed`.
-fn probe() -> Value {
-    let mut probe = entry("probe", "probe", json!({"workspace": "probed"}));
-    probe["grants"] = json!({"config": {"write": ["probed"]}});
-    probe
-}
+use support::{Scratch, entry, hostile, logged, probe, stored_flags};
 
 /// The most memory the runtime may take while a hostile guest runs: a sanity bound, far above
 /// what it needs (about 100 MiB with a 32 MiB guest), far below what an unbounded copy of a
@@ -409,24 +396,6 @@ fn host_calls_stop_at_their_limit() {
     assert!(refused(&log, "chatterer", "config.put", "host_calls", message), "{log}");
     assert!(logged(&log, "chatterer", &["failed: put 100 values of 1 bytes, then: invalid request"]), "{log}");
     assert_eq!(looped_values(&dump).len(), 100);
-}
-
-/// A TCP listener on a free loopback port that never accepts, so the test can tell afterwards
-/// whether anything connected.
-fn untouched_listener() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, port)
-}
-
-/// Whether a connection to `listener` ever completed (it stays queued until accepted).
-fn was_connected(listener: &TcpListener) -> bool {
-    match listener.accept() {
-        Ok(_) => true,
-        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-        Err(e) => panic!("accept failed: {e}"),
-    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod listener;
 pub mod peer;
 pub mod pulsar;
 pub mod pulsar_admin;

@@ -26,13 +26,48 @@
 //! - `read-system`: reads `__system__` with `config.get`, `get-values` and `get-workspace`;
 //!   fails either way, saying what it read or why it could not;
 //! - `connect`: opens a TCP connection to `address` (`host:port`); fails either way;
-//! - `http-get`: sends a GET to each of `urls`, logging each outcome; fails if any failed.
+//! - `http-get`: sends a GET to each of `urls`, logging each outcome; fails if any failed;
 //! - `remember`: looks for what an earlier call left in its memory: a counter in its data
 //!   segment that every call changes, and heap pages that every call scribbles on. Fails
-//!   saying what it found if any was left, succeeds otherwise.
+//!   saying what it found if any was left, succeeds otherwise;
+//! - `host-calls`: calls `config.get` and `config.put` on `workspace` (default `acme`),
+//!   `flow.list-blueprints` and `flow.put-blueprint` on it, `log`, and sends a GET to each of
+//!   `urls`; reports each outcome (in `run`, as its failure);
+//! - `huge-text`: a text of about `bytes` bytes (default 100 MiB) of lines with control
+//!   characters, each starting `FORGED`: as its summary (`describe`), its refusal (`validate`)
+//!   or its failure (`run`);
+//! - `huge-warnings`: `validate` returns `lines` (default 4) warnings of `bytes` bytes
+//!   (default 25 MiB) each; `run` succeeds. Needs `during: validate`;
+//! - `workspace-tricks`: for each of `workspaces`, writes its flag at `type` / `key` there and
+//!   reads the whole workspace; fails either way, saying which went through;
+//! - `separators`: writes one entry per `[type, key]` of `entries` to `workspace` in one put,
+//!   each valued with its own `[type, key]` as JSON, and reads them back every way there is
+//!   (`get`, `list-keys`, `get-values`, `get-workspace`); then deletes the `[type, key]`s of
+//!   `delete` and reads back again. Succeeds only if every read found exactly what was
+//!   written (the deleted ones gone, the others intact), fails listing the differences;
+//! - `flow-start`: puts blueprint `key` (`{"blueprint": {}, "flow": {}}`) in `workspace` and
+//!   starts flow `key` from it;
+//! - `flow-calls`: calls every `flow` function on each of `workspaces`, aimed at blueprint and
+//!   flow `key` (a put that would change the blueprint, a start of flow `<key>-hijack`, a stop
+//!   and a delete); fails either way, saying how many calls went through;
+//! - `network`: tries, through Rust's `std::net` and through raw `wasi:sockets` each, to send
+//!   a UDP datagram to `address` (or bind a UDP socket), to listen on TCP at `listen`, and to
+//!   resolve `host`. Anything that works is held for two seconds (so a test can try to reach
+//!   it); fails either way, saying what went through.
 //!
-//! `key` defaults to `hostile`; `lines` to 1,000,000 (`many-keys`) or 100,000; `bytes` to 2 MiB
-//! (`giant-put`) or 10,000.
+//! `describe` gets no params: when one of its preopened directories (there are some only if
+//! the entry was granted files) holds a file `describe-mode`, it reads its params from there
+//! (JSON, as in the init file) and misbehaves as their `mode` says: `spin`, `panic`, `memory`,
+//! `host-calls` (then panics with the outcomes) or `huge-text`. Otherwise it describes itself
+//! plainly.
+//!
+//! `during: validate` moves `spin`, `panic`, `memory`, `host-calls` and `huge-text` from `run`
+//! into `validate` (`host-calls` then refuses the params with the outcomes); `run` then
+//! succeeds.
+//!
+//! `key` defaults to `hostile` and `type` to `hostile`; `lines` to 1,000,000 (`many-keys`), 4
+//! (`huge-warnings`) or 100,000; `bytes` to 2 MiB (`giant-put`), 100 MiB (`huge-text`), 25 MiB
+//! (`huge-warnings`) or 10,000.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -43,7 +78,13 @@ use bootstrap_guest::config::ConfigEntry;
 use bootstrap_guest::{
     Description, Error, HostError, Initialiser, Parameters, Params, ParamsError,
 };
-use bootstrap_guest::{bail, config, export_initialiser, http, info, log};
+use bootstrap_guest::{bail, config, export_initialiser, flow, http, info, log};
+
+mod network;
+mod tricks;
+
+/// The smallest blueprint flow-svc starts a flow from.
+const BLUEPRINT: &str = r#"{"blueprint": {}, "flow": {}}"#;
 use serde::Deserialize;
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
@@ -68,6 +109,23 @@ enum Mode {
     Connect,
     HttpGet,
     Remember,
+    HostCalls,
+    HugeText,
+    HugeWarnings,
+    WorkspaceTricks,
+    Separators,
+    FlowStart,
+    FlowCalls,
+    Network,
+}
+
+/// Which call a mode misbehaves in (`describe` reads its own mode from a file).
+#[derive(Deserialize, Clone, Copy, PartialEq, Default)]
+#[serde(rename_all = "kebab-case")]
+enum Stage {
+    #[default]
+    Run,
+    Validate,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +140,18 @@ struct Settings {
     address: Option<String>,
     #[serde(default)]
     urls: Vec<String>,
+    #[serde(default)]
+    during: Stage,
+    #[serde(default)]
+    workspaces: Vec<String>,
+    #[serde(default = "default_key", rename = "type")]
+    config_type: String,
+    #[serde(default)]
+    entries: Vec<(String, String)>,
+    #[serde(default)]
+    delete: Vec<(String, String)>,
+    listen: Option<String>,
+    host: Option<String>,
 }
 
 fn default_key() -> String {
@@ -95,17 +165,38 @@ impl Parameters for Settings {
                 "path",
                 "required by read-file and write-file",
             )),
-            Mode::WriteOther | Mode::GiantPut | Mode::ManyKeys | Mode::PutLoop
+            Mode::WriteOther
+            | Mode::GiantPut
+            | Mode::ManyKeys
+            | Mode::PutLoop
+            | Mode::Separators
+            | Mode::FlowStart
                 if self.workspace.is_none() =>
             {
                 Err(ParamsError::new(
                     "workspace",
-                    "required by write-other, giant-put, many-keys and put-loop",
+                    "required by write-other, giant-put, many-keys, put-loop, separators \
+                     and flow-start",
                 ))
             }
             Mode::Connect if self.address.is_none() => {
                 Err(ParamsError::new("address", "required by connect"))
             }
+            Mode::Network => {
+                let needed = [
+                    ("address", &self.address),
+                    ("listen", &self.listen),
+                    ("host", &self.host),
+                ];
+                match needed.iter().find(|(_, value)| value.is_none()) {
+                    Some((name, _)) => Err(ParamsError::new(*name, "required by network")),
+                    None => Ok(()),
+                }
+            }
+            Mode::HugeWarnings if self.during != Stage::Validate => Err(ParamsError::new(
+                "during",
+                "huge-warnings happens in validate only",
+            )),
             _ => Ok(()),
         }
     }
@@ -115,15 +206,49 @@ struct Hostile;
 
 impl Initialiser for Hostile {
     fn describe() -> Description {
-        Description::new("Test guest that misbehaves as its `mode` param says")
+        let plain = Description::new("Test guest that misbehaves as its `mode` param says");
+        let Some(settings) = describe_settings() else {
+            return plain;
+        };
+        match settings.mode {
+            Mode::Spin => spin(),
+            Mode::Panic => panic!("deliberate panic in describe"),
+            Mode::Memory => hoard_memory(),
+            Mode::HostCalls => panic!("describe made host calls: {}", host_calls(&settings)),
+            Mode::HugeText => Description::new(huge_text(settings.bytes.unwrap_or(HUGE))),
+            _ => plain,
+        }
     }
 
     fn validate(params: &Params) -> Result<Vec<String>, String> {
-        params.validate_as::<Settings>()
+        let warnings = params.validate_as::<Settings>()?;
+        let settings: Settings = params.read().map_err(|error| error.to_string())?;
+        if settings.during != Stage::Validate {
+            return Ok(warnings);
+        }
+        match settings.mode {
+            Mode::Spin => spin(),
+            Mode::Panic => panic!("deliberate panic in validate"),
+            Mode::Memory => hoard_memory(),
+            Mode::HostCalls => Err(format!(
+                "validate made host calls: {}",
+                host_calls(&settings)
+            )),
+            Mode::HugeText => Err(huge_text(settings.bytes.unwrap_or(HUGE))),
+            Mode::HugeWarnings => {
+                let warning = huge_text(settings.bytes.unwrap_or(25 << 20));
+                Ok(vec![warning; settings.lines.unwrap_or(4)])
+            }
+            _ => Ok(warnings),
+        }
     }
 
     fn run(params: &Params, _old_flag: Option<&str>, new_flag: &str) -> Result<(), Error> {
         let settings: Settings = params.read()?;
+        if settings.during == Stage::Validate {
+            // The misbehaviour happened in validate (or start-up stopped there).
+            return Ok(());
+        }
         match settings.mode {
             Mode::Spin => spin(),
             Mode::SpinHost => loop {
@@ -193,8 +318,82 @@ impl Initialiser for Hostile {
             }
             Mode::HttpGet => http_get(&settings.urls),
             Mode::Remember => remember(),
+            Mode::HostCalls => bail!("{}", host_calls(&settings)),
+            Mode::HugeText => bail!("{}", huge_text(settings.bytes.unwrap_or(HUGE))),
+            Mode::HugeWarnings => Ok(()),
+            Mode::WorkspaceTricks => tricks::workspace_tricks(&settings, new_flag),
+            Mode::Separators => tricks::separators(&settings),
+            Mode::FlowStart => tricks::flow_start(&settings),
+            Mode::FlowCalls => tricks::flow_calls(&settings),
+            Mode::Network => network::network(&settings),
         }
     }
+}
+
+/// The default size of `huge-text`: far more than any log line or message should carry.
+const HUGE: usize = 100 << 20;
+
+/// The params `describe` acts on: those in a file `describe-mode` in one of its preopened
+/// directories, if there is one. `describe` gets no params, and the only way in from the
+/// init file is a granted file; its directory is preopened at its own path, which the guest
+/// cannot know, so every preopen is looked in.
+fn describe_settings() -> Option<Settings> {
+    wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(_, dir)| std::fs::read_to_string(Path::new(&dir).join("describe-mode")).ok())
+        .map(|text| {
+            let params = Params::from_json(&text).expect("describe-mode is not JSON params");
+            params
+                .read()
+                .unwrap_or_else(|error| panic!("describe-mode: {error}"))
+        })
+}
+
+/// Lines of about `bytes` bytes in all, each with a newline, a terminal escape and a
+/// bidirectional override that must not reach the operator's terminal or log as they are.
+fn huge_text(bytes: usize) -> String {
+    const LINE: &str = "FORGED line\u{1b}[2J\u{202e}\r\n";
+    LINE.repeat(bytes / LINE.len() + 1)
+}
+
+/// The outcome of a host call, for a report: `went through`, or the host's refusal.
+fn outcome<T>(result: Result<T, HostError>) -> String {
+    match result {
+        Ok(_) => "went through".into(),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// One call of each kind (config, flow, log, HTTP), each outcome reported on one line.
+fn host_calls(settings: &Settings) -> String {
+    let workspace = settings.workspace.as_deref().unwrap_or("acme");
+    let key = &settings.key;
+    let forged = ConfigEntry::new("hostile", key, "\"forged\"");
+    let mut outcomes = vec![
+        format!(
+            "config.get: {}",
+            outcome(config::get(workspace, "hostile", key))
+        ),
+        format!("config.put: {}", outcome(config::put(workspace, &[forged]))),
+        format!(
+            "flow.list-blueprints: {}",
+            outcome(flow::list_blueprints(workspace))
+        ),
+        format!(
+            "flow.put-blueprint: {}",
+            outcome(flow::put_blueprint(workspace, key, BLUEPRINT))
+        ),
+    ];
+    log::info("host-calls: a log call");
+    outcomes.push("log: sent".into());
+    for url in &settings.urls {
+        let seen = match http::get(url, Duration::from_secs(5)) {
+            Ok(response) => format!("{} {}", response.status, response.text()),
+            Err(error) => error.to_string(),
+        };
+        outcomes.push(format!("GET {url}: {seen}"));
+    }
+    outcomes.join("; ")
 }
 
 fn flood_log(lines: usize, bytes: usize) -> Result<(), Error> {
