@@ -163,10 +163,13 @@ fn assert_nothing_forged(text: &str) {
 #[test]
 fn no_guest_text_can_forge_a_log_line_or_carry_raw_control_characters() {
     let scratch = Scratch::new();
-    let init = scratch.init_file(&[entry("forger", "forger", json!({})), probe_in("probe", "probed")]);
-    let output = scratch.run_once(&init);
+    let mut forger = entry("forger", "forger", json!({}));
+    forger["limits"] = json!({"memory": LIMIT});
+    let init = scratch.init_file(&[forger, probe_in("probe", "probed")]);
+    let (output, peak_rss_kib) = scratch.run_once_measured(&init);
     let log = support::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(peak_rss_kib < LIMIT_KIB + OVERHEAD_KIB, "peaked at {peak_rss_kib} KiB:\n{log}");
     assert_nothing_forged(&log);
     for line in log.lines().filter(|line| line.contains("FORGED")) {
         assert!(line.contains("forger"), "forged text outside the forger's lines: {line:?}");
@@ -238,10 +241,12 @@ fn a_memory_refusal_the_guest_swallows_is_logged() {
     let scratch = Scratch::new();
     let mut swallower = entry("swallower", "greedy", json!({"mode": "memory-then-ok"}));
     swallower["limits"] = json!({"memory": "32MiB"});
-    let output = scratch.run_once(&scratch.init_file(&[swallower]));
+    let (output, peak_rss_kib) = scratch.run_once_measured(&scratch.init_file(&[swallower, probe_in("probe", "probed")]));
     let log = support::stderr(&output);
     // It succeeded, and is stored as done, as the guest said; but the operator is told.
     assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(peak_rss_kib < (32 << 10) + OVERHEAD_KIB, "peaked at {peak_rss_kib} KiB:\n{log}");
+    assert_eq!(stored_flags(&scratch.dump()), json!({"probe": "\"v1\"", "swallower": "\"v1\""}));
     assert!(
         logged(&log, "swallower", &["reached its memory limit of 33554432 bytes", "the guest carried on and succeeded"]),
         "{log}"

@@ -53,6 +53,14 @@ const HOST_OBJECT_BYTES: usize = 1 << 10;
 /// so the most any HTTP object holds (an outgoing body buffers two `BODY_CHUNK_BYTES` chunks).
 const HTTP_FIELDS_BYTES: usize = 32 << 10;
 
+/// The most random bytes one call may ask for (wasmtime-wasi's default is 64 MiB, made in the
+/// host before the guest gets them); seeds and keys take a few hundred.
+const RANDOM_BYTES: usize = 1 << 20;
+/// The most component-model handles one run may have alive at once (wasmtime's default is
+/// 100,000), and what one costs the host, set aside with the rest.
+const COMPONENT_HANDLES: usize = 10_000;
+const COMPONENT_HANDLE_BYTES: usize = 64;
+
 /// What the host may hold for one run's objects: how many, and how large each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HostObjects {
@@ -276,7 +284,8 @@ impl LoadedComponent {
             .stderr(GuestOutput::new(Source::Stderr, log.clone()))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(RANDOM_BYTES as u64);
         let staged_files = files::stage(&context.grants.files, &mut wasi)
             .map_err(|e| RunFailure::Setup(format!("cannot stage granted files: {e}")))?;
         let host_objects = HostObjects::for_run(limits.memory, !context.grants.http.is_empty());
@@ -284,8 +293,12 @@ impl LoadedComponent {
         table.set_max_capacity(host_objects.count);
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(HTTP_FIELDS_BYTES);
-        // Set aside: the objects, and a line buffer each for stdout and stderr.
-        let reserved = host_objects.bytes() + 2 * limits.log_line_size;
+        // Set aside: the objects and handles, one call's random bytes, and a line buffer each
+        // for stdout and stderr.
+        let reserved = host_objects.bytes()
+            + COMPONENT_HANDLES * COMPONENT_HANDLE_BYTES
+            + RANDOM_BYTES
+            + 2 * limits.log_line_size;
 
         let state = RunState {
             wasi: wasi.build(),
@@ -314,6 +327,7 @@ impl LoadedComponent {
         store.limiter(|state| &mut state.host.memory);
         store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
         store.set_hostcall_fuel(HOSTCALL_TRANSFER);
+        store.set_max_component_handles(COMPONENT_HANDLES);
         // Whenever the host is about to copy out of the guest (a host call's arguments, an
         // export's results), copy no more than the budget has room for; once a host call
         // returns, release its result (now in the guest's memory), or end the run if the host
