@@ -39,10 +39,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", repo.join(watched).display());
     }
     println!("cargo:rerun-if-changed=src/sandbox/compiler_settings.rs");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"))
-        .join("guests");
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo.join("target")).join("guests");
 
     build_guests(&repo.join("initialisers/Cargo.toml"), &target_dir);
 
@@ -73,7 +71,9 @@ fn precompiling_engine() -> Option<wasmtime::Engine> {
     match config.target(&target).and_then(|config| wasmtime::Engine::new(config)) {
         Ok(engine) => Some(engine),
         Err(e) => {
-            println!("cargo:warning=cannot precompile the core initialisers for {target}, they will compile at start-up: {e:#}");
+            println!(
+                "cargo:warning=cannot precompile the core initialisers for {target}, they will compile at start-up: {e:#}"
+            );
             None
         }
     }
@@ -88,7 +88,9 @@ fn build_guests(manifest: &Path, target_dir: &Path) {
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's flags are for the host; the guests must not inherit them.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
+    {
         command.env_remove(var);
     }
     let status = command.status().expect("cannot run cargo to build the core initialisers");

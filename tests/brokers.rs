@@ -126,7 +126,11 @@ async fn converges_and_then_only_skips(broker: Broker) {
 async fn reads_upstream_state_as_converged(broker: Broker) {
     let scratch = Scratch::new();
     let (_peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
-    let flags = [("init-state", "template-seed", "\"v1\""), ("init-state", "workspace-init", "\"v1\""), ("init-state", "default-flow-start", "\"v1\"")];
+    let flags = [
+        ("init-state", "template-seed", "\"v1\""),
+        ("init-state", "workspace-init", "\"v1\""),
+        ("init-state", "default-flow-start", "\"v1\""),
+    ];
     store.store().put_many("__system__", flags).unwrap();
 
     let output = run_once(&broker, &examples_init(), &[]).await;
@@ -138,7 +142,8 @@ async fn reads_upstream_state_as_converged(broker: Broker) {
 async fn without_services_the_gate_stays_closed(broker: Broker) {
     // The broker is up, but nobody serves config-svc.
     let scratch = Scratch::new();
-    let mut loop_ = reconciler(&scratch.init_file(&[probe("probe")]), broker.services(Duration::from_millis(500))).await;
+    let mut loop_ =
+        reconciler(&scratch.init_file(&[probe("probe")]), broker.services(Duration::from_millis(500))).await;
     let report = loop_.wake().await;
     assert!(!report.gate_open);
     assert_eq!(report.outcomes[0].1, Outcome::Waiting);
@@ -152,7 +157,8 @@ async fn without_services_the_gate_stays_closed(broker: Broker) {
 async fn survives_the_broker_going_away_mid_cycle(mut broker: Broker) {
     let scratch = Scratch::new();
     // A slow peer, so that the broker goes away while the wake is under way.
-    let (_peer, store) = peer(&broker, &scratch, Behaviour { delay: Duration::from_millis(100), ..Default::default() }).await;
+    let (_peer, store) =
+        peer(&broker, &scratch, Behaviour { delay: Duration::from_millis(100), ..Default::default() }).await;
     let names: Vec<String> = (0..6).map(|i| format!("probe-{i}")).collect();
     let entries: Vec<Value> = names.iter().map(|name| probe(name)).collect();
     let mut loop_ = reconciler(&scratch.init_file(&entries), broker.services(Duration::from_secs(2))).await;
@@ -210,7 +216,10 @@ async fn ignores_other_clients_answers_and_malformed_json(broker: Broker) {
 async fn status_shows_configured_and_stored_flags(broker: Broker) {
     let scratch = Scratch::new();
     let (_peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
-    store.store().put_many("__system__", [("init-state", "template-seed", "\"v1\""), ("init-state", "workspace-init", "\"v0\"")]).unwrap();
+    store
+        .store()
+        .put_many("__system__", [("init-state", "template-seed", "\"v1\""), ("init-state", "workspace-init", "\"v0\"")])
+        .unwrap();
     let mut command = bin();
     command.arg("status").arg("-c").arg(examples_init()).args(broker.args());
     let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();

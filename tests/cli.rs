@@ -98,13 +98,22 @@ fn duplicate_names_are_refused() {
 
 #[test]
 fn unknown_classes_and_builtins_are_refused() {
-    refused_yaml("initialisers:\n  - {name: a, flag: v1, class: acme.Init}\n", &["field 'class': unknown class 'acme.Init'"]);
-    refused_yaml("initialisers:\n  - {name: a, flag: v1, builtin: seeder}\n", &["field 'builtin': unknown builtin 'seeder'"]);
+    refused_yaml(
+        "initialisers:\n  - {name: a, flag: v1, class: acme.Init}\n",
+        &["field 'class': unknown class 'acme.Init'"],
+    );
+    refused_yaml(
+        "initialisers:\n  - {name: a, flag: v1, builtin: seeder}\n",
+        &["field 'builtin': unknown builtin 'seeder'"],
+    );
 }
 
 #[test]
 fn missing_unreadable_and_foreign_components_are_refused() {
-    refused_yaml("initialisers:\n  - {name: a, flag: v1, component: gone.wasm}\n", &["field 'component': cannot read", "gone.wasm"]);
+    refused_yaml(
+        "initialisers:\n  - {name: a, flag: v1, component: gone.wasm}\n",
+        &["field 'component': cannot read", "gone.wasm"],
+    );
     refused_yaml("initialisers:\n  - {name: a, flag: v1, component: .}\n", &["field 'component': cannot read"]);
 
     let scratch = Scratch::new();
@@ -345,7 +354,10 @@ fn under_an_address_space_limit_instances_are_mapped_per_call_and_it_still_conve
     let init = support::repo().join("examples/init.yaml");
     let runtime = scratch.once_command(&init);
     let mut limited = std::process::Command::new("sh");
-    limited.args(["-c", "ulimit -v 16777216 && exec \"$0\" \"$@\""]).arg(runtime.get_program()).args(runtime.get_args());
+    limited
+        .args(["-c", "ulimit -v 16777216 && exec \"$0\" \"$@\""])
+        .arg(runtime.get_program())
+        .args(runtime.get_args());
     let output = limited.output().unwrap();
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{log}");

@@ -148,7 +148,15 @@ fn sigkill_at_random_moments_never_leaves_a_flag_without_its_work_and_restarts_c
 }
 
 /// `trials` runs killed at random moments with `--state-sync sync`, each checked and restarted.
-fn kill_trials(scratch: &Scratch, init: &Path, cache: &Path, reference: &Value, sync: &str, trials: usize, rng: &mut Rng) {
+fn kill_trials(
+    scratch: &Scratch,
+    init: &Path,
+    cache: &Path,
+    reference: &Value,
+    sync: &str,
+    trials: usize,
+    rng: &mut Rng,
+) {
     // One converging cycle, spawn to exit, from the warm cache: the span the kills are spread
     // over. The shortest of three, so that few kills come after the exit on a busy machine.
     let cycle = (0..3)
@@ -201,8 +209,15 @@ fn kill_trials(scratch: &Scratch, init: &Path, cache: &Path, reference: &Value, 
                 break;
             }
         }
-        assert!(converged, "--state-sync {sync}, trial {trial} (delay {delay:?}): no convergence in {RESTARTS} restarts");
-        assert_eq!(&dump(&state), reference, "--state-sync {sync}, trial {trial} (delay {delay:?}) converged elsewhere");
+        assert!(
+            converged,
+            "--state-sync {sync}, trial {trial} (delay {delay:?}): no convergence in {RESTARTS} restarts"
+        );
+        assert_eq!(
+            &dump(&state),
+            reference,
+            "--state-sync {sync}, trial {trial} (delay {delay:?}) converged elsewhere"
+        );
         std::fs::remove_file(&state).unwrap();
     }
     println!(

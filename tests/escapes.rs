@@ -56,7 +56,10 @@ fn run_beside_probe(guest: Value, writable: &[&str]) -> String {
     let dump = scratch.dump();
     assert_eq!(stored_flags(&dump), json!({"probe": "\"v1\""}), "only the probe converged:\n{log}");
     for workspace in dump.as_object().unwrap().keys() {
-        assert!(["__system__", "probed"].contains(&workspace.as_str()) || writable.contains(&workspace.as_str()), "{workspace} written: {dump}");
+        assert!(
+            ["__system__", "probed"].contains(&workspace.as_str()) || writable.contains(&workspace.as_str()),
+            "{workspace} written: {dump}"
+        );
     }
     assert!(logged(&log, &name, &["running"]), "{name} never ran:\n{log}");
     log
@@ -66,7 +69,11 @@ fn run_beside_probe(guest: Value, writable: &[&str]) -> String {
 fn a_header_bomb_without_an_http_grant_is_stopped_at_its_first_header_object() {
     let log = run_beside_probe(greedy("bomber", json!({"mode": "header-bomb"})), &[]);
     assert!(
-        logged(&log, "bomber", &["trapped: called wasi:http/types", "[constructor]fields", "granted no HTTP origins (grants.http)"]),
+        logged(
+            &log,
+            "bomber",
+            &["trapped: called wasi:http/types", "[constructor]fields", "granted no HTTP origins (grants.http)"]
+        ),
         "{log}"
     );
 }
@@ -76,19 +83,26 @@ fn a_header_bomb_with_an_http_grant_meets_the_memory_limit() {
     let mut bomb = greedy("bomber", json!({"mode": "header-bomb"}));
     bomb["grants"] = json!({"http": ["http://127.0.0.1:9"]});
     let log = run_beside_probe(bomb, &[]);
-    assert!(logged(&log, "bomber", &["stopped: memory limit of 134217728 bytes reached", "WASI and HTTP objects"]), "{log}");
+    assert!(
+        logged(&log, "bomber", &["stopped: memory limit of 134217728 bytes reached", "WASI and HTTP objects"]),
+        "{log}"
+    );
 }
 
 #[test]
 fn a_guest_filling_its_resource_table_meets_the_memory_limit() {
     let log = run_beside_probe(greedy("hoarder", json!({"mode": "handle-bomb", "count": 10_000_000})), &[]);
-    assert!(logged(&log, "hoarder", &["stopped: memory limit of 134217728 bytes reached", "more than 256 WASI"]), "{log}");
+    assert!(
+        logged(&log, "hoarder", &["stopped: memory limit of 134217728 bytes reached", "more than 256 WASI"]),
+        "{log}"
+    );
 }
 
 #[test]
 fn reading_a_large_workspace_again_and_again_stays_within_the_memory_limit() {
     // 40 MiB read 25 times: the runtime must neither keep each answer nor copy it twice.
-    let mut reader = greedy("reader", json!({"mode": "read-amplify", "workspace": "bulk", "bytes": 40 << 20, "count": 25}));
+    let mut reader =
+        greedy("reader", json!({"mode": "read-amplify", "workspace": "bulk", "bytes": 40 << 20, "count": 25}));
     reader["grants"] = json!({"config": {"read": ["bulk"], "write": ["bulk"]}});
     let log = run_beside_probe(reader, &["bulk"]);
     // Either every read fitted (and the guest then fails on purpose) or one met the limit.
@@ -102,7 +116,8 @@ fn reading_a_large_workspace_again_and_again_stays_within_the_memory_limit() {
 #[test]
 fn a_read_answer_over_the_memory_limit_ends_the_run_with_that_reason() {
     // 40 MiB of answer under a 32 MiB budget: refused before it reaches the guest.
-    let mut reader = entry("reader", "greedy", json!({"mode": "read-amplify", "workspace": "bulk", "bytes": 40 << 20, "count": 1}));
+    let mut reader =
+        entry("reader", "greedy", json!({"mode": "read-amplify", "workspace": "bulk", "bytes": 40 << 20, "count": 1}));
     reader["limits"] = json!({"memory": "32MiB"});
     reader["grants"] = json!({"config": {"read": ["bulk"], "write": ["bulk"]}});
     let log = run_beside_probe(reader, &["bulk"]);
@@ -176,7 +191,13 @@ fn no_guest_text_can_forge_a_log_line_or_carry_raw_control_characters() {
     }
     // Every path reached the log, escaped: the validate warning at start-up, `log`, stdout,
     // stderr, and the run's error.
-    for path in ["params: warning innocent\\n2026", "log innocent", "stdout innocent", "stderr innocent", "failed: run error innocent\\n2026"] {
+    for path in [
+        "params: warning innocent\\n2026",
+        "log innocent",
+        "stdout innocent",
+        "stderr innocent",
+        "failed: run error innocent\\n2026",
+    ] {
         assert!(logged(&log, "forger", &[path]), "no {path:?} in:\n{log}");
     }
     assert!(log.contains("\\u{0}\\u{1b}[2J\\u{202e}desrever"), "{log}");
@@ -217,7 +238,8 @@ async fn a_slow_run_does_not_hold_back_the_flags_of_runs_that_finished_beside_it
     let initialisers = Initialiser::prepare_all(&file, &sandbox).await.unwrap();
     let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap());
     let concurrency = std::num::NonZeroUsize::new(4).unwrap();
-    let mut reconciler = Reconciler::new(initialisers, services.clone(), Cadence::default()).with_concurrency(concurrency);
+    let mut reconciler =
+        Reconciler::new(initialisers, services.clone(), Cadence::default()).with_concurrency(concurrency);
     let wake = tokio::spawn(async move { reconciler.wake().await });
 
     // A guard against a hang only, far below the spinner's ten minutes: the property is that
@@ -241,14 +263,19 @@ fn a_memory_refusal_the_guest_swallows_is_logged() {
     let scratch = Scratch::new();
     let mut swallower = entry("swallower", "greedy", json!({"mode": "memory-then-ok"}));
     swallower["limits"] = json!({"memory": "32MiB"});
-    let (output, peak_rss_kib) = scratch.run_once_measured(&scratch.init_file(&[swallower, probe_in("probe", "probed")]));
+    let (output, peak_rss_kib) =
+        scratch.run_once_measured(&scratch.init_file(&[swallower, probe_in("probe", "probed")]));
     let log = support::stderr(&output);
     // It succeeded, and is stored as done, as the guest said; but the operator is told.
     assert_eq!(output.status.code(), Some(0), "{log}");
     assert!(peak_rss_kib < (32 << 10) + OVERHEAD_KIB, "peaked at {peak_rss_kib} KiB:\n{log}");
     assert_eq!(stored_flags(&scratch.dump()), json!({"probe": "\"v1\"", "swallower": "\"v1\""}));
     assert!(
-        logged(&log, "swallower", &["reached its memory limit of 33554432 bytes", "the guest carried on and succeeded"]),
+        logged(
+            &log,
+            "swallower",
+            &["reached its memory limit of 33554432 bytes", "the guest carried on and succeeded"]
+        ),
         "{log}"
     );
 }

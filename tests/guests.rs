@@ -9,15 +9,15 @@
 //! JavaScript components are large (an interpreter: 15-20 s of Cranelift each on this
 //! project's machines), so each language's whole story is told in three runs of the binary.
 
-mod support;
 #[path = "support/examples.rs"]
 mod examples;
+mod support;
 
 use std::process::Output;
 
 use bootstrap_wasm::services::embedded::EmbeddedServices;
-use serde_json::{Value, json};
 use examples::example;
+use serde_json::{Value, json};
 use support::{Scratch, example_seed, logged, stderr, stored_flags};
 
 /// The example's entry: workspace-setup on `workspace`, granted exactly that workspace, with
@@ -88,7 +88,10 @@ fn converges_skips_is_denied_and_reruns_on_a_flag_bump(language: &'static str) {
     // Values are stored as Python's json.dumps writes them, in every language.
     assert_eq!(dump["acme"]["collection"]["handbook"], r#"{"name": "Employee handbook", "tags": ["hr", "policy"]}"#);
     let flow: Value = serde_json::from_str(dump["acme"]["flow"]["acme-rag"].as_str().unwrap()).unwrap();
-    assert_eq!((&flow["blueprint-name"], &flow["description"]), (&json!("document-rag"), &json!("acme's document RAG")));
+    assert_eq!(
+        (&flow["blueprint-name"], &flow["description"]),
+        (&json!("document-rag"), &json!("acme's document RAG"))
+    );
     assert!(dump["beta"]["flow"]["beta-rag"].is_string(), "{dump:#}");
     let flags = stored_flags(&dump);
     assert_eq!((&flags["acme-setup"], &flags["beta-setup"]), (&json!("\"v1\""), &json!("\"v1\"")));
@@ -106,7 +109,11 @@ fn converges_skips_is_denied_and_reruns_on_a_flag_bump(language: &'static str) {
         assert!(!logged(&log, name, &["running"]), "{name} ran at an unchanged flag:\n{log}");
     }
     // The host's message, behind the guest's own "denied: " (which only the typed error gives).
-    assert_logged(&log, "intruder", "failed: writing the seed to workspace 'beta': denied: config.put on 'beta': not granted");
+    assert_logged(
+        &log,
+        "intruder",
+        "failed: writing the seed to workspace 'beta': denied: config.put on 'beta': not granted",
+    );
     let dump = scratch.dump();
     assert_eq!(dump["beta"]["prompt"]["system"], "\"Edited by the operator\"", "the denied write went through");
     assert!(stored_flags(&dump).get("intruder").is_none(), "{dump:#}");

@@ -26,12 +26,14 @@ fn core() -> Vec<Value> {
 /// retry so that a second wake comes soon after the first.
 fn start(scratch: &Scratch, init: &Path) -> (Running, String) {
     let mut command: Command = bin();
-    command
-        .arg("-c")
-        .arg(init)
-        .args(["--pubsub-backend", "embedded", "--state"])
-        .arg(scratch.state())
-        .args(["--metrics-port", "0", "--metrics-address", "127.0.0.1", "--init-retry", "100ms"]);
+    command.arg("-c").arg(init).args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state()).args([
+        "--metrics-port",
+        "0",
+        "--metrics-address",
+        "127.0.0.1",
+        "--init-retry",
+        "100ms",
+    ]);
     let mut running = Running::spawn(&mut command);
     let line = running.wait_for("metrics on http://");
     let address = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();

@@ -24,9 +24,7 @@ fn envelope(id: &str, body: &str) -> Envelope {
 }
 
 async fn next(subscription: &mut Subscription) -> Option<Envelope> {
-    tokio::time::timeout(PATIENCE, subscription.recv())
-        .await
-        .expect("no message, nor the subscription closing")
+    tokio::time::timeout(PATIENCE, subscription.recv()).await.expect("no message, nor the subscription closing")
 }
 
 /// Subscribe to `queue` as `reader`, publish a message there and check that it arrives.
@@ -97,7 +95,9 @@ async fn a_subscriber_gets_far_more_messages_than_its_first_grant_of_permits() {
     // non-persistent topic drops what arrives for a consumer without permits.
     let broker = PulsarLite::start();
     let (subscriber, publisher) = (transport(&broker), transport(&broker));
-    for queue in [Queue::response("many"), Queue { class: QueueClass::Flow, topicspace: "tg".into(), topic: "many".into() }] {
+    for queue in
+        [Queue::response("many"), Queue { class: QueueClass::Flow, topicspace: "tg".into(), topic: "many".into() }]
+    {
         let mut subscription = subscriber.subscribe(&queue, "reader").await.unwrap();
         let total = 2_500;
         let reader = tokio::spawn(async move {
@@ -254,7 +254,8 @@ impl TlsFront {
         use tokio_rustls::rustls;
 
         let dir = tempfile::tempdir().unwrap();
-        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -313,7 +314,9 @@ async fn forward_naming_tls(
         let command_size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         if frame.len() == 4 + command_size {
             let mut command = BaseCommand::decode(&frame[4..]).unwrap();
-            if let Some(answer) = command.lookup_topic_response.as_mut().filter(|_| command.r#type == CommandType::LookupResponse as i32) {
+            if let Some(answer) =
+                command.lookup_topic_response.as_mut().filter(|_| command.r#type == CommandType::LookupResponse as i32)
+            {
                 answer.broker_service_url_tls = Some(format!("pulsar+ssl://localhost:{port}"));
                 let encoded = command.encode_to_vec();
                 frame = [&(encoded.len() as u32).to_be_bytes()[..], &encoded].concat();

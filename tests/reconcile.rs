@@ -391,13 +391,19 @@ async fn initialisers_with_separate_grants_run_at_once_and_those_sharing_a_works
     for (concurrency, expected_at_once) in [(1, 1), (4, 3)] {
         let scratch = Scratch::new();
         let init = scratch.init_file(&entries);
-        let held = Arc::new(Held { store: EmbeddedServices::open(&scratch.state()).unwrap(), events: Default::default() });
+        let held =
+            Arc::new(Held { store: EmbeddedServices::open(&scratch.state()).unwrap(), events: Default::default() });
         let concurrency = std::num::NonZeroUsize::new(concurrency).unwrap();
         let mut loop_ = reconciler(&init, held.clone()).await.with_concurrency(concurrency);
 
         let report = loop_.wake().await;
         assert!(report.converged(), "{report:?}");
-        assert_eq!(held.most_at_once(), expected_at_once, "concurrency {concurrency}: {:?}", held.events.lock().unwrap());
+        assert_eq!(
+            held.most_at_once(),
+            expected_at_once,
+            "concurrency {concurrency}: {:?}",
+            held.events.lock().unwrap()
+        );
         let on_a: Vec<_> = held.events.lock().unwrap().iter().filter(|(_, w)| w == "w-a").map(|(e, _)| *e).collect();
         assert_eq!(on_a, ["begin", "end", "begin", "end"], "the two writers of w-a one after the other");
         let runs: Vec<&str> = report.runs.iter().map(|run| &*run.initialiser).collect();

@@ -48,7 +48,11 @@ fn scaffold_builds_and_converges(lang: &str) {
         .output()
         .unwrap();
     assert!(run.status.success(), "{lang}: --once did not converge:\n{}", text(&run.stderr));
-    assert!(text(&run.stderr).contains("greeting stored in workspace 'greeter'"), "{lang}: no log line:\n{}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("greeting stored in workspace 'greeter'"),
+        "{lang}: no log line:\n{}",
+        text(&run.stderr)
+    );
 
     let dump = support::bin().args(["dump", "--workspace", "greeter", "--state"]).arg(&state).output().unwrap();
     assert!(dump.status.success(), "dump failed: {}", text(&dump.stderr));

@@ -20,16 +20,8 @@ pub struct ConfigEntry {
 
 impl ConfigEntry {
     /// An entry storing `value` at `config_type` / `key`.
-    pub fn new(
-        config_type: impl Into<String>,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Self {
-        ConfigEntry {
-            config_type: config_type.into(),
-            key: key.into(),
-            value: value.into(),
-        }
+    pub fn new(config_type: impl Into<String>, key: impl Into<String>, value: impl Into<String>) -> Self {
+        ConfigEntry { config_type: config_type.into(), key: key.into(), value: value.into() }
     }
 }
 
@@ -45,10 +37,7 @@ pub struct ConfigKey {
 impl ConfigKey {
     /// The address `config_type` / `key`.
     pub fn new(config_type: impl Into<String>, key: impl Into<String>) -> Self {
-        ConfigKey {
-            config_type: config_type.into(),
-            key: key.into(),
-        }
+        ConfigKey { config_type: config_type.into(), key: key.into() }
     }
 }
 
@@ -59,16 +48,10 @@ pub fn get(workspace: &str, config_type: &str, key: &str) -> Result<Option<Strin
 
 /// The value at `workspace` / `config_type` / `key` parsed from JSON, or `None` if there is
 /// none. A value that is not valid JSON for `T` is an error naming the item.
-pub fn get_json<T: DeserializeOwned>(
-    workspace: &str,
-    config_type: &str,
-    key: &str,
-) -> Result<Option<T>, Error> {
+pub fn get_json<T: DeserializeOwned>(workspace: &str, config_type: &str, key: &str) -> Result<Option<T>, Error> {
     match get(workspace, config_type, key)? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .context(format!("config {workspace}/{config_type}/{key}")),
+        Some(text) => serde_json::from_str(&text).map(Some).context(format!("config {workspace}/{config_type}/{key}")),
     }
 }
 
@@ -83,14 +66,10 @@ pub fn get_values(workspace: &str, config_type: &str) -> Result<Vec<(String, Str
 }
 
 /// Everything stored in `workspace`, as `type -> key -> value`.
-pub fn get_workspace(
-    workspace: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, HostError> {
+pub fn get_workspace(workspace: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, HostError> {
     let mut tree: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for entry in get_workspace_entries(workspace)? {
-        tree.entry(entry.config_type)
-            .or_default()
-            .insert(entry.key, entry.value);
+        tree.entry(entry.config_type).or_default().insert(entry.key, entry.value);
     }
     Ok(tree)
 }
@@ -99,11 +78,7 @@ pub fn get_workspace(
 pub fn get_workspace_entries(workspace: &str) -> Result<Vec<ConfigEntry>, HostError> {
     Ok(host::get_workspace(workspace)?
         .into_iter()
-        .map(|entry| ConfigEntry {
-            config_type: entry.type_,
-            key: entry.key,
-            value: entry.value,
-        })
+        .map(|entry| ConfigEntry { config_type: entry.type_, key: entry.key, value: entry.value })
         .collect())
 }
 
@@ -121,24 +96,14 @@ pub fn put(workspace: &str, entries: &[ConfigEntry]) -> Result<(), HostError> {
 }
 
 /// Stores `value`, encoded as JSON, at `workspace` / `config_type` / `key`.
-pub fn put_json<T: Serialize + ?Sized>(
-    workspace: &str,
-    config_type: &str,
-    key: &str,
-    value: &T,
-) -> Result<(), Error> {
+pub fn put_json<T: Serialize + ?Sized>(workspace: &str, config_type: &str, key: &str, value: &T) -> Result<(), Error> {
     let text = serde_json::to_string(value)?;
     Ok(put(workspace, &[ConfigEntry::new(config_type, key, text)])?)
 }
 
 /// Deletes `keys` from `workspace` in one request; a missing key is not an error.
 pub fn delete(workspace: &str, keys: &[ConfigKey]) -> Result<(), HostError> {
-    let keys: Vec<types::ConfigKey> = keys
-        .iter()
-        .map(|key| types::ConfigKey {
-            type_: key.config_type.clone(),
-            key: key.key.clone(),
-        })
-        .collect();
+    let keys: Vec<types::ConfigKey> =
+        keys.iter().map(|key| types::ConfigKey { type_: key.config_type.clone(), key: key.key.clone() }).collect();
     Ok(host::delete(workspace, &keys)?)
 }

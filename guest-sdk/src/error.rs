@@ -84,16 +84,12 @@ pub struct Error {
 impl Error {
     /// An error with `message`.
     pub fn msg(message: impl fmt::Display) -> Self {
-        Error {
-            message: message.to_string(),
-        }
+        Error { message: message.to_string() }
     }
 
     /// This error with `context` in front, as `context: message`.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Error {
-            message: format!("{context}: {}", self.message),
-        }
+        Error { message: format!("{context}: {}", self.message) }
     }
 }
 
@@ -161,31 +157,11 @@ mod tests {
     #[test]
     fn host_errors_convert_from_the_bindings_and_keep_their_kind() {
         let cases = [
-            (
-                WitHostError::Denied("m".into()),
-                HostError::Denied("m".into()),
-                "denied: m",
-            ),
-            (
-                WitHostError::NotFound("m".into()),
-                HostError::NotFound("m".into()),
-                "not found: m",
-            ),
-            (
-                WitHostError::Timeout("m".into()),
-                HostError::Timeout("m".into()),
-                "timed out: m",
-            ),
-            (
-                WitHostError::ServiceError("m".into()),
-                HostError::ServiceError("m".into()),
-                "service error: m",
-            ),
-            (
-                WitHostError::InvalidRequest("m".into()),
-                HostError::InvalidRequest("m".into()),
-                "invalid request: m",
-            ),
+            (WitHostError::Denied("m".into()), HostError::Denied("m".into()), "denied: m"),
+            (WitHostError::NotFound("m".into()), HostError::NotFound("m".into()), "not found: m"),
+            (WitHostError::Timeout("m".into()), HostError::Timeout("m".into()), "timed out: m"),
+            (WitHostError::ServiceError("m".into()), HostError::ServiceError("m".into()), "service error: m"),
+            (WitHostError::InvalidRequest("m".into()), HostError::InvalidRequest("m".into()), "invalid request: m"),
         ];
         for (wit, expected, text) in cases {
             let converted = HostError::from(wit);
@@ -211,10 +187,7 @@ mod tests {
 
     #[test]
     fn question_mark_converts_host_io_and_serde_errors() {
-        assert_eq!(
-            fails_with_host_error().unwrap_err().to_string(),
-            "denied: workspace __system__ is reserved"
-        );
+        assert_eq!(fails_with_host_error().unwrap_err().to_string(), "denied: workspace __system__ is reserved");
 
         let io = || -> Result<String, Error> { Ok(std::fs::read_to_string("/no/such/file")?) };
         assert!(io().unwrap_err().to_string().contains("No such file"));
@@ -226,10 +199,7 @@ mod tests {
     #[test]
     fn context_and_bail_build_messages() {
         let failed: Result<(), HostError> = Err(HostError::Timeout("config-svc".into()));
-        assert_eq!(
-            failed.context("listing keys").unwrap_err().to_string(),
-            "listing keys: timed out: config-svc"
-        );
+        assert_eq!(failed.context("listing keys").unwrap_err().to_string(), "listing keys: timed out: config-svc");
 
         let bails = |n: u32| -> Result<(), Error> { crate::bail!("bad count {n}") };
         assert_eq!(bails(3).unwrap_err().to_string(), "bad count 3");

@@ -43,11 +43,7 @@ pub fn list_flows(workspace: &str) -> Result<Vec<String>, HostError> {
 /// Flow `flow_id`; [`HostError::NotFound`] if there is none.
 pub fn get_flow(workspace: &str, flow_id: &str) -> Result<FlowInfo, HostError> {
     let info = host::get_flow(workspace, flow_id)?;
-    Ok(FlowInfo {
-        description: info.description,
-        parameters: info.parameters,
-        definition: info.definition,
-    })
+    Ok(FlowInfo { description: info.description, parameters: info.parameters, definition: info.definition })
 }
 
 /// Starts flow `flow_id` from `blueprint`, with `parameters` (`(name, value)` pairs)
@@ -60,13 +56,7 @@ pub fn start_flow(
     description: &str,
     parameters: &[(String, String)],
 ) -> Result<(), HostError> {
-    Ok(host::start_flow(
-        workspace,
-        flow_id,
-        blueprint,
-        description,
-        parameters,
-    )?)
+    Ok(host::start_flow(workspace, flow_id, blueprint, description, parameters)?)
 }
 
 /// Stops flow `flow_id` and removes it.

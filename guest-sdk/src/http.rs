@@ -81,13 +81,8 @@ pub fn get(url: &str, timeout: Duration) -> Result<Response, HttpError> {
 }
 
 /// Sends a `PUT` to `url` with `body` encoded as JSON.
-pub fn put_json<T: Serialize + ?Sized>(
-    url: &str,
-    body: &T,
-    timeout: Duration,
-) -> Result<Response, HttpError> {
-    let body = serde_json::to_value(body)
-        .map_err(|error| HttpError::Failed(format!("encoding the body: {error}")))?;
+pub fn put_json<T: Serialize + ?Sized>(url: &str, body: &T, timeout: Duration) -> Result<Response, HttpError> {
+    let body = serde_json::to_value(body).map_err(|error| HttpError::Failed(format!("encoding the body: {error}")))?;
     send(Method::Put, url, Some(&body), timeout)
 }
 
@@ -107,35 +102,21 @@ pub fn send(
     let mut headers = Vec::new();
     if let Some(body) = &body {
         headers.push(("content-type".to_string(), b"application/json".to_vec()));
-        headers.push((
-            "content-length".to_string(),
-            body.len().to_string().into_bytes(),
-        ));
+        headers.push(("content-length".to_string(), body.len().to_string().into_bytes()));
     }
-    let headers = Fields::from_list(&headers)
-        .map_err(|error| HttpError::Failed(format!("building headers: {error:?}")))?;
+    let headers =
+        Fields::from_list(&headers).map_err(|error| HttpError::Failed(format!("building headers: {error:?}")))?;
 
     let request = OutgoingRequest::new(headers);
-    let rejected =
-        |what: &str| HttpError::InvalidUrl(format!("{url}: the host rejects its {what}"));
-    request
-        .set_method(&method.to_wasi())
-        .map_err(|()| rejected("method"))?;
-    request
-        .set_scheme(Some(&target.scheme))
-        .map_err(|()| rejected("scheme"))?;
-    request
-        .set_authority(Some(&target.authority))
-        .map_err(|()| rejected("authority"))?;
-    request
-        .set_path_with_query(Some(&target.path_with_query))
-        .map_err(|()| rejected("path"))?;
+    let rejected = |what: &str| HttpError::InvalidUrl(format!("{url}: the host rejects its {what}"));
+    request.set_method(&method.to_wasi()).map_err(|()| rejected("method"))?;
+    request.set_scheme(Some(&target.scheme)).map_err(|()| rejected("scheme"))?;
+    request.set_authority(Some(&target.authority)).map_err(|()| rejected("authority"))?;
+    request.set_path_with_query(Some(&target.path_with_query)).map_err(|()| rejected("path"))?;
 
-    let outgoing_body = request
-        .body()
-        .map_err(|()| HttpError::Failed("no request body handle".into()))?;
-    let pending = outgoing_handler::handle(request, Some(timeouts(timeout)?))
-        .map_err(|code| error_from_code(url, code))?;
+    let outgoing_body = request.body().map_err(|()| HttpError::Failed("no request body handle".into()))?;
+    let pending =
+        outgoing_handler::handle(request, Some(timeouts(timeout)?)).map_err(|code| error_from_code(url, code))?;
     write_body(outgoing_body, body.as_deref().unwrap_or_default())?;
 
     pending.subscribe().block();
@@ -147,9 +128,8 @@ pub fn send(
         }
     };
     let status = response.status();
-    let incoming_body = response
-        .consume()
-        .map_err(|()| HttpError::Failed(format!("{url}: the response body was taken")))?;
+    let incoming_body =
+        response.consume().map_err(|()| HttpError::Failed(format!("{url}: the response body was taken")))?;
     let body = read_all(url, &incoming_body)?;
     Ok(Response { status, body })
 }
@@ -182,11 +162,7 @@ impl Target {
             query if query.starts_with('?') => format!("/{query}"),
             path => path.to_string(),
         };
-        Ok(Target {
-            scheme,
-            authority: authority.to_string(),
-            path_with_query,
-        })
+        Ok(Target { scheme, authority: authority.to_string(), path_with_query })
     }
 }
 
@@ -207,15 +183,9 @@ fn timeouts(timeout: Duration) -> Result<RequestOptions, HttpError> {
     let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
     let options = RequestOptions::new();
     let unsupported = |()| HttpError::Failed("the host does not support request timeouts".into());
-    options
-        .set_connect_timeout(Some(nanos))
-        .map_err(unsupported)?;
-    options
-        .set_first_byte_timeout(Some(nanos))
-        .map_err(unsupported)?;
-    options
-        .set_between_bytes_timeout(Some(nanos))
-        .map_err(unsupported)?;
+    options.set_connect_timeout(Some(nanos)).map_err(unsupported)?;
+    options.set_first_byte_timeout(Some(nanos)).map_err(unsupported)?;
+    options.set_between_bytes_timeout(Some(nanos)).map_err(unsupported)?;
     Ok(options)
 }
 
@@ -223,36 +193,25 @@ fn write_body(outgoing_body: OutgoingBody, bytes: &[u8]) -> Result<(), HttpError
     let failed = |what: String| HttpError::Failed(format!("sending the request body: {what}"));
     {
         // The stream is a child of the body: it must be dropped before `finish`.
-        let stream = outgoing_body
-            .write()
-            .map_err(|()| failed("no body stream".into()))?;
+        let stream = outgoing_body.write().map_err(|()| failed("no body stream".into()))?;
         // `blocking-write-and-flush` takes at most 4096 bytes per call.
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|error| failed(stream_error(error)))?;
+            stream.blocking_write_and_flush(chunk).map_err(|error| failed(stream_error(error)))?;
         }
     }
     OutgoingBody::finish(outgoing_body, None).map_err(|code| failed(format!("{code:?}")))
 }
 
-fn read_all(
-    url: &str,
-    incoming_body: &wasi::http::types::IncomingBody,
-) -> Result<Vec<u8>, HttpError> {
-    let stream = incoming_body
-        .stream()
-        .map_err(|()| HttpError::Failed(format!("{url}: the response body stream was taken")))?;
+fn read_all(url: &str, incoming_body: &wasi::http::types::IncomingBody) -> Result<Vec<u8>, HttpError> {
+    let stream =
+        incoming_body.stream().map_err(|()| HttpError::Failed(format!("{url}: the response body stream was taken")))?;
     let mut body = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => return Ok(body),
             Err(error) => {
-                return Err(HttpError::Failed(format!(
-                    "{url}: reading the response: {}",
-                    stream_error(error)
-                )));
+                return Err(HttpError::Failed(format!("{url}: reading the response: {}", stream_error(error))));
             }
         }
     }
@@ -268,9 +227,7 @@ fn stream_error(error: StreamError) -> String {
 fn error_from_code(url: &str, code: ErrorCode) -> HttpError {
     let message = format!("{url}: {code:?}");
     match code {
-        ErrorCode::HttpRequestDenied => {
-            HttpError::Denied(format!("{url}: the grants do not allow this origin"))
-        }
+        ErrorCode::HttpRequestDenied => HttpError::Denied(format!("{url}: the grants do not allow this origin")),
         ErrorCode::DnsTimeout
         | ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
@@ -287,35 +244,18 @@ mod tests {
 
     fn parts(url: &str) -> (String, String, String) {
         let target = Target::parse(url).unwrap();
-        (
-            format!("{:?}", target.scheme),
-            target.authority,
-            target.path_with_query,
-        )
+        (format!("{:?}", target.scheme), target.authority, target.path_with_query)
     }
 
     #[test]
     fn urls_split_into_scheme_authority_and_path() {
         assert_eq!(
             parts("http://pulsar:8080/admin/v2/tenants/tg"),
-            (
-                "Scheme::Http".into(),
-                "pulsar:8080".into(),
-                "/admin/v2/tenants/tg".into()
-            )
+            ("Scheme::Http".into(), "pulsar:8080".into(), "/admin/v2/tenants/tg".into())
         );
-        assert_eq!(
-            parts("HTTPS://example.org"),
-            ("Scheme::Https".into(), "example.org".into(), "/".into())
-        );
-        assert_eq!(
-            parts("http://h?x=1"),
-            ("Scheme::Http".into(), "h".into(), "/?x=1".into())
-        );
-        assert_eq!(
-            parts("http://h/p?q#frag"),
-            ("Scheme::Http".into(), "h".into(), "/p?q".into())
-        );
+        assert_eq!(parts("HTTPS://example.org"), ("Scheme::Https".into(), "example.org".into(), "/".into()));
+        assert_eq!(parts("http://h?x=1"), ("Scheme::Http".into(), "h".into(), "/?x=1".into()));
+        assert_eq!(parts("http://h/p?q#frag"), ("Scheme::Http".into(), "h".into(), "/p?q".into()));
     }
 
     #[test]
@@ -325,19 +265,13 @@ mod tests {
             ("ftp://h/", "the scheme must be http or https"),
             ("http:///path", "no host"),
         ] {
-            assert_eq!(
-                Target::parse(url).unwrap_err(),
-                HttpError::InvalidUrl(format!("{url}: {reason}"))
-            );
+            assert_eq!(Target::parse(url).unwrap_err(), HttpError::InvalidUrl(format!("{url}: {reason}")));
         }
     }
 
     #[test]
     fn responses_decode_as_text_and_json() {
-        let response = Response {
-            status: 200,
-            body: br#"["standalone"]"#.to_vec(),
-        };
+        let response = Response { status: 200, body: br#"["standalone"]"#.to_vec() };
         assert_eq!(response.text(), r#"["standalone"]"#);
         assert_eq!(response.json::<Vec<String>>().unwrap(), ["standalone"]);
     }

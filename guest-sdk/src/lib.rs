@@ -92,10 +92,7 @@ impl Description {
     /// A description with `summary` that waits for the services, as almost every
     /// initialiser should.
     pub fn new(summary: impl Into<String>) -> Self {
-        Description {
-            wait_for_services: true,
-            summary: summary.into(),
-        }
+        Description { wait_for_services: true, summary: summary.into() }
     }
 
     /// The same description, but run before the services are up (on every wake until it
@@ -133,10 +130,7 @@ pub struct Exported<T>(PhantomData<T>);
 impl<T: Initialiser> export::Guest for Exported<T> {
     fn describe() -> export::Description {
         let description = T::describe();
-        export::Description {
-            wait_for_services: description.wait_for_services,
-            summary: description.summary,
-        }
+        export::Description { wait_for_services: description.wait_for_services, summary: description.summary }
     }
 
     fn validate(params: String) -> Result<Vec<String>, String> {

@@ -43,10 +43,7 @@ enum Problem {
 impl ParamsError {
     /// An error about `parameter`, for checks serde cannot express (an empty string, say).
     pub fn new(parameter: impl Into<String>, problem: impl Into<String>) -> Self {
-        ParamsError {
-            parameter: Some(parameter.into()),
-            problem: Problem::Invalid(problem.into()),
-        }
+        ParamsError { parameter: Some(parameter.into()), problem: Problem::Invalid(problem.into()) }
     }
 
     /// The parameter at fault (a dotted path such as `parameters.model` when nested), if the
@@ -83,10 +80,7 @@ impl Params {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(mapping)) => Ok(Params { mapping }),
             Ok(Value::Null) => Ok(Params::default()),
-            Ok(other) => Err(format!(
-                "params must be a mapping, got {}",
-                json_kind(&other)
-            )),
+            Ok(other) => Err(format!("params must be a mapping, got {}", json_kind(&other))),
             Err(error) => Err(format!("params are not valid JSON: {error}")),
         }
     }
@@ -112,9 +106,7 @@ impl Params {
             // serde_path_to_error writes the top level as ".".
             let path = Some(error.path().to_string()).filter(|path| path != ".");
             let problem = error.into_inner().to_string();
-            let missing = problem
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.strip_suffix('`'));
+            let missing = problem.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'));
             match missing {
                 // serde reports a missing field against its parent, not by its own path.
                 Some(field) => ParamsError {
@@ -124,10 +116,7 @@ impl Params {
                     }),
                     problem: Problem::Missing,
                 },
-                None => ParamsError {
-                    parameter: path,
-                    problem: Problem::Invalid(problem),
-                },
+                None => ParamsError { parameter: path, problem: Problem::Invalid(problem) },
             }
         })
     }
@@ -154,11 +143,7 @@ impl Params {
 
     /// The names of the given parameters that are not in `known`, in sorted order.
     pub fn unknown_keys(&self, known: &[&str]) -> Vec<String> {
-        self.mapping
-            .keys()
-            .filter(|key| !known.contains(&key.as_str()))
-            .cloned()
-            .collect()
+        self.mapping.keys().filter(|key| !known.contains(&key.as_str())).cloned().collect()
     }
 
     /// One warning per parameter not in `known`, for [`Initialiser::validate`] to return, so
@@ -168,21 +153,14 @@ impl Params {
     pub fn unknown_parameter_warnings(&self, known: &[&str]) -> Vec<String> {
         self.unknown_keys(known)
             .into_iter()
-            .map(|key| {
-                format!(
-                    "unknown parameter `{key}` is ignored (known: {})",
-                    known.join(", ")
-                )
-            })
+            .map(|key| format!("unknown parameter `{key}` is ignored (known: {})", known.join(", ")))
             .collect()
     }
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            mapping: Map::new(),
-        }
+        Params { mapping: Map::new() }
     }
 }
 
@@ -230,29 +208,15 @@ mod tests {
     #[test]
     fn empty_and_null_params_are_an_empty_mapping() {
         for text in ["", "  ", "null", "{}"] {
-            assert_eq!(
-                Params::from_json(text).unwrap(),
-                Params::default(),
-                "{text:?}"
-            );
+            assert_eq!(Params::from_json(text).unwrap(), Params::default(), "{text:?}");
         }
     }
 
     #[test]
     fn invalid_or_non_mapping_json_is_a_clear_error() {
-        assert!(
-            Params::from_json("{")
-                .unwrap_err()
-                .starts_with("params are not valid JSON: ")
-        );
-        assert_eq!(
-            Params::from_json("[1]").unwrap_err(),
-            "params must be a mapping, got a list"
-        );
-        assert_eq!(
-            Params::from_json("\"x\"").unwrap_err(),
-            "params must be a mapping, got a string"
-        );
+        assert!(Params::from_json("{").unwrap_err().starts_with("params are not valid JSON: "));
+        assert_eq!(Params::from_json("[1]").unwrap_err(), "params must be a mapping, got a list");
+        assert_eq!(Params::from_json("\"x\"").unwrap_err(), "params must be a mapping, got a string");
     }
 
     #[test]
@@ -261,12 +225,7 @@ mod tests {
         let settings: Settings = params.parse().unwrap();
         assert_eq!(
             settings,
-            Settings {
-                blueprint: "everything".into(),
-                overwrite: false,
-                parameters: BTreeMap::new(),
-                nested: None
-            }
+            Settings { blueprint: "everything".into(), overwrite: false, parameters: BTreeMap::new(), nested: None }
         );
     }
 
@@ -275,10 +234,7 @@ mod tests {
         let wrong_type = Params::from_json(r#"{"blueprint": "b", "overwrite": "yes"}"#).unwrap();
         let error = wrong_type.parse::<Settings>().unwrap_err();
         assert_eq!(error.parameter(), Some("overwrite"));
-        assert_eq!(
-            error.to_string(),
-            "parameter `overwrite`: invalid type: string \"yes\", expected a boolean"
-        );
+        assert_eq!(error.to_string(), "parameter `overwrite`: invalid type: string \"yes\", expected a boolean");
 
         let missing = Params::from_json(r#"{"overwrite": true}"#).unwrap();
         let error = missing.parse::<Settings>().unwrap_err();
@@ -300,17 +256,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_lists_what_is_not_known() {
-        let params =
-            Params::from_json(r#"{"blueprint": "b", "overwirte": true, "extra": 1}"#).unwrap();
-        assert_eq!(
-            params.unknown_keys(&["blueprint", "overwrite"]),
-            ["extra", "overwirte"]
-        );
-        assert!(
-            params
-                .unknown_keys(&["blueprint", "overwirte", "extra"])
-                .is_empty()
-        );
+        let params = Params::from_json(r#"{"blueprint": "b", "overwirte": true, "extra": 1}"#).unwrap();
+        assert_eq!(params.unknown_keys(&["blueprint", "overwrite"]), ["extra", "overwirte"]);
+        assert!(params.unknown_keys(&["blueprint", "overwirte", "extra"]).is_empty());
         assert_eq!(
             params.unknown_parameter_warnings(&["blueprint"]),
             [
@@ -341,10 +289,7 @@ mod tests {
     #[test]
     fn read_runs_the_check() {
         let params = Params::from_json(r#"{"config_file": ""}"#).unwrap();
-        assert_eq!(
-            params.read::<Checked>().unwrap_err().to_string(),
-            "parameter `config_file`: must not be empty"
-        );
+        assert_eq!(params.read::<Checked>().unwrap_err().to_string(), "parameter `config_file`: must not be empty");
         let params = Params::from_json(r#"{"config_file": "/s"}"#).unwrap();
         assert_eq!(params.read::<Checked>().unwrap().config_file, "/s");
     }
@@ -352,16 +297,9 @@ mod tests {
     #[test]
     fn validate_as_fails_on_bad_params_and_warns_on_unknown_ones() {
         let params = Params::from_json(r#"{"config_file": 1}"#).unwrap();
-        assert!(
-            params
-                .validate_as::<Checked>()
-                .unwrap_err()
-                .starts_with("parameter `config_file`")
-        );
+        assert!(params.validate_as::<Checked>().unwrap_err().starts_with("parameter `config_file`"));
 
-        let params =
-            Params::from_json(r#"{"config_file": "/s", "over-write": true, "overwrite": true}"#)
-                .unwrap();
+        let params = Params::from_json(r#"{"config_file": "/s", "over-write": true, "overwrite": true}"#).unwrap();
         assert_eq!(
             params.validate_as::<Checked>().unwrap(),
             ["unknown parameter `overwrite` is ignored (known: config_file, over-write)"]

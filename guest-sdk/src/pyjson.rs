@@ -93,15 +93,10 @@ impl From<serde_json::Value> for Value {
                 }
             }
             serde_json::Value::String(text) => Value::String(text),
-            serde_json::Value::Array(items) => {
-                Value::List(items.into_iter().map(Value::from).collect())
+            serde_json::Value::Array(items) => Value::List(items.into_iter().map(Value::from).collect()),
+            serde_json::Value::Object(entries) => {
+                Value::Mapping(entries.into_iter().map(|(key, value)| (key, Value::from(value))).collect())
             }
-            serde_json::Value::Object(entries) => Value::Mapping(
-                entries
-                    .into_iter()
-                    .map(|(key, value)| (key, Value::from(value)))
-                    .collect(),
-            ),
         }
     }
 }
@@ -206,11 +201,7 @@ fn float_repr(number: f64) -> String {
         return "NaN".into();
     }
     if number.is_infinite() {
-        return if number > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if number > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
     // Rust's `{:e}` gives the same shortest round-trip digits, as `d.ddde-7`.
     let scientific = format!("{:e}", number.abs());
@@ -244,28 +235,19 @@ mod tests {
     #[test]
     fn dumps_matches_python_separators_and_keeps_order() {
         let value = loads(r#"{"b":1,"a":[true,null,"x"],"c":{}}"#).unwrap();
-        assert_eq!(
-            value.dumps(),
-            r#"{"b": 1, "a": [true, null, "x"], "c": {}}"#
-        );
+        assert_eq!(value.dumps(), r#"{"b": 1, "a": [true, null, "x"], "c": {}}"#);
         assert_eq!(loads("[]").unwrap().dumps(), "[]");
     }
 
     #[test]
     fn repeated_keys_keep_first_place_and_last_value() {
-        assert_eq!(
-            loads(r#"{"a":1,"b":2,"a":3}"#).unwrap().dumps(),
-            r#"{"a": 3, "b": 2}"#
-        );
+        assert_eq!(loads(r#"{"a":1,"b":2,"a":3}"#).unwrap().dumps(), r#"{"a": 3, "b": 2}"#);
     }
 
     #[test]
     fn strings_are_escaped_like_ensure_ascii() {
         let value = Value::String("é \"q\" \\ \n\t\u{7f}\u{1}/😀".into());
-        assert_eq!(
-            value.dumps(),
-            r#""\u00e9 \"q\" \\ \n\t\u007f\u0001/\ud83d\ude00""#
-        );
+        assert_eq!(value.dumps(), r#""\u00e9 \"q\" \\ \n\t\u007f\u0001/\ud83d\ude00""#);
     }
 
     #[test]
@@ -290,20 +272,14 @@ mod tests {
         }
         assert_eq!(loads("1e2").unwrap().dumps(), "100.0");
         assert_eq!(loads("-7").unwrap().dumps(), "-7");
-        assert_eq!(
-            loads("18446744073709551615").unwrap().dumps(),
-            "18446744073709551615"
-        );
+        assert_eq!(loads("18446744073709551615").unwrap().dumps(), "18446744073709551615");
     }
 
     #[test]
     fn serde_json_values_convert() {
         let value = Value::from(serde_json::json!({"n": 2, "f": 0.5, "s": "t", "l": [null]}));
         // serde_json's own map is sorted, so the converted order is too.
-        assert_eq!(
-            value.dumps(),
-            r#"{"f": 0.5, "l": [null], "n": 2, "s": "t"}"#
-        );
+        assert_eq!(value.dumps(), r#"{"f": 0.5, "l": [null], "n": 2, "s": "t"}"#);
     }
 
     #[test]

@@ -30,11 +30,7 @@ impl WriteMode {
     /// The upstream rule: write everything on the first run (no `old_flag`) or when
     /// `overwrite` is set; on a re-run otherwise, only what is missing.
     pub fn for_run(old_flag: Option<&str>, overwrite: bool) -> WriteMode {
-        if old_flag.is_none() || overwrite {
-            WriteMode::All
-        } else {
-            WriteMode::MissingOnly
-        }
+        if old_flag.is_none() || overwrite { WriteMode::All } else { WriteMode::MissingOnly }
     }
 }
 
@@ -48,9 +44,7 @@ impl SeedTree {
         let mut tree = SeedTree::default();
         for (config_type, entries) in types {
             let Value::Mapping(entries) = entries else {
-                return Err(format!(
-                    "config type `{config_type}` must be a mapping of keys to values"
-                ));
+                return Err(format!("config type `{config_type}` must be a mapping of keys to values"));
             };
             tree.types.push((config_type, entries));
         }
@@ -60,8 +54,7 @@ impl SeedTree {
     /// Reads and parses the seed file at `path` (which the operator must have granted).
     pub fn load_file(path: &str) -> Result<SeedTree, Error> {
         let text = std::fs::read_to_string(path).context(format!("reading seed file {path}"))?;
-        SeedTree::from_json(&text)
-            .map_err(|problem| Error::msg(format!("seed file {path}: {problem}")))
+        SeedTree::from_json(&text).map_err(|problem| Error::msg(format!("seed file {path}: {problem}")))
     }
 
     /// Builds a tree from config entries (such as a whole workspace's), parsing each value as
@@ -70,15 +63,9 @@ impl SeedTree {
         let mut tree = SeedTree::default();
         for entry in entries {
             let value = pyjson::loads(&entry.value).unwrap_or(Value::String(entry.value));
-            match tree
-                .types
-                .iter_mut()
-                .find(|(config_type, _)| *config_type == entry.config_type)
-            {
+            match tree.types.iter_mut().find(|(config_type, _)| *config_type == entry.config_type) {
                 Some((_, keys)) => keys.push((entry.key, value)),
-                None => tree
-                    .types
-                    .push((entry.config_type, vec![(entry.key, value)])),
+                None => tree.types.push((entry.config_type, vec![(entry.key, value)])),
             }
         }
         tree
@@ -106,10 +93,7 @@ impl SeedTree {
 
     /// Every entry, values encoded as JSON text.
     pub fn all_entries(&self) -> Vec<ConfigEntry> {
-        self.types
-            .iter()
-            .flat_map(|(config_type, entries)| to_config_entries(config_type, entries, &[]))
-            .collect()
+        self.types.iter().flat_map(|(config_type, entries)| to_config_entries(config_type, entries, &[])).collect()
     }
 
     /// Writes the tree to `workspace` as `mode` says; returns how many entries it wrote.
@@ -142,11 +126,7 @@ impl SeedTree {
 }
 
 /// The entries of one type whose keys are not in `existing`, values encoded as JSON text.
-fn to_config_entries(
-    config_type: &str,
-    entries: &[(String, Value)],
-    existing: &[String],
-) -> Vec<ConfigEntry> {
+fn to_config_entries(config_type: &str, entries: &[(String, Value)], existing: &[String]) -> Vec<ConfigEntry> {
     entries
         .iter()
         .filter(|(key, _)| !existing.contains(key))
@@ -174,21 +154,14 @@ mod tests {
             [
                 ConfigEntry::new("prompt", "system", r#""You are helpful""#),
                 ConfigEntry::new("prompt", "rag", r#"{"template": "Q: {q}", "n": 3}"#),
-                ConfigEntry::new(
-                    "flow-blueprint",
-                    "everything",
-                    r#"{"description": "All", "tags": ["a"]}"#
-                ),
+                ConfigEntry::new("flow-blueprint", "everything", r#"{"description": "All", "tags": ["a"]}"#),
             ]
         );
     }
 
     #[test]
     fn malformed_seed_files_say_what_is_wrong() {
-        assert_eq!(
-            SeedTree::from_json("[1]").unwrap_err(),
-            "the top level must be a mapping of config types"
-        );
+        assert_eq!(SeedTree::from_json("[1]").unwrap_err(), "the top level must be a mapping of config types");
         assert_eq!(
             SeedTree::from_json(r#"{"prompt": ["x"]}"#).unwrap_err(),
             "config type `prompt` must be a mapping of keys to values"
@@ -198,19 +171,13 @@ mod tests {
 
     #[test]
     fn missing_seed_files_name_the_path() {
-        let error = SeedTree::load_file("/no/such/seed.json")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("reading seed file /no/such/seed.json: "),
-            "{error}"
-        );
+        let error = SeedTree::load_file("/no/such/seed.json").unwrap_err().to_string();
+        assert!(error.starts_with("reading seed file /no/such/seed.json: "), "{error}");
     }
 
     #[test]
     fn seed_files_load_from_disk() {
-        let path =
-            std::env::temp_dir().join(format!("bootstrap-guest-seed-{}.json", std::process::id()));
+        let path = std::env::temp_dir().join(format!("bootstrap-guest-seed-{}.json", std::process::id()));
         std::fs::write(&path, SEED).unwrap();
         let loaded = SeedTree::load_file(path.to_str().unwrap());
         std::fs::remove_file(&path).unwrap();
@@ -237,10 +204,7 @@ mod tests {
 
     #[test]
     fn only_missing_keys_are_selected() {
-        let entries = vec![
-            ("a".to_string(), Value::Int(1)),
-            ("b".to_string(), Value::Int(2)),
-        ];
+        let entries = vec![("a".to_string(), Value::Int(1)), ("b".to_string(), Value::Int(2))];
         assert_eq!(
             to_config_entries("t", &entries, &["a".to_string(), "z".to_string()]),
             [ConfigEntry::new("t", "b", "2")]
@@ -253,9 +217,6 @@ mod tests {
         assert_eq!(WriteMode::for_run(None, false), WriteMode::All);
         assert_eq!(WriteMode::for_run(None, true), WriteMode::All);
         assert_eq!(WriteMode::for_run(Some("v1"), true), WriteMode::All);
-        assert_eq!(
-            WriteMode::for_run(Some("v1"), false),
-            WriteMode::MissingOnly
-        );
+        assert_eq!(WriteMode::for_run(Some("v1"), false), WriteMode::MissingOnly);
     }
 }

@@ -30,10 +30,8 @@ async fn main() {
 
     println!("config get round trip through the runtime's client ({ROUND_TRIPS} requests after warm-up)");
     println!("{:<34} {:>10} {:>10}", "broker", "median", "p99");
-    let cases: [(&str, Arc<dyn Transport>); 2] = [
-        ("pulsar (pulsar-lite)", pulsar_transport()),
-        ("rabbitmq", Arc::new(RabbitTransport::new(vhost.options()))),
-    ];
+    let cases: [(&str, Arc<dyn Transport>); 2] =
+        [("pulsar (pulsar-lite)", pulsar_transport()), ("rabbitmq", Arc::new(RabbitTransport::new(vhost.options())))];
     for (name, transport) in cases {
         let scratch = support::Scratch::new();
         let store = EmbeddedServices::open(&scratch.state()).unwrap();

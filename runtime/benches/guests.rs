@@ -25,7 +25,8 @@ const PARAMS: &str = r#"{"workspace": "acme", "blueprint": "document-rag", "seed
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let names = ["Rust (guest SDK)", "Python (componentize-py)", "JavaScript (componentize-js)", "C (wit-bindgen, clang)"];
+    let names =
+        ["Rust (guest SDK)", "Python (componentize-py)", "JavaScript (componentize-js)", "C (wit-bindgen, clang)"];
     let guests: Vec<(&str, Vec<u8>)> = (examples::LANGUAGES.into_iter().zip(names))
         .map(|(language, name)| (name, std::fs::read(examples::example(language)).unwrap()))
         .collect();

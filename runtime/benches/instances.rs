@@ -12,11 +12,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::Sandbox;
 use bootstrap_wasm::policy::{Grants, Limits, WorkspacePattern};
 use bootstrap_wasm::sandbox::{Allocation, CallContext, LoadedComponent, SandboxOptions};
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{ConfigClient, Services};
-use bootstrap_wasm::Sandbox;
 
 const WARM_UP: usize = 200;
 const RUNS: usize = 2_000;
@@ -69,7 +69,12 @@ async fn main() {
     let through_guest = |pick: fn(&[Duration]) -> Duration| pick(&many).saturating_sub(pick(&none)) / GETS;
     let (guest_median, guest_min) = (through_guest(median), through_guest(minimum));
     let (direct_median, direct_min) = (median(&direct) / GETS, minimum(&direct) / GETS);
-    println!("{:<46} {:>10.2?} {:>10.2?}", format!("through the guest ({GETS} gets minus none)"), guest_median, guest_min);
+    println!(
+        "{:<46} {:>10.2?} {:>10.2?}",
+        format!("through the guest ({GETS} gets minus none)"),
+        guest_median,
+        guest_min
+    );
     println!("{:<46} {:>10.2?} {:>10.2?}", "directly through Services", direct_median, direct_min);
     let overhead = |guest: Duration, direct: Duration| guest.saturating_sub(direct);
     println!(

@@ -96,7 +96,9 @@ fn main() {
                 print_row("upstream", tenants, row(converge), row(steady));
             }
         }
-        None if wanted("upstream") => println!("(upstream's Python bootstrapper not installed: runtime/benches/install-upstream)"),
+        None if wanted("upstream") => {
+            println!("(upstream's Python bootstrapper not installed: runtime/benches/install-upstream)")
+        }
         None => {}
     }
     drop(pulsar);
@@ -112,7 +114,11 @@ fn main() {
 }
 
 /// The peer serving config-svc and flow-svc over `pulsar` from `scratch`'s fresh store.
-fn start_peer(runtime: &tokio::runtime::Runtime, pulsar: &support::pulsar::PulsarLite, scratch: &Scratch) -> ServicePeer {
+fn start_peer(
+    runtime: &tokio::runtime::Runtime,
+    pulsar: &support::pulsar::PulsarLite,
+    scratch: &Scratch,
+) -> ServicePeer {
     let store = EmbeddedServices::open(&scratch.state()).unwrap();
     let transport = Arc::new(PulsarTransport::new(pulsar.direct_options()));
     runtime.block_on(ServicePeer::start(transport, store, Behaviour::default()))
@@ -220,7 +226,8 @@ fn process_cpu() -> Duration {
 /// The resident memory of the runtime left running in steady state with the core initialisers.
 fn idle_memory(cache: &Path) {
     let scratch = Scratch::new();
-    let init = scratch.write("init.yaml", &std::fs::read_to_string(support::repo().join("examples/init.yaml")).unwrap());
+    let init =
+        scratch.write("init.yaml", &std::fs::read_to_string(support::repo().join("examples/init.yaml")).unwrap());
     std::fs::copy(support::example_seed(), scratch.path("seed.json")).unwrap();
     warm_cache(&init, cache);
     let mut child = support::bin()
@@ -249,7 +256,9 @@ fn idle_memory(cache: &Path) {
     }
     std::thread::sleep(Duration::from_secs(3));
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned()
+    };
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
     let ticks_before: u64 = cpu_ticks(&stat);
     std::thread::sleep(Duration::from_secs(10));

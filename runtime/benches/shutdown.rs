@@ -39,7 +39,11 @@ async fn main() {
             vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.direct_url()],
             Some(Arc::new(PulsarTransport::new(pulsar.direct_options()))),
         ),
-        ("rabbitmq", support::rabbitmq::backend_args(vhost.options()), Some(Arc::new(RabbitTransport::new(vhost.options())))),
+        (
+            "rabbitmq",
+            support::rabbitmq::backend_args(vhost.options()),
+            Some(Arc::new(RabbitTransport::new(vhost.options()))),
+        ),
     ];
 
     println!("SIGTERM to exit, with a guest spinning ({TRIALS} trials each)");
@@ -50,11 +54,20 @@ async fn main() {
             let trial = Scratch::new();
             let store = EmbeddedServices::open(&trial.path("peer.redb")).unwrap();
             let _peer = match &transport {
-                Some(transport) => Some(ServicePeer::start(transport.clone(), store.clone(), Behaviour::default()).await),
+                Some(transport) => {
+                    Some(ServicePeer::start(transport.clone(), store.clone(), Behaviour::default()).await)
+                }
                 None => None,
             };
             let mut command = bin();
-            command.arg("-c").arg(&init).args(&args).arg("--state").arg(trial.state()).arg("--compile-cache").arg(&cache);
+            command
+                .arg("-c")
+                .arg(&init)
+                .args(&args)
+                .arg("--state")
+                .arg(trial.state())
+                .arg("--compile-cache")
+                .arg(&cache);
             times.push(tokio::task::block_in_place(|| {
                 let mut running = Running::spawn(&mut command);
                 running.wait_for_nth(support::running::RUNNING, 2);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::Sandbox;
-use bootstrap_wasm::sandbox::SandboxOptions;
 use bootstrap_wasm::builtins::Builtin;
+use bootstrap_wasm::sandbox::SandboxOptions;
 use bootstrap_wasm::services::broker::Transport;
 use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
@@ -68,7 +68,9 @@ async fn bench() {
                     None
                 } else {
                     let store = EmbeddedServices::open(&scratch.state()).unwrap();
-                    Some(ServicePeer::start(peer_transport(backend, &pulsar, &vhost), store, Behaviour::default()).await)
+                    Some(
+                        ServicePeer::start(peer_transport(backend, &pulsar, &vhost), store, Behaviour::default()).await,
+                    )
                 };
                 let result = tokio::task::spawn_blocking(move || measured(&command)).await.unwrap();
                 if cache == "warm" && run == 0 {
@@ -84,7 +86,10 @@ async fn bench() {
 
     println!();
     println!("load time per builtin (Sandbox::load), median of {RUNS}");
-    println!("{:<20} {:>12} {:>14} {:>8} {:>14} {:>8}", "component", "compile", "precompiled", "ratio", "from cache", "ratio");
+    println!(
+        "{:<20} {:>12} {:>14} {:>8} {:>14} {:>8}",
+        "component", "compile", "precompiled", "ratio", "from cache", "ratio"
+    );
     let cache = tempfile::tempdir().unwrap();
     let compiling = SandboxOptions { precompiled_builtins: false, ..Default::default() };
     let compiling = Sandbox::with_options(compiling).unwrap();
@@ -136,7 +141,11 @@ async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vho
 }
 
 /// The transport the peer serves `backend` ("pulsar" or "rabbitmq") on.
-fn peer_transport(backend: &str, pulsar: &support::pulsar::PulsarLite, vhost: &support::rabbitmq::TestVhost) -> Arc<dyn Transport> {
+fn peer_transport(
+    backend: &str,
+    pulsar: &support::pulsar::PulsarLite,
+    vhost: &support::rabbitmq::TestVhost,
+) -> Arc<dyn Transport> {
     match backend {
         "pulsar" => Arc::new(PulsarTransport::new(pulsar.direct_options())),
         _ => Arc::new(RabbitTransport::new(vhost.options())),

@@ -185,10 +185,7 @@ mod tests {
 
     #[test]
     fn upstream_class_paths_map_to_builtins() {
-        assert_eq!(
-            Builtin::from_class("trustgraph.bootstrap.initialisers.TemplateSeed"),
-            Some(Builtin::TemplateSeed)
-        );
+        assert_eq!(Builtin::from_class("trustgraph.bootstrap.initialisers.TemplateSeed"), Some(Builtin::TemplateSeed));
         assert_eq!(
             Builtin::from_class("trustgraph.bootstrap.initialisers.workspace_init.WorkspaceInit"),
             Some(Builtin::WorkspaceInit)
@@ -219,8 +216,7 @@ mod tests {
 
     #[test]
     fn pulsar_topology_reaches_only_its_admin_url() {
-        let (_, grants) =
-            Builtin::PulsarTopology.prepare(&json!({"admin_url": "http://127.0.0.1:9/"}), Path::new("/"));
+        let (_, grants) = Builtin::PulsarTopology.prepare(&json!({"admin_url": "http://127.0.0.1:9/"}), Path::new("/"));
         assert!(grants.may_reach(&Origin::parse("http://127.0.0.1:9").unwrap()));
         assert!(!grants.may_reach(&Origin::parse("http://pulsar:8080").unwrap()));
         assert!(!grants.may_read_config("default"));

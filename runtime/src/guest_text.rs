@@ -125,7 +125,10 @@ mod tests {
         let limits = Limits { log_line_size: 8, ..Limits::default() };
         assert_eq!(for_log("ok".into(), &limits), "ok");
         assert_eq!(for_log("a\nb".into(), &limits), "a\\nb");
-        assert_eq!(for_log("0123456\n89".into(), &limits), "0123456\\n [truncated: 2 more bytes, limits.log_line_size]");
+        assert_eq!(
+            for_log("0123456\n89".into(), &limits),
+            "0123456\\n [truncated: 2 more bytes, limits.log_line_size]"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
@@ -47,7 +47,8 @@ impl Initialiser {
     /// cache is mostly Cranelift); then describe and validate each entry, in file order.
     pub async fn prepare_all(file: &InitFile, sandbox: &Sandbox) -> Result<Vec<Initialiser>, ConfigError> {
         let base_dir = file.path.parent().unwrap_or(Path::new("."));
-        let err = |spec: &InitialiserSpec, field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
+        let err =
+            |spec: &InitialiserSpec, field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
 
         let mut codes: HashMap<&Code, usize> = HashMap::new();
         let mut sources: Vec<(Digest, Cow<'static, [u8]>)> = Vec::new();
@@ -92,11 +93,9 @@ impl Initialiser {
                 err(spec, spec.code_field).because(message)
             })?;
             tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
-            let initialiser =
-                Self::prepare(spec, base_dir, digest, component, descriptions.get(&index).cloned()).await;
-            let initialiser = initialiser.map_err(|(field, m)| {
-                err(spec, if field.is_empty() { spec.code_field } else { field }).because(m)
-            })?;
+            let initialiser = Self::prepare(spec, base_dir, digest, component, descriptions.get(&index).cloned()).await;
+            let initialiser = initialiser
+                .map_err(|(field, m)| err(spec, if field.is_empty() { spec.code_field } else { field }).because(m))?;
             descriptions.entry(index).or_insert_with(|| initialiser.description.clone());
             prepared.push(initialiser);
         }
@@ -119,7 +118,8 @@ impl Initialiser {
         let grants = Arc::new(spec.grants.clone().unwrap_or(derived_grants));
         let name: Arc<str> = spec.name.as_str().into();
         // describe and validate get no services: they must not reach them.
-        let context = CallContext { initialiser: name.clone(), limits: spec.limits, grants: grants.clone(), services: None };
+        let context =
+            CallContext { initialiser: name.clone(), limits: spec.limits, grants: grants.clone(), services: None };
 
         let description = match described {
             Some(description) => description,

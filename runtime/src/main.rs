@@ -15,12 +15,12 @@ use anyhow::Context;
 use bootstrap_wasm::check::Report;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::metrics::Metrics;
+use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
 use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::services::broker::pulsar::client::{BrokerUrl, tls};
 use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
-use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
 use bootstrap_wasm::services::{Backend, Services};
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, Reconciler, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -247,7 +247,10 @@ impl BackendArgs {
     fn backend(&self) -> Result<Backend, Failure> {
         Ok(match self.pubsub_backend {
             BackendKind::Embedded => Backend::Embedded {
-                state: self.state.clone().ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?,
+                state: self
+                    .state
+                    .clone()
+                    .ok_or_else(|| Failure::Config("--pubsub-backend embedded needs --state PATH".into()))?,
                 sync_window: self.state_sync,
             },
             BackendKind::Pulsar => {
@@ -320,10 +323,8 @@ fn main() -> ExitCode {
     // One thread: the loop's runs take turns on it while they wait for the services, and the
     // broker clients, the lease's heartbeats and the metrics server only wait. Measured on 1,000 tenants over
     // Pulsar, this costs a quarter less CPU than tokio's thread pool (docs/performance.md).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the async runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Check { init_file, format, cache }) => check(&init_file, format, &cache).await,
@@ -387,11 +388,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         () = &mut shutdown => return Ok(stopped()),
     };
     let services = args.backend.open_backend(&backend)?;
-    let cadence = Cadence {
-        gate_backoff: args.gate_backoff,
-        init_retry: args.init_retry,
-        steady_interval: args.steady_interval,
-    };
+    let cadence =
+        Cadence { gate_backoff: args.gate_backoff, init_retry: args.init_retry, steady_interval: args.steady_interval };
     let mut reconciler = Reconciler::new(initialisers, services.clone(), cadence).with_concurrency(args.concurrency);
     let code = if args.once {
         let report = tokio::select! {
@@ -521,8 +519,8 @@ fn dump(state: &Path, workspace: Option<&str>) -> Result<ExitCode, Failure> {
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("cannot listen for SIGTERM");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("cannot listen for SIGTERM");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -118,8 +118,11 @@ impl Metrics {
                 None => ("ok", ""),
                 Some(kind) => ("failed", kind),
             };
-            let labels =
-                RunLabels { initialiser: initialiser.initialiser.clone(), result: result.into(), failure: failure.into() };
+            let labels = RunLabels {
+                initialiser: initialiser.initialiser.clone(),
+                result: result.into(),
+                failure: failure.into(),
+            };
             self.runs.get_or_create(&labels).inc();
             self.run_duration.get_or_create(&initialiser).observe(run.duration.as_secs_f64());
             self.fuel_used.get_or_create(&initialiser).inc_by(run.fuel_used);

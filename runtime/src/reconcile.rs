@@ -324,7 +324,13 @@ impl Reconciler {
         self.report(true, outcomes, runs, started)
     }
 
-    fn report(&self, gate_open: bool, outcomes: Vec<Option<Outcome>>, runs: Vec<RunStats>, started: Instant) -> WakeReport {
+    fn report(
+        &self,
+        gate_open: bool,
+        outcomes: Vec<Option<Outcome>>,
+        runs: Vec<RunStats>,
+        started: Instant,
+    ) -> WakeReport {
         let outcomes = self
             .initialisers
             .iter()
@@ -360,7 +366,11 @@ pub async fn status(file: &InitFile, services: &dyn Services) -> Result<Vec<Stat
     Ok(file
         .initialisers
         .iter()
-        .map(|spec| StatusRow { name: spec.name.clone(), configured: spec.flag.clone(), stored: stored.remove(&spec.name) })
+        .map(|spec| StatusRow {
+            name: spec.name.clone(),
+            configured: spec.flag.clone(),
+            stored: stored.remove(&spec.name),
+        })
         .collect())
 }
 
@@ -401,7 +411,8 @@ async fn run_one(
     tracing::debug!(initialiser = %init.name, fuel_used = metered.fuel_used, ?duration, "run ended");
     let failure = metered.result.as_ref().err().map(|failure| failure.kind());
     let memory_refused = metered.memory_refused;
-    let stats = RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used, memory_refused };
+    let stats =
+        RunStats { initialiser: init.name.clone(), failure, duration, fuel_used: metered.fuel_used, memory_refused };
     if memory_refused && metered.result.is_ok() {
         tracing::warn!(
             initialiser = %init.name,
@@ -442,7 +453,12 @@ impl PendingFlags {
     }
 
     /// Store every pending flag in one `put`, and put each run's outcome in `outcomes`.
-    async fn flush(&mut self, config: ConfigClient<'_>, initialisers: &[Initialiser], outcomes: &mut [Option<Outcome>]) {
+    async fn flush(
+        &mut self,
+        config: ConfigClient<'_>,
+        initialisers: &[Initialiser],
+        outcomes: &mut [Option<Outcome>],
+    ) {
         for (index, outcome) in std::mem::take(self).store(config, initialisers).await {
             outcomes[index] = Some(outcome);
         }
@@ -485,7 +501,6 @@ fn stored_outcome(init: &Initialiser, result: &Result<(), ServiceError>) -> Outc
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -115,10 +115,51 @@ fn templates(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
 
 /// Names cargo refuses for a package, or that would clash with the project's own parts.
 const RESERVED: &[&str] = &[
-    "alloc", "core", "proc_macro", "std", "test", "bootstrap-guest", "bootstrap_guest", "wit", "as", "async", "await",
-    "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
-    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
-    "true", "type", "unsafe", "use", "where", "while",
+    "alloc",
+    "core",
+    "proc_macro",
+    "std",
+    "test",
+    "bootstrap-guest",
+    "bootstrap_guest",
+    "wit",
+    "as",
+    "async",
+    "await",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
 ];
 
 /// Checks that `name` can name the project's directory, crate or package, initialiser and
@@ -158,12 +199,9 @@ fn vars(lang: Lang, name: &str) -> Vec<(&'static str, String)> {
             "cargo (with rustup, it adds the `wasm32-wasip2` target)",
             "- `bootstrap-guest/`: the guest SDK (a copy that travels with the project; its\n  bindings come from `wit/`). `cargo doc --open` documents it.\n",
         ),
-        Lang::Python => (
-            "Python",
-            "app.py".to_owned(),
-            "python3 with venv (componentize-py 0.25.1 goes into `.venv/`)",
-            "",
-        ),
+        Lang::Python => {
+            ("Python", "app.py".to_owned(), "python3 with venv (componentize-py 0.25.1 goes into `.venv/`)", "")
+        }
         Lang::Js => (
             "JavaScript",
             format!("{name}.js"),
@@ -281,7 +319,10 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled() {
-        assert_eq!(fill("{{name}}/{{crate}} {name} {{other}}", &[("name", "a-b"), ("crate", "a_b")]), "a-b/a_b {name} {{other}}");
+        assert_eq!(
+            fill("{{name}}/{{crate}} {name} {{other}}", &[("name", "a-b"), ("crate", "a_b")]),
+            "a-b/a_b {name} {{other}}"
+        );
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             for file in files(lang, "my-init") {
                 assert!(!file.path.contains("{{"), "{lang:?} {}", file.path);
@@ -314,7 +355,10 @@ mod tests {
         for line in dependencies.lines().take_while(|line| !line.starts_with('[')) {
             if let Some((dependency, _)) = line.split_once('=') {
                 let dependency = dependency.trim().trim_end_matches(".workspace");
-                assert!(SDK_MANIFEST.contains(&format!("\n{dependency} = ")), "{dependency} is missing from the SDK copy's manifest");
+                assert!(
+                    SDK_MANIFEST.contains(&format!("\n{dependency} = ")),
+                    "{dependency} is missing from the SDK copy's manifest"
+                );
             }
         }
     }

@@ -194,9 +194,8 @@ mod tests {
         assert!(tenants.conflicts(&footprint(&[], &["acme-1"])));
         assert!(!tenants.conflicts(&footprint(&[], &["beta"])));
 
-        let http = |origin: &str| {
-            Footprint::of(&Grants { http: vec![Origin::parse(origin).unwrap()], ..Default::default() })
-        };
+        let http =
+            |origin: &str| Footprint::of(&Grants { http: vec![Origin::parse(origin).unwrap()], ..Default::default() });
         assert!(http("http://a:1").conflicts(&http("http://b:2")), "the outside world is one thing");
         assert!(!http("http://a:1").conflicts(&Footprint::default()));
     }

@@ -17,7 +17,8 @@ pub fn example(language: &str) -> &'static Path {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let out = repo.join(format!("target/examples/{language}/workspace-setup.wasm"));
         let script = repo.join(format!("initialisers/examples/{language}/build.sh"));
-        let output = Command::new(&script).arg(&out).env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS").output();
+        let output =
+            Command::new(&script).arg(&out).env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS").output();
         let output = output.unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         assert!(
             output.status.success(),

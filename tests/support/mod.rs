@@ -165,8 +165,11 @@ pub fn output_and_usage(command: &Command) -> (Output, Usage) {
         stderr: read("stderr"),
     };
     let micros = |name: &str| std::time::Duration::from_micros(u64::try_from(number(name)).unwrap());
-    let usage =
-        Usage { wall: micros("wall_us"), cpu: micros("cpu_us"), peak_rss_kib: u64::try_from(number("peak_rss")).unwrap() };
+    let usage = Usage {
+        wall: micros("wall_us"),
+        cpu: micros("cpu_us"),
+        peak_rss_kib: u64::try_from(number("peak_rss")).unwrap(),
+    };
     (output, usage)
 }
 

@@ -147,7 +147,12 @@ fn binary() -> PathBuf {
 }
 
 fn options(url: String) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-    bootstrap_wasm::services::broker::pulsar::PulsarOptions { url, api_key: None, listener: None, tls_trust_certs: None }
+    bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+        url,
+        api_key: None,
+        listener: None,
+        tls_trust_certs: None,
+    }
 }
 
 fn free_port() -> u16 {

@@ -91,12 +91,7 @@ impl Initialiser for DefaultFlowStart {
 
     fn run(params: &Params, _old_flag: Option<&str>, _new_flag: &str) -> Result<(), Error> {
         let settings: Settings = params.read()?;
-        let Settings {
-            workspace,
-            flow_id,
-            blueprint,
-            ..
-        } = &settings;
+        let Settings { workspace, flow_id, blueprint, .. } = &settings;
 
         // Belt and braces beyond the flag: if the flow is running already (the bootstrap
         // state was lost, say), starting it again would fail.
@@ -107,14 +102,8 @@ impl Initialiser for DefaultFlowStart {
         }
 
         info!("Starting flow '{flow_id}' (blueprint='{blueprint}') in workspace '{workspace}'");
-        flow::start_flow(
-            workspace,
-            flow_id,
-            blueprint,
-            &settings.description,
-            &settings.flow_parameters(),
-        )
-        .context("start-flow failed")?;
+        flow::start_flow(workspace, flow_id, blueprint, &settings.description, &settings.flow_parameters())
+            .context("start-flow failed")?;
         info!("Flow '{flow_id}' started");
         Ok(())
     }
@@ -127,10 +116,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Result<Settings, String> {
-        Params::from_json(json)
-            .unwrap()
-            .read()
-            .map_err(|error| error.to_string())
+        Params::from_json(json).unwrap().read().map_err(|error| error.to_string())
     }
 
     #[test]
@@ -153,23 +139,14 @@ mod tests {
 
     #[test]
     fn blueprint_is_required_and_not_empty() {
-        assert_eq!(
-            settings("{}").unwrap_err(),
-            "missing required parameter `blueprint`"
-        );
-        assert_eq!(
-            settings(r#"{"blueprint": ""}"#).unwrap_err(),
-            "parameter `blueprint`: must not be empty"
-        );
+        assert_eq!(settings("{}").unwrap_err(), "missing required parameter `blueprint`");
+        assert_eq!(settings(r#"{"blueprint": ""}"#).unwrap_err(), "parameter `blueprint`: must not be empty");
     }
 
     #[test]
     fn parameters_must_be_a_mapping_and_non_strings_become_json_text() {
         let error = settings(r#"{"blueprint": "b", "parameters": ["x"]}"#).unwrap_err();
-        assert!(
-            error.starts_with("parameter `parameters`: invalid type"),
-            "{error}"
-        );
+        assert!(error.starts_with("parameter `parameters`: invalid type"), "{error}");
 
         let settings = settings(
             r#"{"blueprint": "b", "parameters": {"model": "gpt", "temperature": 0.5, "chunks": 3, "opts": {"a": [true]}}}"#,
@@ -190,19 +167,13 @@ mod tests {
     fn timeouts_are_accepted_but_must_be_numbers() {
         assert!(settings(r#"{"blueprint": "b", "list_timeout": 10, "start_timeout": 30}"#).is_ok());
         let error = settings(r#"{"blueprint": "b", "start_timeout": "30s"}"#).unwrap_err();
-        assert!(
-            error.starts_with("parameter `start_timeout`: invalid type"),
-            "{error}"
-        );
+        assert!(error.starts_with("parameter `start_timeout`: invalid type"), "{error}");
     }
 
     #[test]
     fn only_undocumented_parameters_draw_warnings() {
         let params = Params::from_json(r#"{"workspace": "w", "flow_id": "f", "blueprint": "b", "description": "d", "parameters": {}, "list_timeout": 1, "start_timeout": 2, "flowid": "x"}"#).unwrap();
         let warnings = DefaultFlowStart::validate(&params).unwrap();
-        assert!(
-            matches!(&warnings[..], [only] if only.starts_with("unknown parameter `flowid`")),
-            "{warnings:?}"
-        );
+        assert!(matches!(&warnings[..], [only] if only.starts_with("unknown parameter `flowid`")), "{warnings:?}");
     }
 }

@@ -75,10 +75,7 @@ struct Admin {
 
 impl Admin {
     fn new(settings: Settings) -> Admin {
-        Admin {
-            base_url: settings.admin_url.trim_end_matches('/').to_string(),
-            tenant: settings.tenant,
-        }
+        Admin { base_url: settings.admin_url.trim_end_matches('/').to_string(), tenant: settings.tenant }
     }
 
     fn tenant_url(&self) -> String {
@@ -86,10 +83,7 @@ impl Admin {
     }
 
     fn namespace_url(&self, namespace: &str) -> String {
-        format!(
-            "{}/admin/v2/namespaces/{}/{namespace}",
-            self.base_url, self.tenant
-        )
+        format!("{}/admin/v2/namespaces/{}/{namespace}", self.base_url, self.tenant)
     }
 
     fn clusters(&self) -> Result<Vec<String>, Error> {
@@ -98,9 +92,7 @@ impl Admin {
         if !(200..300).contains(&response.status) {
             bail!("GET {url} failed: {} {}", response.status, response.text());
         }
-        response
-            .json()
-            .context(format!("GET {url}: not a list of clusters"))
+        response.json().context(format!("GET {url}: not a list of clusters"))
     }
 
     fn ensure_tenant(&self) -> Result<(), Error> {
@@ -135,12 +127,7 @@ impl Admin {
 /// Pulsar answers a successful create with 204 No Content; anything else is a failure.
 fn expect_created(response: &Response, what: impl FnOnce() -> String) -> Result<(), Error> {
     if response.status != 204 {
-        bail!(
-            "{} create failed: {} {}",
-            what(),
-            response.status,
-            response.text()
-        );
+        bail!("{} create failed: {} {}", what(), response.status, response.text());
     }
     Ok(())
 }
@@ -149,8 +136,7 @@ struct PulsarTopology;
 
 impl Initialiser for PulsarTopology {
     fn describe() -> Description {
-        Description::new("Creates the Pulsar tenant and namespaces TrustGraph's queues use")
-            .before_services()
+        Description::new("Creates the Pulsar tenant and namespaces TrustGraph's queues use").before_services()
     }
 
     fn validate(params: &Params) -> Result<Vec<String>, String> {
@@ -181,19 +167,13 @@ mod tests {
     fn defaults_match_upstream() {
         let admin = admin("{}");
         assert_eq!(admin.tenant_url(), "http://pulsar:8080/admin/v2/tenants/tg");
-        assert_eq!(
-            admin.namespace_url("flow"),
-            "http://pulsar:8080/admin/v2/namespaces/tg/flow"
-        );
+        assert_eq!(admin.namespace_url("flow"), "http://pulsar:8080/admin/v2/namespaces/tg/flow");
     }
 
     #[test]
     fn trailing_slashes_are_stripped() {
         let admin = admin(r#"{"admin_url": "http://localhost:8080//", "tenant": "t1"}"#);
-        assert_eq!(
-            admin.tenant_url(),
-            "http://localhost:8080/admin/v2/tenants/t1"
-        );
+        assert_eq!(admin.tenant_url(), "http://localhost:8080/admin/v2/tenants/t1");
     }
 
     #[test]
@@ -215,19 +195,11 @@ mod tests {
 
     #[test]
     fn only_204_counts_as_created() {
-        let created = Response {
-            status: 204,
-            body: vec![],
-        };
+        let created = Response { status: 204, body: vec![] };
         assert!(expect_created(&created, || "Tenant 'tg'".into()).is_ok());
-        let conflict = Response {
-            status: 409,
-            body: b"exists".to_vec(),
-        };
+        let conflict = Response { status: 409, body: b"exists".to_vec() };
         assert_eq!(
-            expect_created(&conflict, || "Tenant 'tg'".into())
-                .unwrap_err()
-                .to_string(),
+            expect_created(&conflict, || "Tenant 'tg'".into()).unwrap_err().to_string(),
             "Tenant 'tg' create failed: 409 exists"
         );
     }
@@ -236,18 +208,10 @@ mod tests {
     fn validation_names_bad_parameters_and_warns_on_unknown_ones() {
         let bad = Params::from_json(r#"{"tenant": 5}"#).unwrap();
         let error = PulsarTopology::validate(&bad).unwrap_err();
-        assert!(
-            error.starts_with("parameter `tenant`: invalid type"),
-            "{error}"
-        );
-        let typo =
-            Params::from_json(r#"{"admin_url": "http://p", "tenant": "t", "admin-url": "x"}"#)
-                .unwrap();
+        assert!(error.starts_with("parameter `tenant`: invalid type"), "{error}");
+        let typo = Params::from_json(r#"{"admin_url": "http://p", "tenant": "t", "admin-url": "x"}"#).unwrap();
         let warnings = PulsarTopology::validate(&typo).unwrap();
-        assert!(
-            matches!(&warnings[..], [only] if only.starts_with("unknown parameter `admin-url`")),
-            "{warnings:?}"
-        );
+        assert!(matches!(&warnings[..], [only] if only.starts_with("unknown parameter `admin-url`")), "{warnings:?}");
         assert!(!PulsarTopology::describe().wait_for_services);
     }
 }

@@ -67,40 +67,21 @@ mod tests {
     #[test]
     fn config_file_is_required_and_overwrite_defaults_to_false() {
         let params = Params::from_json(r#"{"config_file": "/seed.json"}"#).unwrap();
-        assert_eq!(
-            params.read::<Settings>().unwrap(),
-            Settings {
-                config_file: "/seed.json".into(),
-                overwrite: false
-            }
-        );
-        assert_eq!(
-            validate("{}").unwrap_err(),
-            "missing required parameter `config_file`"
-        );
-        assert_eq!(
-            validate(r#"{"config_file": ""}"#).unwrap_err(),
-            "parameter `config_file`: must not be empty"
-        );
+        assert_eq!(params.read::<Settings>().unwrap(), Settings { config_file: "/seed.json".into(), overwrite: false });
+        assert_eq!(validate("{}").unwrap_err(), "missing required parameter `config_file`");
+        assert_eq!(validate(r#"{"config_file": ""}"#).unwrap_err(), "parameter `config_file`: must not be empty");
     }
 
     #[test]
     fn wrong_types_name_the_parameter() {
         let error = validate(r#"{"config_file": "/s", "overwrite": "yes"}"#).unwrap_err();
-        assert!(
-            error.starts_with("parameter `overwrite`: invalid type"),
-            "{error}"
-        );
+        assert!(error.starts_with("parameter `overwrite`: invalid type"), "{error}");
     }
 
     #[test]
     fn only_undocumented_parameters_draw_warnings() {
-        let warnings =
-            validate(r#"{"config_file": "/s", "overwrite": true, "overwirte": true}"#).unwrap();
-        assert!(
-            matches!(&warnings[..], [only] if only.starts_with("unknown parameter `overwirte`")),
-            "{warnings:?}"
-        );
+        let warnings = validate(r#"{"config_file": "/s", "overwrite": true, "overwirte": true}"#).unwrap();
+        assert!(matches!(&warnings[..], [only] if only.starts_with("unknown parameter `overwirte`")), "{warnings:?}");
     }
 
     #[test]

@@ -55,15 +55,9 @@ fn default_workspace() -> String {
 
 impl Parameters for Settings {
     fn check(&self) -> Result<(), ParamsError> {
-        let has_seed_file = self
-            .seed_file
-            .as_deref()
-            .is_some_and(|path| !path.is_empty());
+        let has_seed_file = self.seed_file.as_deref().is_some_and(|path| !path.is_empty());
         if self.source == Source::SeedFile && !has_seed_file {
-            return Err(ParamsError::new(
-                "seed_file",
-                "required when `source` is \"seed-file\"",
-            ));
+            return Err(ParamsError::new("seed_file", "required when `source` is \"seed-file\""));
         }
         Ok(())
     }
@@ -75,11 +69,7 @@ impl Settings {
             (Source::SeedFile, Some(path)) => SeedTree::load_file(path),
             _ => {
                 let tree = SeedTree::load_template()?;
-                debug!(
-                    "Loaded {} template entries across {} types",
-                    tree.entry_count(),
-                    tree.type_count()
-                );
+                debug!("Loaded {} template entries across {} types", tree.entry_count(), tree.type_count());
                 Ok(tree)
             }
         }
@@ -120,10 +110,7 @@ mod tests {
     use super::*;
 
     fn settings(json: &str) -> Result<Settings, String> {
-        Params::from_json(json)
-            .unwrap()
-            .read()
-            .map_err(|error| error.to_string())
+        Params::from_json(json).unwrap().read().map_err(|error| error.to_string())
     }
 
     #[test]
@@ -143,14 +130,8 @@ mod tests {
     #[test]
     fn seed_file_source_needs_a_seed_file() {
         let expected = "parameter `seed_file`: required when `source` is \"seed-file\"";
-        assert_eq!(
-            settings(r#"{"source": "seed-file"}"#).unwrap_err(),
-            expected
-        );
-        assert_eq!(
-            settings(r#"{"source": "seed-file", "seed_file": ""}"#).unwrap_err(),
-            expected
-        );
+        assert_eq!(settings(r#"{"source": "seed-file"}"#).unwrap_err(), expected);
+        assert_eq!(settings(r#"{"source": "seed-file", "seed_file": ""}"#).unwrap_err(), expected);
         let ok = settings(r#"{"source": "seed-file", "seed_file": "/s.json", "workspace": "w"}"#);
         assert_eq!(ok.unwrap().seed_file.as_deref(), Some("/s.json"));
     }
@@ -158,15 +139,9 @@ mod tests {
     #[test]
     fn bad_source_and_types_name_the_parameter() {
         let error = settings(r#"{"source": "file"}"#).unwrap_err();
-        assert_eq!(
-            error,
-            "parameter `source`: unknown variant `file`, expected `template` or `seed-file`"
-        );
+        assert_eq!(error, "parameter `source`: unknown variant `file`, expected `template` or `seed-file`");
         let error = settings(r#"{"iam_timeout": "soon"}"#).unwrap_err();
-        assert!(
-            error.starts_with("parameter `iam_timeout`: invalid type"),
-            "{error}"
-        );
+        assert!(error.starts_with("parameter `iam_timeout`: invalid type"), "{error}");
         assert!(settings(r#"{"iam_timeout": 10}"#).is_ok());
     }
 
@@ -174,9 +149,6 @@ mod tests {
     fn only_undocumented_parameters_draw_warnings() {
         let params = Params::from_json(r#"{"workspace": "w", "source": "template", "seed_file": "/s", "overwrite": true, "iam_timeout": 10, "sorce": "x"}"#).unwrap();
         let warnings = WorkspaceInit::validate(&params).unwrap();
-        assert!(
-            matches!(&warnings[..], [only] if only.starts_with("unknown parameter `sorce`")),
-            "{warnings:?}"
-        );
+        assert!(matches!(&warnings[..], [only] if only.starts_with("unknown parameter `sorce`")), "{warnings:?}");
     }
 }

@@ -66,7 +66,11 @@ impl HostState {
         match self.memory.hold(bytes, what) {
             Ok(()) => Ok(answer),
             Err(over) => {
-                tracing::warn!(initialiser = &*self.initialiser, function = what, "refused: {bytes} bytes would exceed limits.memory");
+                tracing::warn!(
+                    initialiser = &*self.initialiser,
+                    function = what,
+                    "refused: {bytes} bytes would exceed limits.memory"
+                );
                 Err(HostError::InvalidRequest(over.to_string()))
             }
         }

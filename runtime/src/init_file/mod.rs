@@ -76,8 +76,7 @@ impl std::fmt::Display for Code {
 impl InitFile {
     /// Read and check `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
         let raw = raw::parse(path, &text)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
@@ -124,23 +123,19 @@ fn check_entry(
         (None, None) => "component",
     };
     let code = match (raw.class, raw.builtin, raw.component) {
-        (Some(class), None, None) => Code::Builtin(
-            Builtin::from_class(&class).ok_or_else(|| {
-                err("class").because(format!(
-                    "unknown class '{class}'; known: {}",
-                    Builtin::ALL.map(|b| b.class()).join(", ")
-                ))
-            })?,
-        ),
+        (Some(class), None, None) => Code::Builtin(Builtin::from_class(&class).ok_or_else(|| {
+            err("class")
+                .because(format!("unknown class '{class}'; known: {}", Builtin::ALL.map(|b| b.class()).join(", ")))
+        })?),
         (None, Some(builtin), None) => Code::Builtin(Builtin::from_name(&builtin).ok_or_else(|| {
-            err("builtin").because(format!(
-                "unknown builtin '{builtin}'; known: {}",
-                Builtin::ALL.map(|b| b.name()).join(", ")
-            ))
+            err("builtin")
+                .because(format!("unknown builtin '{builtin}'; known: {}", Builtin::ALL.map(|b| b.name()).join(", ")))
         })?),
         (None, None, Some(component)) => Code::Component(resolve(base_dir, &component)),
         (None, None, None) => {
-            return Err(err("component").because("missing: name the code with one of `component:`, `builtin:` or `class:`"));
+            return Err(
+                err("component").because("missing: name the code with one of `component:`, `builtin:` or `class:`")
+            );
         }
         _ => return Err(err("component").because("give only one of `component:`, `builtin:` and `class:`")),
     };
@@ -166,14 +161,16 @@ fn check_entry(
     }
 
     let limits = match raw.limits {
-        Some(raw_limits) => check_limits(raw_limits).map_err(|(field, m)| err(&format!("limits.{field}")).because(m))?,
+        Some(raw_limits) => {
+            check_limits(raw_limits).map_err(|(field, m)| err(&format!("limits.{field}")).because(m))?
+        }
         None => Limits::default(),
     };
 
     let grants = match raw.grants {
-        Some(raw_grants) => Some(
-            check_grants(base_dir, raw_grants).map_err(|(field, m)| err(&format!("grants.{field}")).because(m))?,
-        ),
+        Some(raw_grants) => {
+            Some(check_grants(base_dir, raw_grants).map_err(|(field, m)| err(&format!("grants.{field}")).because(m))?)
+        }
         None => None,
     };
 

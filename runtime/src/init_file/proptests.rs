@@ -27,14 +27,32 @@ fn load_checked(extension: &str, contents: &[u8]) -> Result<(), TestCaseError> {
 const EXTENSIONS: [&str; 3] = ["yaml", "json", "yml"];
 
 /// The fields of `limits:`.
-const LIMIT_FIELDS: [&str; 9] = [
-    "fuel", "timeout", "memory", "value_size", "put_entries", "written", "host_calls", "log_lines", "log_line_size",
-];
+const LIMIT_FIELDS: [&str; 9] =
+    ["fuel", "timeout", "memory", "value_size", "put_entries", "written", "host_calls", "log_lines", "log_line_size"];
 
 /// The other keys an init file uses, at any level, and a few it does not.
 const OTHER_KEYS: [&str; 21] = [
-    "initialisers", "name", "flag", "class", "builtin", "component", "sha256", "params", "limits", "grants", "config",
-    "read", "write", "flow", "workspaces", "http", "files", "config_file", "workspace", "bogus", "",
+    "initialisers",
+    "name",
+    "flag",
+    "class",
+    "builtin",
+    "component",
+    "sha256",
+    "params",
+    "limits",
+    "grants",
+    "config",
+    "read",
+    "write",
+    "flow",
+    "workspaces",
+    "http",
+    "files",
+    "config_file",
+    "workspace",
+    "bogus",
+    "",
 ];
 
 /// Keys an init file uses, at any level, and a few it does not.

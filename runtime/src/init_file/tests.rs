@@ -104,7 +104,8 @@ fn bad_yaml_gives_line_and_column() {
 
 #[test]
 fn duplicate_yaml_keys_are_refused() {
-    let message = error_of("init.yaml", "initialisers:\n  - name: a\n    name: b\n    flag: v1\n    builtin: template-seed\n");
+    let message =
+        error_of("init.yaml", "initialisers:\n  - name: a\n    name: b\n    flag: v1\n    builtin: template-seed\n");
     assert!(message.contains("duplicate"), "{message}");
 }
 
@@ -148,8 +149,7 @@ fn two_kinds_of_code_are_refused() {
 
 #[test]
 fn misspelt_fields_are_refused() {
-    let message =
-        error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, parmas: {}}\n");
+    let message = error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, parmas: {}}\n");
     assert!(message.contains("parmas"), "{message}");
 }
 
@@ -203,28 +203,40 @@ fn bad_caps_name_the_field() {
         ("{log_lines: 0}", "limits.log_lines"),
         ("{log_line_size: 4XB}", "limits.log_line_size"),
     ] {
-        let message =
-            error_of("init.yaml", &format!("initialisers:\n  - {{name: a, flag: v1, builtin: template-seed, limits: {limits}}}\n"));
+        let message = error_of(
+            "init.yaml",
+            &format!("initialisers:\n  - {{name: a, flag: v1, builtin: template-seed, limits: {limits}}}\n"),
+        );
         assert!(message.contains(&format!("field '{field}'")), "{limits}: {message}");
     }
-    let message =
-        error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, limits: {log_lines: -1}}\n");
+    let message = error_of(
+        "init.yaml",
+        "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, limits: {log_lines: -1}}\n",
+    );
     assert!(message.contains("log_lines"), "{message}");
 }
 
 #[test]
 fn oversized_params_and_flags_are_refused_at_load() {
     let big = "x".repeat(crate::policy::MAX_PARAMS_BYTES);
-    let text = format!(r#"{{"initialisers": [{{"name": "a", "flag": "v1", "builtin": "template-seed", "params": {{"blob": "{big}"}}}}]}}"#);
+    let text = format!(
+        r#"{{"initialisers": [{{"name": "a", "flag": "v1", "builtin": "template-seed", "params": {{"blob": "{big}"}}}}]}}"#
+    );
     let message = error_of("init.json", &text);
-    assert!(message.contains("initialiser 'a' (entry 1), field 'params': 1048587 bytes of JSON, over the limit of 1 MiB"), "{}", &message[..200.min(message.len())]);
+    assert!(
+        message.contains("initialiser 'a' (entry 1), field 'params': 1048587 bytes of JSON, over the limit of 1 MiB"),
+        "{}",
+        &message[..200.min(message.len())]
+    );
 
     let flag = "v".repeat(crate::policy::MAX_FLAG_BYTES);
-    let message = error_of("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
+    let message =
+        error_of("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
     assert!(message.contains("field 'flag': 1026 bytes, over the limit of 1 KiB"), "{message}");
     // Up to the limit is fine: the stored flag is its JSON text, quotes included.
     let flag = "v".repeat(crate::policy::MAX_FLAG_BYTES - 2);
-    let (_dir, loaded) = load("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
+    let (_dir, loaded) =
+        load("init.yaml", &format!("initialisers:\n  - {{name: a, flag: {flag}, builtin: template-seed}}\n"));
     assert!(loaded.is_ok());
 }
 
@@ -233,6 +245,7 @@ fn flags_must_be_scalars_and_params_a_mapping() {
     let message = error_of("init.yaml", "initialisers:\n  - {name: a, flag: [1], builtin: template-seed}\n");
     assert!(message.contains("field 'flag': must be a string"), "{message}");
 
-    let message = error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, params: [1]}\n");
+    let message =
+        error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, params: [1]}\n");
     assert!(message.contains("field 'params': must be a mapping"), "{message}");
 }

@@ -14,8 +14,9 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
             .as_f64()
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| format!("'{n}' is not a number of seconds"))?,
-        Value::String(text) => humantime::parse_duration(text)
-            .map_err(|e| format!("'{text}' is not a duration like 30s or 500ms: {e}"))?,
+        Value::String(text) => {
+            humantime::parse_duration(text).map_err(|e| format!("'{text}' is not a duration like 30s or 500ms: {e}"))?
+        }
         other => return Err(format!("{other} is not a duration like 30s or 500ms")),
     };
     if duration.is_zero() {
@@ -33,8 +34,9 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
 pub(super) fn bytes(value: &Value) -> Result<usize, String> {
     let size = match value {
         Value::Number(n) => n.as_u64().ok_or_else(|| format!("'{n}' is not a number of bytes"))?,
-        Value::String(text) => parse_size(text)
-            .ok_or_else(|| format!("'{text}' is not a size like 64MiB or 512KiB"))?,
+        Value::String(text) => {
+            parse_size(text).ok_or_else(|| format!("'{text}' is not a size like 64MiB or 512KiB"))?
+        }
         other => return Err(format!("{other} is not a size like 64MiB")),
     };
     if size == 0 {

@@ -65,10 +65,8 @@ fn tick_while_running(engine: &EngineWeak, ticker: &Weak<EpochTicker>) {
         {
             let mut running = shared.running();
             while *running == 0 {
-                let (guard, waited) = shared
-                    .changed
-                    .wait_timeout(running, IDLE_CHECK)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let (guard, waited) =
+                    shared.changed.wait_timeout(running, IDLE_CHECK).unwrap_or_else(|poisoned| poisoned.into_inner());
                 running = guard;
                 if waited.timed_out() && (Arc::strong_count(&shared) == 1 || engine.upgrade().is_none()) {
                     return; // Nothing left to tick for.

@@ -176,9 +176,7 @@ impl Sandbox {
         let link = |result: wasmtime::Result<()>| result.map_err(|e| SandboxError(format!("{e:#}")));
         link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
-        link(InitialiserComponent::add_to_linker::<RunState, HostImports>(&mut linker, |state| {
-            &mut state.host
-        }))?;
+        link(InitialiserComponent::add_to_linker::<RunState, HostImports>(&mut linker, |state| &mut state.host))?;
         link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
 
         let ticker = EpochTicker::start(&engine);
@@ -186,14 +184,7 @@ impl Sandbox {
             Allocation::Pooled { instances } => Some(Arc::new(tokio::sync::Semaphore::new(instances as usize))),
             Allocation::OnDemand => None,
         };
-        Ok(Self {
-            engine,
-            linker,
-            cache: None,
-            precompiled_builtins: options.precompiled_builtins,
-            ticker,
-            slots,
-        })
+        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker, slots })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -227,7 +218,8 @@ impl Sandbox {
         let pre_without_http = if imports_http(&self.engine, &component) {
             let mut linker = self.linker.clone();
             link_http_stand_in(&mut linker, &self.engine, &component).map_err(wrong_world)?;
-            InitialiserComponentPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?
+            InitialiserComponentPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
+                .map_err(wrong_world)?
         } else {
             pre.clone()
         };
@@ -319,7 +311,12 @@ mod tests {
     use crate::policy::{Grants, Limits};
 
     fn context() -> CallContext {
-        CallContext { initialiser: "pooled".into(), limits: Limits::default(), grants: Arc::new(Grants::default()), services: None }
+        CallContext {
+            initialiser: "pooled".into(),
+            limits: Limits::default(),
+            grants: Arc::new(Grants::default()),
+            services: None,
+        }
     }
 
     #[tokio::test]
@@ -334,7 +331,11 @@ mod tests {
 
     #[tokio::test]
     async fn calls_beyond_the_pool_wait_for_a_slot() {
-        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 }, ..Default::default() }).unwrap();
+        let sandbox = Sandbox::with_options(SandboxOptions {
+            allocation: Allocation::Pooled { instances: 1 },
+            ..Default::default()
+        })
+        .unwrap();
         let component = sandbox.load(Builtin::TemplateSeed.component()).unwrap();
         // Another call holds the only slot.
         let held = sandbox.slots.clone().unwrap().acquire_owned().await.unwrap();
@@ -349,7 +350,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_finds_the_pool_full_from_outside_fails_to_start() {
-        let sandbox = Sandbox::with_options(SandboxOptions { allocation: Allocation::Pooled { instances: 1 }, ..Default::default() }).unwrap();
+        let sandbox = Sandbox::with_options(SandboxOptions {
+            allocation: Allocation::Pooled { instances: 1 },
+            ..Default::default()
+        })
+        .unwrap();
         let bytes = Builtin::TemplateSeed.component();
         let component = sandbox.load(bytes).unwrap();
         // Hold the pool's only slot with another instance, alive until the end of the test.

@@ -46,5 +46,4 @@ mod tests {
             assert!(loaded.is_ok(), "{}: {:#}", builtin.name(), loaded.err().unwrap());
         }
     }
-
 }

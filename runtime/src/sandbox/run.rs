@@ -211,9 +211,11 @@ impl LoadedComponent {
         // Warnings are logged one per line, and a refusal is printed: both within the log caps.
         let limits = &context.limits;
         Ok(match verdict {
-            Ok(warnings) => {
-                Ok(warnings.into_iter().take(limits.log_lines).map(|warning| guest_text::for_log(warning, limits)).collect())
-            }
+            Ok(warnings) => Ok(warnings
+                .into_iter()
+                .take(limits.log_lines)
+                .map(|warning| guest_text::for_log(warning, limits))
+                .collect()),
             Err(refusal) => Err(guest_text::for_log(refusal, limits)),
         })
     }
@@ -236,8 +238,9 @@ impl LoadedComponent {
                 })
             })
             .await;
-        let result = result
-            .and_then(|verdict| verdict.map_err(|message| RunFailure::Guest(guest_text::for_log(message, &context.limits))));
+        let result = result.and_then(|verdict| {
+            verdict.map_err(|message| RunFailure::Guest(guest_text::for_log(message, &context.limits)))
+        });
         Metered { result, fuel_used, memory_refused }
     }
 
@@ -295,10 +298,8 @@ impl LoadedComponent {
         http.set_field_size_limit(HTTP_FIELDS_BYTES);
         // Set aside: the objects and handles, one call's random bytes, and a line buffer each
         // for stdout and stderr.
-        let reserved = host_objects.bytes()
-            + COMPONENT_HANDLES * COMPONENT_HANDLE_BYTES
-            + RANDOM_BYTES
-            + 2 * limits.log_line_size;
+        let reserved =
+            host_objects.bytes() + COMPONENT_HANDLES * COMPONENT_HANDLE_BYTES + RANDOM_BYTES + 2 * limits.log_line_size;
 
         let state = RunState {
             wasi: wasi.build(),

@@ -48,12 +48,8 @@ impl ConfigClient<'_> {
     }
 
     /// `config`: a whole workspace as `{type: {key: value}}`.
-    pub async fn workspace(
-        &self,
-        workspace: &str,
-    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, ServiceError> {
-        let request =
-            ConfigRequest { operation: "config".into(), workspace: workspace.into(), ..Default::default() };
+    pub async fn workspace(&self, workspace: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, ServiceError> {
+        let request = ConfigRequest { operation: "config".into(), workspace: workspace.into(), ..Default::default() };
         Ok(self.0.config(request).await?.config)
     }
 
@@ -82,8 +78,14 @@ impl ConfigClient<'_> {
 pub struct FlowClient<'a>(pub &'a dyn Services);
 
 impl FlowClient<'_> {
-    async fn call(&self, operation: &str, workspace: &str, fill: impl FnOnce(&mut FlowRequest)) -> Result<FlowResponse, ServiceError> {
-        let mut request = FlowRequest { operation: operation.into(), workspace: workspace.into(), ..Default::default() };
+    async fn call(
+        &self,
+        operation: &str,
+        workspace: &str,
+        fill: impl FnOnce(&mut FlowRequest),
+    ) -> Result<FlowResponse, ServiceError> {
+        let mut request =
+            FlowRequest { operation: operation.into(), workspace: workspace.into(), ..Default::default() };
         fill(&mut request);
         self.0.flow(request).await
     }

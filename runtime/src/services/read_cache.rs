@@ -167,7 +167,8 @@ impl Services for WakeReadCache {
 
 /// The bytes of an answer's text, about what keeping it costs.
 fn answer_bytes(response: &ConfigResponse) -> usize {
-    let values: usize = response.values.iter().map(|v| v.kind.len() + v.key.len() + v.value.as_ref().map_or(0, String::len)).sum();
+    let values: usize =
+        response.values.iter().map(|v| v.kind.len() + v.key.len() + v.value.as_ref().map_or(0, String::len)).sum();
     let directory: usize = response.directory.iter().map(String::len).sum();
     let config: usize = response
         .config

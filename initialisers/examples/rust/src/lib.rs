@@ -47,7 +47,9 @@ fn default_description() -> String {
 
 impl Parameters for Settings {
     fn check(&self) -> Result<(), ParamsError> {
-        for (name, value) in [("workspace", &self.workspace), ("blueprint", &self.blueprint), ("flow_id", &self.flow_id)] {
+        for (name, value) in
+            [("workspace", &self.workspace), ("blueprint", &self.blueprint), ("flow_id", &self.flow_id)]
+        {
             if value.is_empty() {
                 return Err(ParamsError::new(name, "must be a non-empty string"));
             }
@@ -68,7 +70,8 @@ fn explain(what: &str, error: HostError) -> Error {
 /// Start the flow unless it is running already (the flag may have been lost).
 fn start_flow(settings: &Settings) -> Result<(), Error> {
     let Settings { workspace, flow_id, blueprint, .. } = settings;
-    let running = flow::list_flows(workspace).map_err(|e| explain(&format!("listing the flows of workspace '{workspace}'"), e))?;
+    let running = flow::list_flows(workspace)
+        .map_err(|e| explain(&format!("listing the flows of workspace '{workspace}'"), e))?;
     if running.contains(flow_id) {
         info!("flow '{flow_id}' already running in workspace '{workspace}'");
         return Ok(());

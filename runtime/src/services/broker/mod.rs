@@ -15,8 +15,8 @@
 //! each service to implement [`Services`].
 
 pub mod pulsar;
-pub mod rabbitmq;
 mod queue;
+pub mod rabbitmq;
 mod rpc;
 
 use std::sync::Arc;

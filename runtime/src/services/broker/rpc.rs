@@ -88,7 +88,11 @@ impl RequestResponse {
             return Ok(());
         }
         let subscription = self.transport.subscribe(&self.response_queue, &self.subscription).await.map_err(|e| {
-            ServiceError::Unavailable(format!("cannot subscribe to {} on {}: {e}", self.response_queue, self.transport.describe()))
+            ServiceError::Unavailable(format!(
+                "cannot subscribe to {} on {}: {e}",
+                self.response_queue,
+                self.transport.describe()
+            ))
         })?;
         *pump = Some(tokio::spawn(deliver(subscription, self.waiting.clone(), self.response_queue.clone())));
         Ok(())

@@ -114,9 +114,10 @@ impl ConfigService {
 
     // put and delete answer an empty response (version 0), as upstream does.
     fn put(&self, request: &ConfigRequest) -> Result<ConfigResponse, StoreError> {
-        let entries = request.values.iter().map(|value| {
-            (value.kind.as_str(), value.key.as_str(), value.value.as_deref().unwrap_or_default())
-        });
+        let entries = request
+            .values
+            .iter()
+            .map(|value| (value.kind.as_str(), value.key.as_str(), value.value.as_deref().unwrap_or_default()));
         self.store.put_many(&request.workspace, entries)?;
         Ok(ConfigResponse::default())
     }
@@ -153,20 +154,11 @@ mod tests {
     }
 
     fn request(operation: &str, workspace: &str) -> ConfigRequest {
-        ConfigRequest {
-            operation: operation.into(),
-            workspace: workspace.into(),
-            ..Default::default()
-        }
+        ConfigRequest { operation: operation.into(), workspace: workspace.into(), ..Default::default() }
     }
 
     fn value(kind: &str, key: &str, value: &str) -> ConfigValue {
-        ConfigValue {
-            kind: kind.into(),
-            key: key.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        }
+        ConfigValue { kind: kind.into(), key: key.into(), value: Some(value.into()), ..Default::default() }
     }
 
     fn key(kind: &str, key: &str) -> ConfigKey {
@@ -181,36 +173,24 @@ mod tests {
     #[test]
     fn put_then_every_read() {
         let (_dir, service) = service();
-        put(
-            &service,
-            "w",
-            vec![value("prompt", "b", "B"), value("prompt", "a", "A"), value("schema", "s", "S")],
-        );
+        put(&service, "w", vec![value("prompt", "b", "B"), value("prompt", "a", "A"), value("schema", "s", "S")]);
         put(&service, "other", vec![value("prompt", "x", "X")]);
 
-        let got = service.handle(ConfigRequest {
-            keys: vec![key("prompt", "a"), key("prompt", "missing")],
-            ..request("get", "w")
-        });
+        let got = service
+            .handle(ConfigRequest { keys: vec![key("prompt", "a"), key("prompt", "missing")], ..request("get", "w") });
         assert_eq!(got.version, 2);
         assert_eq!(
             got.values,
-            [
-                value("prompt", "a", "A"),
-                ConfigValue { value: None, ..value("prompt", "missing", "") },
-            ]
+            [value("prompt", "a", "A"), ConfigValue { value: None, ..value("prompt", "missing", "") },]
         );
 
-        let listed =
-            service.handle(ConfigRequest { kind: "prompt".into(), ..request("list", "w") });
+        let listed = service.handle(ConfigRequest { kind: "prompt".into(), ..request("list", "w") });
         assert_eq!((listed.version, listed.directory), (2, vec!["a".to_owned(), "b".to_owned()]));
 
-        let values =
-            service.handle(ConfigRequest { kind: "prompt".into(), ..request("getvalues", "w") });
+        let values = service.handle(ConfigRequest { kind: "prompt".into(), ..request("getvalues", "w") });
         assert_eq!(values.values, [value("prompt", "a", "A"), value("prompt", "b", "B")]);
 
-        let all_ws = service
-            .handle(ConfigRequest { kind: "prompt".into(), ..request("getvalues-all-ws", "") });
+        let all_ws = service.handle(ConfigRequest { kind: "prompt".into(), ..request("getvalues-all-ws", "") });
         assert_eq!(all_ws.error, None);
         assert_eq!(
             all_ws.values,
@@ -233,10 +213,8 @@ mod tests {
     fn delete_removes_keys_and_bumps_version() {
         let (_dir, service) = service();
         put(&service, "w", vec![value("t", "a", "1"), value("t", "b", "2")]);
-        let answer = service.handle(ConfigRequest {
-            keys: vec![key("t", "a"), key("t", "never-there")],
-            ..request("delete", "w")
-        });
+        let answer = service
+            .handle(ConfigRequest { keys: vec![key("t", "a"), key("t", "never-there")], ..request("delete", "w") });
         assert_eq!(answer, ConfigResponse::default());
         let listed = service.handle(ConfigRequest { kind: "t".into(), ..request("list", "w") });
         assert_eq!((listed.version, listed.directory), (2, vec!["b".to_owned()]));
@@ -246,15 +224,8 @@ mod tests {
     fn put_overwrites_and_null_value_is_empty_string() {
         let (_dir, service) = service();
         put(&service, "w", vec![value("t", "k", "old")]);
-        put(
-            &service,
-            "w",
-            vec![value("t", "k", "new"), ConfigValue { value: None, ..value("t", "n", "") }],
-        );
-        let got = service.handle(ConfigRequest {
-            keys: vec![key("t", "k"), key("t", "n")],
-            ..request("get", "w")
-        });
+        put(&service, "w", vec![value("t", "k", "new"), ConfigValue { value: None, ..value("t", "n", "") }]);
+        let got = service.handle(ConfigRequest { keys: vec![key("t", "k"), key("t", "n")], ..request("get", "w") });
         assert_eq!(got.values[0].value.as_deref(), Some("new"));
         assert_eq!(got.values[1].value.as_deref(), Some(""));
     }
@@ -264,11 +235,7 @@ mod tests {
         let (_dir, service) = service();
         for operation in ["get", "list", "getvalues", "put", "delete", "config", "nonsense"] {
             let answer = service.handle(request(operation, ""));
-            assert_eq!(
-                answer.error,
-                Some(WireError::new("bad-request", "Workspace is required")),
-                "{operation}"
-            );
+            assert_eq!(answer.error, Some(WireError::new("bad-request", "Workspace is required")), "{operation}");
         }
         let answer = service.handle(request("nonsense", "w"));
         assert_eq!(answer.error, Some(WireError::new("bad-operation", "Bad operation")));
@@ -299,13 +266,8 @@ mod tests {
             })
         );
 
-        let refused =
-            serde_json::to_value(service.handle(request_from_json(r#"{"operation": "list"}"#)))
-                .unwrap();
-        assert_eq!(
-            refused["error"],
-            serde_json::json!({"type": "bad-request", "message": "Workspace is required"})
-        );
+        let refused = serde_json::to_value(service.handle(request_from_json(r#"{"operation": "list"}"#))).unwrap();
+        assert_eq!(refused["error"], serde_json::json!({"type": "bad-request", "message": "Workspace is required"}));
     }
 
     fn request_from_json(json: &str) -> ConfigRequest {
@@ -321,8 +283,7 @@ mod tests {
             put(&service, "w", vec![value("t", "k", "v")]);
         }
         let service = ConfigService::new(Arc::new(ConfigStore::open(&path).unwrap()));
-        let got =
-            service.handle(ConfigRequest { keys: vec![key("t", "k")], ..request("get", "w") });
+        let got = service.handle(ConfigRequest { keys: vec![key("t", "k")], ..request("get", "w") });
         assert_eq!((got.version, got.values), (1, vec![value("t", "k", "v")]));
     }
 }

@@ -95,29 +95,20 @@ impl FlowService {
     }
 
     fn list_blueprints(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        Ok(FlowResponse {
-            blueprint_names: self.store.keys(&request.workspace, BLUEPRINT_TYPE)?,
-            ..Default::default()
-        })
+        Ok(FlowResponse { blueprint_names: self.store.keys(&request.workspace, BLUEPRINT_TYPE)?, ..Default::default() })
     }
 
     fn get_blueprint(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
         Ok(FlowResponse {
-            blueprint_definition: self.store.get(
-                &request.workspace,
-                BLUEPRINT_TYPE,
-                &request.blueprint_name,
-            )?,
+            blueprint_definition: self.store.get(&request.workspace, BLUEPRINT_TYPE, &request.blueprint_name)?,
             ..Default::default()
         })
     }
 
     // Stored as given, unchecked, as upstream does: a bad blueprint is refused at start-flow.
     fn put_blueprint(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        self.store.put_many(
-            &request.workspace,
-            [(BLUEPRINT_TYPE, &request.blueprint_name, &request.blueprint_definition)],
-        )?;
+        self.store
+            .put_many(&request.workspace, [(BLUEPRINT_TYPE, &request.blueprint_name, &request.blueprint_definition)])?;
         Ok(FlowResponse::default())
     }
 
@@ -128,10 +119,7 @@ impl FlowService {
     }
 
     fn list_flows(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        Ok(FlowResponse {
-            flow_ids: self.store.keys(&request.workspace, FLOW_TYPE)?,
-            ..Default::default()
-        })
+        Ok(FlowResponse { flow_ids: self.store.keys(&request.workspace, FLOW_TYPE)?, ..Default::default() })
     }
 
     fn get_flow(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
@@ -165,23 +153,17 @@ impl FlowService {
             if update.get(workspace, FLOW_TYPE, &request.flow_id)?.is_some() {
                 return refuse("Flow already exists");
             }
-            let Some(blueprint_text) =
-                update.get(workspace, BLUEPRINT_TYPE, &request.blueprint_name)?
-            else {
+            let Some(blueprint_text) = update.get(workspace, BLUEPRINT_TYPE, &request.blueprint_name)? else {
                 return refuse("Blueprint does not exist");
             };
             let blueprint = parse_object(&blueprint_text, "Blueprint")?;
 
-            let parameters =
-                resolve_parameters(update, workspace, &blueprint, &request.parameters)?;
+            let parameters = resolve_parameters(update, workspace, &blueprint, &request.parameters)?;
             let templates = Templates {
                 workspace,
                 blueprint: &request.blueprint_name,
                 flow_id: &request.flow_id,
-                parameters: parameters
-                    .iter()
-                    .map(|(name, value)| (format!("{{{name}}}"), py_str(value)))
-                    .collect(),
+                parameters: parameters.iter().map(|(name, value)| (format!("{{{name}}}"), py_str(value))).collect(),
             };
 
             // Shared (`blueprint`) processors first, then per-flow ones; a later entry with
@@ -191,13 +173,9 @@ impl FlowService {
                 for processor in processors(&blueprint, section)? {
                     let mut entry = PyObject::new();
                     for field in ["topics", "parameters"] {
-                        let templated = templated_strings(processor.spec, field, &templates)
-                            .map_err(|problem| {
-                                FlowError(format!(
-                                    "Blueprint entry '{}': {problem}",
-                                    processor.entry
-                                ))
-                            })?;
+                        let templated = templated_strings(processor.spec, field, &templates).map_err(|problem| {
+                            FlowError(format!("Blueprint entry '{}': {problem}", processor.entry))
+                        })?;
                         entry.insert(field, PyValue::Object(templated));
                     }
                     entries.push((
@@ -219,9 +197,7 @@ impl FlowService {
                         let mut templated = PyObject::new();
                         for (key, value) in interface.iter() {
                             let Some(value) = value.as_str() else {
-                                return refuse(format!(
-                                    "Interface '{name}': '{key}' is not a string"
-                                ));
+                                return refuse(format!("Interface '{name}': '{key}' is not a string"));
                             };
                             templated.insert(key, PyValue::String(templates.apply(value)));
                         }
@@ -240,12 +216,7 @@ impl FlowService {
             for (kind, key, value) in &entries {
                 update.put(workspace, kind, key, value)?;
             }
-            update.put(
-                workspace,
-                FLOW_TYPE,
-                &request.flow_id,
-                &python_json::dumps(&PyValue::Object(record)),
-            )?;
+            update.put(workspace, FLOW_TYPE, &request.flow_id, &python_json::dumps(&PyValue::Object(record)))?;
             Ok(FlowResponse::default())
         })
     }
@@ -268,24 +239,17 @@ impl FlowService {
             };
             let parameters = match record.get("parameters") {
                 None => Vec::new(),
-                Some(PyValue::Object(parameters)) => parameters
-                    .iter()
-                    .map(|(name, value)| (format!("{{{name}}}"), py_str(value)))
-                    .collect(),
+                Some(PyValue::Object(parameters)) => {
+                    parameters.iter().map(|(name, value)| (format!("{{{name}}}"), py_str(value))).collect()
+                }
                 Some(_) => return refuse("Internal error: flow's parameters are not an object"),
             };
             // Upstream fails here too: a flow whose blueprint was deleted cannot be stopped.
-            let Some(blueprint_text) = update.get(workspace, BLUEPRINT_TYPE, blueprint_name)?
-            else {
+            let Some(blueprint_text) = update.get(workspace, BLUEPRINT_TYPE, blueprint_name)? else {
                 return refuse("Blueprint does not exist");
             };
             let blueprint = parse_object(&blueprint_text, "Blueprint")?;
-            let templates = Templates {
-                workspace,
-                blueprint: blueprint_name,
-                flow_id: &request.flow_id,
-                parameters,
-            };
+            let templates = Templates { workspace, blueprint: blueprint_name, flow_id: &request.flow_id, parameters };
 
             for processor in processors(&blueprint, "flow")? {
                 update.delete(
@@ -342,8 +306,7 @@ fn resolve_parameters(
         let Some(meta) = meta.as_object() else {
             return refuse(format!("Blueprint parameter '{name}' is not an object"));
         };
-        let Some(type_name) = meta.get("type").and_then(PyValue::as_str).filter(|t| !t.is_empty())
-        else {
+        let Some(type_name) = meta.get("type").and_then(PyValue::as_str).filter(|t| !t.is_empty()) else {
             continue;
         };
         let definition = type_definitions
@@ -463,9 +426,7 @@ fn processors<'a>(blueprint: &'a PyObject, section: &str) -> Result<Vec<Processo
         .iter()
         .map(|(entry, spec)| {
             let Some((name, variant)) = entry.split_once(':') else {
-                return refuse(format!(
-                    "Blueprint entry '{entry}' is not of the form processor:variant"
-                ));
+                return refuse(format!("Blueprint entry '{entry}' is not of the form processor:variant"));
             };
             let Some(spec) = spec.as_object() else {
                 return refuse(format!("Blueprint entry '{entry}' is not an object"));
@@ -476,11 +437,7 @@ fn processors<'a>(blueprint: &'a PyObject, section: &str) -> Result<Vec<Processo
 }
 
 /// `spec[field]` (absent: empty) with templates applied to its keys and values.
-fn templated_strings(
-    spec: &PyObject,
-    field: &str,
-    templates: &Templates<'_>,
-) -> Result<PyObject, String> {
+fn templated_strings(spec: &PyObject, field: &str, templates: &Templates<'_>) -> Result<PyObject, String> {
     let mut out = PyObject::new();
     match spec.get(field) {
         None => {}
@@ -601,9 +558,7 @@ mod tests {
     fn blueprint_round_trip() {
         let f = fixture();
         assert!(ok(f.flows.handle(request("list-blueprints"))).blueprint_names.is_empty());
-        let missing = ok(f
-            .flows
-            .handle(FlowRequest { blueprint_name: "nope".into(), ..request("get-blueprint") }));
+        let missing = ok(f.flows.handle(FlowRequest { blueprint_name: "nope".into(), ..request("get-blueprint") }));
         assert_eq!(missing.blueprint_definition, None);
 
         for name in ["b2", "b1"] {
@@ -614,18 +569,12 @@ mod tests {
             }));
         }
         assert_eq!(ok(f.flows.handle(request("list-blueprints"))).blueprint_names, ["b1", "b2"]);
-        let got = ok(f
-            .flows
-            .handle(FlowRequest { blueprint_name: "b2".into(), ..request("get-blueprint") }));
+        let got = ok(f.flows.handle(FlowRequest { blueprint_name: "b2".into(), ..request("get-blueprint") }));
         assert_eq!(got.blueprint_definition.as_deref(), Some(r#"{"name": "b2"}"#));
         // Blueprints are config items of type flow-blueprint.
-        assert_eq!(
-            f.store.get("w", BLUEPRINT_TYPE, "b1").unwrap().as_deref(),
-            Some(r#"{"name": "b1"}"#)
-        );
+        assert_eq!(f.store.get("w", BLUEPRINT_TYPE, "b1").unwrap().as_deref(), Some(r#"{"name": "b1"}"#));
 
-        ok(f.flows
-            .handle(FlowRequest { blueprint_name: "b2".into(), ..request("delete-blueprint") }));
+        ok(f.flows.handle(FlowRequest { blueprint_name: "b2".into(), ..request("delete-blueprint") }));
         assert_eq!(ok(f.flows.handle(request("list-blueprints"))).blueprint_names, ["b1"]);
     }
 
@@ -701,12 +650,9 @@ mod tests {
             ..request("start-flow")
         });
         assert_eq!(flow_error(missing_blueprint), "Blueprint does not exist");
-        let no_id = f
-            .flows
-            .handle(FlowRequest { blueprint_name: "doc-rag".into(), ..request("start-flow") });
+        let no_id = f.flows.handle(FlowRequest { blueprint_name: "doc-rag".into(), ..request("start-flow") });
         assert_eq!(flow_error(no_id), "No flow ID");
-        let no_blueprint =
-            f.flows.handle(FlowRequest { flow_id: "f9".into(), ..request("start-flow") });
+        let no_blueprint = f.flows.handle(FlowRequest { flow_id: "f9".into(), ..request("start-flow") });
         assert_eq!(flow_error(no_blueprint), "No blueprint name");
 
         // Refusals write nothing.
@@ -717,9 +663,7 @@ mod tests {
     #[test]
     fn required_parameter_without_default_is_refused() {
         let f = fixture();
-        f.store
-            .put_many("w", [(PARAMETER_TYPE, "api-key", r#"{"type": "string", "required": true}"#)])
-            .unwrap();
+        f.store.put_many("w", [(PARAMETER_TYPE, "api-key", r#"{"type": "string", "required": true}"#)]).unwrap();
         f.store
             .put_many(
                 "w",
@@ -730,17 +674,11 @@ mod tests {
             f.flows.handle(FlowRequest {
                 blueprint_name: "bp".into(),
                 flow_id: "f".into(),
-                parameters: parameters
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 ..request("start-flow")
             })
         };
-        assert_eq!(
-            flow_error(start(&[])),
-            "Required parameter 'key' not provided and has no default"
-        );
+        assert_eq!(flow_error(start(&[])), "Required parameter 'key' not provided and has no default");
         assert!(f.store.keys("w", FLOW_TYPE).unwrap().is_empty());
         ok(start(&[("key", "s3cret")]));
         assert_eq!(
@@ -752,9 +690,7 @@ mod tests {
     #[test]
     fn blueprint_without_parameters_keeps_user_parameters() {
         let f = fixture();
-        f.store
-            .put_many("w", [(BLUEPRINT_TYPE, "bp", r#"{"blueprint": {}, "flow": {}}"#)])
-            .unwrap();
+        f.store.put_many("w", [(BLUEPRINT_TYPE, "bp", r#"{"blueprint": {}, "flow": {}}"#)]).unwrap();
         ok(f.flows.handle(FlowRequest {
             blueprint_name: "bp".into(),
             flow_id: "f".into(),
@@ -774,27 +710,22 @@ mod tests {
         f.store
             .put_many(
                 "w",
-                [(BLUEPRINT_TYPE, "bp", r#"{"blueprint": {"ok:{id}": {"topics": {"t": "x"}}}, "flow": {"no-colon": {}}}"#)],
+                [(
+                    BLUEPRINT_TYPE,
+                    "bp",
+                    r#"{"blueprint": {"ok:{id}": {"topics": {"t": "x"}}}, "flow": {"no-colon": {}}}"#,
+                )],
             )
             .unwrap();
         let before = f.store.all().unwrap();
-        let answer = f.flows.handle(FlowRequest {
-            blueprint_name: "bp".into(),
-            flow_id: "f".into(),
-            ..request("start-flow")
-        });
-        assert_eq!(
-            flow_error(answer),
-            "Blueprint entry 'no-colon' is not of the form processor:variant"
-        );
+        let answer =
+            f.flows.handle(FlowRequest { blueprint_name: "bp".into(), flow_id: "f".into(), ..request("start-flow") });
+        assert_eq!(flow_error(answer), "Blueprint entry 'no-colon' is not of the form processor:variant");
         assert_eq!(f.store.all().unwrap(), before);
 
         f.store.put_many("w", [(BLUEPRINT_TYPE, "bad", "not json")]).unwrap();
-        let answer = f.flows.handle(FlowRequest {
-            blueprint_name: "bad".into(),
-            flow_id: "f".into(),
-            ..request("start-flow")
-        });
+        let answer =
+            f.flows.handle(FlowRequest { blueprint_name: "bad".into(), flow_id: "f".into(), ..request("start-flow") });
         assert!(flow_error(answer).starts_with("Blueprint is not valid JSON"));
     }
 
@@ -828,11 +759,7 @@ mod tests {
         f.store
             .put_many(
                 "w",
-                [(
-                    BLUEPRINT_TYPE,
-                    "bp",
-                    r#"{"parameters": {"m": {}}, "blueprint": {}, "flow": {"llm:{id}-{m}": {}}}"#,
-                )],
+                [(BLUEPRINT_TYPE, "bp", r#"{"parameters": {"m": {}}, "blueprint": {}, "flow": {"llm:{id}-{m}": {}}}"#)],
             )
             .unwrap();
         ok(f.flows.handle(FlowRequest {
@@ -865,12 +792,8 @@ mod tests {
     #[test]
     fn error_records() {
         let f = fixture();
-        let no_workspace =
-            f.flows.handle(FlowRequest { workspace: String::new(), ..request("list-flows") });
-        assert_eq!(
-            no_workspace.error,
-            Some(WireError::new("bad-request", "Workspace is required"))
-        );
+        let no_workspace = f.flows.handle(FlowRequest { workspace: String::new(), ..request("list-flows") });
+        assert_eq!(no_workspace.error, Some(WireError::new("bad-request", "Workspace is required")));
         let bad = f.flows.handle(request("fly"));
         assert_eq!(bad.error, Some(WireError::new("bad-operation", "Bad operation")));
     }
@@ -885,30 +808,19 @@ mod tests {
         .unwrap();
         ok(f.flows.handle(request));
         let got: FlowRequest =
-            serde_json::from_str(r#"{"operation": "get-flow", "workspace": "w", "flow_id": "f1"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"operation": "get-flow", "workspace": "w", "flow_id": "f1"}"#).unwrap();
         let answer = serde_json::to_value(f.flows.handle(got)).unwrap();
         assert_eq!(answer["description"], "d");
         assert_eq!(answer["parameters"]["model"], "m");
         assert_eq!(answer["error"], serde_json::Value::Null);
-        assert!(
-            answer["flow"]
-                .as_str()
-                .unwrap()
-                .starts_with(r#"{"description": "d", "blueprint-name": "doc-rag""#)
-        );
+        assert!(answer["flow"].as_str().unwrap().starts_with(r#"{"description": "d", "blueprint-name": "doc-rag""#));
         for field in ["blueprint_names", "flow_ids", "blueprint_definition"] {
             assert!(answer.get(field).is_some(), "{field} missing from {answer}");
         }
 
-        let refused = serde_json::to_value(
-            f.flows.handle(FlowRequest { flow_id: "nope".into(), ..request_stop() }),
-        )
-        .unwrap();
-        assert_eq!(
-            refused["error"],
-            serde_json::json!({"type": "flow-error", "message": "Flow ID invalid"})
-        );
+        let refused =
+            serde_json::to_value(f.flows.handle(FlowRequest { flow_id: "nope".into(), ..request_stop() })).unwrap();
+        assert_eq!(refused["error"], serde_json::json!({"type": "flow-error", "message": "Flow ID invalid"}));
     }
 
     fn request_stop() -> FlowRequest {
@@ -926,11 +838,7 @@ mod tests {
                 blueprint_definition: r#"{"blueprint": {}, "flow": {"p:{id}": {}}}"#.into(),
                 ..request("put-blueprint")
             }));
-            ok(flows.handle(FlowRequest {
-                blueprint_name: "bp".into(),
-                flow_id: "f".into(),
-                ..request("start-flow")
-            }));
+            ok(flows.handle(FlowRequest { blueprint_name: "bp".into(), flow_id: "f".into(), ..request("start-flow") }));
         }
         let flows = FlowService::new(Arc::new(ConfigStore::open(&path).unwrap()));
         assert_eq!(ok(flows.handle(request("list-flows"))).flow_ids, ["f"]);

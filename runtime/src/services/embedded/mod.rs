@@ -22,9 +22,7 @@ pub use flow_svc::{BLUEPRINT_TYPE, FLOW_TYPE, FlowService, PARAMETER_TYPE};
 pub use group_commit::DEFAULT_SYNC_WINDOW;
 pub use store::{ConfigStore, Snapshot, StoreError, Update, WorkspaceConfig};
 
-use crate::services::{
-    ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services, WireError,
-};
+use crate::services::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services, WireError};
 
 /// config-svc and flow-svc on one local store.
 #[derive(Debug, Clone)]
@@ -48,11 +46,7 @@ impl EmbeddedServices {
 
     /// Both services over an already open store.
     pub fn from_store(store: Arc<ConfigStore>) -> Self {
-        Self {
-            config: ConfigService::new(store.clone()),
-            flow: FlowService::new(store.clone()),
-            store,
-        }
+        Self { config: ConfigService::new(store.clone()), flow: FlowService::new(store.clone()), store }
     }
 
     pub fn store(&self) -> &Arc<ConfigStore> {
@@ -151,11 +145,7 @@ mod tests {
         assert_eq!(got.version, 1);
 
         let flows = services
-            .flow(FlowRequest {
-                operation: "list-flows".into(),
-                workspace: "w".into(),
-                ..Default::default()
-            })
+            .flow(FlowRequest { operation: "list-flows".into(), workspace: "w".into(), ..Default::default() })
             .await
             .unwrap();
         assert!(flows.flow_ids.is_empty());
@@ -164,14 +154,8 @@ mod tests {
     #[tokio::test]
     async fn error_answers_become_remote_errors() {
         let (_dir, embedded) = open();
-        let err = embedded
-            .config(ConfigRequest { operation: "list".into(), ..Default::default() })
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            ServiceError::Remote(WireError::new("bad-request", "Workspace is required"))
-        );
+        let err = embedded.config(ConfigRequest { operation: "list".into(), ..Default::default() }).await.unwrap_err();
+        assert_eq!(err, ServiceError::Remote(WireError::new("bad-request", "Workspace is required")));
 
         let err = embedded
             .flow(FlowRequest {

@@ -114,9 +114,7 @@ fn write_json(out: &mut String, value: &PyValue) {
         PyValue::Bool(false) => out.push_str("false"),
         PyValue::Int(i) => write!(out, "{i}").unwrap(),
         PyValue::Float(f) if f.is_nan() => out.push_str("NaN"),
-        PyValue::Float(f) if f.is_infinite() => {
-            out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" })
-        }
+        PyValue::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" }),
         PyValue::Float(f) => out.push_str(&float_repr(*f)),
         PyValue::String(s) => write_json_string(out, s),
         PyValue::Array(items) => {
@@ -218,9 +216,7 @@ fn write_str_repr(out: &mut String, s: &str) {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                write!(out, "\\x{:02x}", c as u32).unwrap()
-            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => write!(out, "\\x{:02x}", c as u32).unwrap(),
             c => out.push(c),
         }
     }
@@ -340,15 +336,10 @@ mod tests {
 
     #[test]
     fn dumps_matches_python_defaults() {
-        let value = loads(
-            r#"{"z": "caf\u00e9 \ud83d\ude00", "a": [1, 2.5, true, null], "q": "\"\\\n\u007f"}"#,
-        )
-        .unwrap();
+        let value =
+            loads(r#"{"z": "caf\u00e9 \ud83d\ude00", "a": [1, 2.5, true, null], "q": "\"\\\n\u007f"}"#).unwrap();
         // json.dumps(json.loads(same text)) in CPython 3.11:
-        assert_eq!(
-            dumps(&value),
-            r#"{"z": "caf\u00e9 \ud83d\ude00", "a": [1, 2.5, true, null], "q": "\"\\\n\u007f"}"#
-        );
+        assert_eq!(dumps(&value), r#"{"z": "caf\u00e9 \ud83d\ude00", "a": [1, 2.5, true, null], "q": "\"\\\n\u007f"}"#);
         assert_eq!(dumps(&PyValue::Object(PyObject::new())), "{}");
     }
 

@@ -142,12 +142,7 @@ impl ConfigStore {
     }
 
     /// One value, `None` if the key does not exist.
-    pub fn get(
-        &self,
-        workspace: &str,
-        kind: &str,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn get(&self, workspace: &str, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
         self.snapshot()?.get(workspace, kind, key)
     }
 
@@ -162,10 +157,7 @@ impl ConfigStore {
     }
 
     /// `(workspace, key, value)` of one type across every workspace, sorted.
-    pub fn values_all_workspaces(
-        &self,
-        kind: &str,
-    ) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub fn values_all_workspaces(&self, kind: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         self.snapshot()?.values_all_workspaces(kind)
     }
 
@@ -229,11 +221,7 @@ impl ConfigStore {
         self.write(false, body)
     }
 
-    fn write<T, E>(
-        &self,
-        always_bump: bool,
-        body: impl FnOnce(&mut Update<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
+    fn write<T, E>(&self, always_bump: bool, body: impl FnOnce(&mut Update<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -279,20 +267,15 @@ impl Drop for ConfigStore {
 /// (SIGKILL, found by tests/crash.rs) left a file that is not a redb database, which no later
 /// start could open.
 fn create(path: &Path) -> Result<(), StoreError> {
-    let failed = |err: std::io::Error| StoreError::Open {
-        path: path.to_owned(),
-        source: redb::StorageError::Io(err).into(),
-    };
+    let failed =
+        |err: std::io::Error| StoreError::Open { path: path.to_owned(), source: redb::StorageError::Io(err).into() };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let staged = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".creating")
-        .tempfile_in(dir)
-        .map_err(failed)?;
+    let staged =
+        tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".creating").tempfile_in(dir).map_err(failed)?;
     let db = redb::Database::create(staged.path()).map_err(|err| open_error(path, err))?;
     create_tables(&db, path)?;
     drop(db);
@@ -333,9 +316,7 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
             reason: format!("it is in redb file format {format}, which this redb cannot read"),
         },
         // redb reports a file that is not a redb database as InvalidData.
-        redb::DatabaseError::Storage(redb::StorageError::Io(err))
-            if err.kind() == std::io::ErrorKind::InvalidData =>
-        {
+        redb::DatabaseError::Storage(redb::StorageError::Io(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
             StoreError::NotAStore { path, reason: err.to_string() }
         }
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
@@ -347,12 +328,10 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
 
 fn table_error(path: &Path, err: redb::TableError) -> StoreError {
     match err {
-        redb::TableError::TableTypeMismatch { .. } | redb::TableError::TableIsMultimap(_) => {
-            StoreError::NotAStore {
-                path: path.to_owned(),
-                reason: format!("a redb database with other tables ({err})"),
-            }
-        }
+        redb::TableError::TableTypeMismatch { .. } | redb::TableError::TableIsMultimap(_) => StoreError::NotAStore {
+            path: path.to_owned(),
+            reason: format!("a redb database with other tables ({err})"),
+        },
         other => StoreError::Open { path: path.to_owned(), source: other.into() },
     }
 }
@@ -364,12 +343,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn get(
-        &self,
-        workspace: &str,
-        kind: &str,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn get(&self, workspace: &str, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
         read_get(&self.entries, workspace, kind, key)
     }
 
@@ -381,10 +355,7 @@ impl Snapshot {
         read_values(&self.entries, workspace, kind)
     }
 
-    pub fn values_all_workspaces(
-        &self,
-        kind: &str,
-    ) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub fn values_all_workspaces(&self, kind: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         // A full scan: the table is keyed workspace-first, and config stores are small.
         let mut out = Vec::new();
         for item in self.entries.iter()? {
@@ -405,9 +376,7 @@ impl Snapshot {
             if entry_workspace != workspace {
                 break;
             }
-            out.entry(kind.to_owned())
-                .or_default()
-                .insert(key.to_owned(), value.value().to_owned());
+            out.entry(kind.to_owned()).or_default().insert(key.to_owned(), value.value().to_owned());
         }
         Ok(out)
     }
@@ -440,12 +409,7 @@ pub struct Update<'txn> {
 }
 
 impl Update<'_> {
-    pub fn get(
-        &self,
-        workspace: &str,
-        kind: &str,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn get(&self, workspace: &str, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
         read_get(&self.entries, workspace, kind, key)
     }
 
@@ -453,13 +417,7 @@ impl Update<'_> {
         Ok(read_values(&self.entries, workspace, kind)?.into_iter().map(|(key, _)| key).collect())
     }
 
-    pub fn put(
-        &mut self,
-        workspace: &str,
-        kind: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
+    pub fn put(&mut self, workspace: &str, kind: &str, key: &str, value: &str) -> Result<(), StoreError> {
         self.bump()?;
         self.entries.insert((workspace, kind, key), value)?;
         Ok(())
@@ -533,9 +491,7 @@ mod tests {
     fn put_get_list_and_version() {
         let (_dir, store) = open_temp();
         assert_eq!(store.version().unwrap(), 0);
-        let version = store
-            .put_many("w", [("prompt", "b", "2"), ("prompt", "a", "1"), ("schema", "s", "x")])
-            .unwrap();
+        let version = store.put_many("w", [("prompt", "b", "2"), ("prompt", "a", "1"), ("schema", "s", "x")]).unwrap();
         assert_eq!(version, 1);
         assert_eq!(store.version().unwrap(), 1);
         assert_eq!(store.get("w", "prompt", "a").unwrap().as_deref(), Some("1"));

@@ -11,8 +11,7 @@ use serde::Deserialize;
 
 /// What each text carries: a newline, then a line shaped like the runtime's own, then NUL,
 /// ESC (a terminal's clear-screen) and a right-to-left override.
-pub const FORGED: &str =
-    "innocent\n2026-01-01T00:00:00.000000Z  INFO run{initialiser=victim}: completed (flag=\"v9\") FORGED\r\0\u{1b}[2J\u{202e}desrever";
+pub const FORGED: &str = "innocent\n2026-01-01T00:00:00.000000Z  INFO run{initialiser=victim}: completed (flag=\"v9\") FORGED\r\0\u{1b}[2J\u{202e}desrever";
 
 #[derive(Deserialize)]
 struct Settings {

@@ -75,9 +75,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bootstrap_guest::config::ConfigEntry;
-use bootstrap_guest::{
-    Description, Error, HostError, Initialiser, Parameters, Params, ParamsError,
-};
+use bootstrap_guest::{Description, Error, HostError, Initialiser, Parameters, Params, ParamsError};
 use bootstrap_guest::{bail, config, export_initialiser, flow, http, info, log};
 
 mod network;
@@ -161,16 +159,10 @@ fn default_key() -> String {
 impl Parameters for Settings {
     fn check(&self) -> Result<(), ParamsError> {
         match self.mode {
-            Mode::ReadFile | Mode::WriteFile if self.path.is_none() => Err(ParamsError::new(
-                "path",
-                "required by read-file and write-file",
-            )),
-            Mode::WriteOther
-            | Mode::GiantPut
-            | Mode::ManyKeys
-            | Mode::PutLoop
-            | Mode::Separators
-            | Mode::FlowStart
+            Mode::ReadFile | Mode::WriteFile if self.path.is_none() => {
+                Err(ParamsError::new("path", "required by read-file and write-file"))
+            }
+            Mode::WriteOther | Mode::GiantPut | Mode::ManyKeys | Mode::PutLoop | Mode::Separators | Mode::FlowStart
                 if self.workspace.is_none() =>
             {
                 Err(ParamsError::new(
@@ -179,24 +171,17 @@ impl Parameters for Settings {
                      and flow-start",
                 ))
             }
-            Mode::Connect if self.address.is_none() => {
-                Err(ParamsError::new("address", "required by connect"))
-            }
+            Mode::Connect if self.address.is_none() => Err(ParamsError::new("address", "required by connect")),
             Mode::Network => {
-                let needed = [
-                    ("address", &self.address),
-                    ("listen", &self.listen),
-                    ("host", &self.host),
-                ];
+                let needed = [("address", &self.address), ("listen", &self.listen), ("host", &self.host)];
                 match needed.iter().find(|(_, value)| value.is_none()) {
                     Some((name, _)) => Err(ParamsError::new(*name, "required by network")),
                     None => Ok(()),
                 }
             }
-            Mode::HugeWarnings if self.during != Stage::Validate => Err(ParamsError::new(
-                "during",
-                "huge-warnings happens in validate only",
-            )),
+            Mode::HugeWarnings if self.during != Stage::Validate => {
+                Err(ParamsError::new("during", "huge-warnings happens in validate only"))
+            }
             _ => Ok(()),
         }
     }
@@ -230,10 +215,7 @@ impl Initialiser for Hostile {
             Mode::Spin => spin(),
             Mode::Panic => panic!("deliberate panic in validate"),
             Mode::Memory => hoard_memory(),
-            Mode::HostCalls => Err(format!(
-                "validate made host calls: {}",
-                host_calls(&settings)
-            )),
+            Mode::HostCalls => Err(format!("validate made host calls: {}", host_calls(&settings))),
             Mode::HugeText => Err(huge_text(settings.bytes.unwrap_or(HUGE))),
             Mode::HugeWarnings => {
                 let warning = huge_text(settings.bytes.unwrap_or(25 << 20));
@@ -273,41 +255,21 @@ impl Initialiser for Hostile {
                 }
             }
             Mode::Env => env(),
-            Mode::WriteSystem => Ok(config::put_json(
-                "__system__",
-                "init-state",
-                &settings.key,
-                new_flag,
-            )?),
+            Mode::WriteSystem => Ok(config::put_json("__system__", "init-state", &settings.key, new_flag)?),
             Mode::WriteOther => {
                 let workspace = settings.workspace.unwrap_or_default();
-                Ok(config::put_json(
-                    &workspace,
-                    "hostile",
-                    &settings.key,
-                    new_flag,
-                )?)
+                Ok(config::put_json(&workspace, "hostile", &settings.key, new_flag)?)
             }
-            Mode::LogFlood => flood_log(
-                settings.lines.unwrap_or(100_000),
-                settings.bytes.unwrap_or(10_000),
-            ),
+            Mode::LogFlood => flood_log(settings.lines.unwrap_or(100_000), settings.bytes.unwrap_or(10_000)),
             Mode::GiantPut => {
                 let value = "x".repeat(settings.bytes.unwrap_or(2 << 20));
                 let workspace = settings.workspace.unwrap_or_default();
-                Ok(config::put(
-                    &workspace,
-                    &[ConfigEntry::new("hostile", &settings.key, value)],
-                )?)
+                Ok(config::put(&workspace, &[ConfigEntry::new("hostile", &settings.key, value)])?)
             }
-            Mode::ManyKeys => put_many_keys(
-                &settings.workspace.unwrap_or_default(),
-                settings.lines.unwrap_or(1_000_000),
-            ),
-            Mode::PutLoop => put_loop(
-                &settings.workspace.unwrap_or_default(),
-                settings.bytes.unwrap_or(10_000),
-            ),
+            Mode::ManyKeys => {
+                put_many_keys(&settings.workspace.unwrap_or_default(), settings.lines.unwrap_or(1_000_000))
+            }
+            Mode::PutLoop => put_loop(&settings.workspace.unwrap_or_default(), settings.bytes.unwrap_or(10_000)),
             Mode::ReadSystem => read_system(),
             Mode::Connect => {
                 let address = settings.address.unwrap_or_default();
@@ -343,9 +305,7 @@ fn describe_settings() -> Option<Settings> {
         .find_map(|(_, dir)| std::fs::read_to_string(Path::new(&dir).join("describe-mode")).ok())
         .map(|text| {
             let params = Params::from_json(&text).expect("describe-mode is not JSON params");
-            params
-                .read()
-                .unwrap_or_else(|error| panic!("describe-mode: {error}"))
+            params.read().unwrap_or_else(|error| panic!("describe-mode: {error}"))
         })
 }
 
@@ -370,19 +330,10 @@ fn host_calls(settings: &Settings) -> String {
     let key = &settings.key;
     let forged = ConfigEntry::new("hostile", key, "\"forged\"");
     let mut outcomes = vec![
-        format!(
-            "config.get: {}",
-            outcome(config::get(workspace, "hostile", key))
-        ),
+        format!("config.get: {}", outcome(config::get(workspace, "hostile", key))),
         format!("config.put: {}", outcome(config::put(workspace, &[forged]))),
-        format!(
-            "flow.list-blueprints: {}",
-            outcome(flow::list_blueprints(workspace))
-        ),
-        format!(
-            "flow.put-blueprint: {}",
-            outcome(flow::put_blueprint(workspace, key, BLUEPRINT))
-        ),
+        format!("flow.list-blueprints: {}", outcome(flow::list_blueprints(workspace))),
+        format!("flow.put-blueprint: {}", outcome(flow::put_blueprint(workspace, key, BLUEPRINT))),
     ];
     log::info("host-calls: a log call");
     outcomes.push("log: sent".into());
@@ -414,11 +365,7 @@ fn flood_log(lines: usize, bytes: usize) -> Result<(), Error> {
 fn put_many_keys(workspace: &str, count: usize) -> Result<(), Error> {
     use bootstrap_guest::bindings::trustgraph::bootstrap::{config as host, types};
     let entries: Vec<types::ConfigEntry> = (0..count)
-        .map(|i| types::ConfigEntry {
-            type_: String::new(),
-            key: i.to_string(),
-            value: String::new(),
-        })
+        .map(|i| types::ConfigEntry { type_: String::new(), key: i.to_string(), value: String::new() })
         .collect();
     host::put(workspace, &entries).map_err(HostError::from)?;
     bail!("the host took {count} entries in one put")
@@ -437,30 +384,17 @@ fn put_loop(workspace: &str, bytes: usize) -> Result<(), Error> {
 
 fn read_system() -> Result<(), Error> {
     let outcomes = [
-        (
-            "config.get",
-            config::get("__system__", "init-state", "probe").map(|v| format!("{v:?}")),
-        ),
-        (
-            "config.get-values",
-            config::get_values("__system__", "init-state").map(|v| format!("{v:?}")),
-        ),
-        (
-            "config.get-workspace",
-            config::get_workspace("__system__").map(|v| format!("{v:?}")),
-        ),
+        ("config.get", config::get("__system__", "init-state", "probe").map(|v| format!("{v:?}"))),
+        ("config.get-values", config::get_values("__system__", "init-state").map(|v| format!("{v:?}"))),
+        ("config.get-workspace", config::get_workspace("__system__").map(|v| format!("{v:?}"))),
     ];
-    let read: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(call, outcome)| Some(format!("{call} read {}", outcome.as_ref().ok()?)))
-        .collect();
+    let read: Vec<String> =
+        outcomes.iter().filter_map(|(call, outcome)| Some(format!("{call} read {}", outcome.as_ref().ok()?))).collect();
     if !read.is_empty() {
         bail!("{}", read.join("; "));
     }
-    let errors: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(call, outcome)| Some(format!("{call}: {}", outcome.as_ref().err()?)))
-        .collect();
+    let errors: Vec<String> =
+        outcomes.iter().filter_map(|(call, outcome)| Some(format!("{call}: {}", outcome.as_ref().err()?))).collect();
     bail!("could not read __system__: {}", errors.join("; "))
 }
 
@@ -548,9 +482,7 @@ fn read_file(path: &str) -> Result<(), Error> {
 }
 
 fn env() -> Result<(), Error> {
-    let vars: Vec<String> = std::env::vars()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
+    let vars: Vec<String> = std::env::vars().map(|(name, value)| format!("{name}={value}")).collect();
     let args: Vec<String> = std::env::args().collect();
     if !vars.is_empty() || !args.is_empty() {
         bail!("sees environment {vars:?} and arguments {args:?}");

@@ -32,18 +32,12 @@ pub(crate) fn network(settings: &Settings) -> Result<(), Error> {
             Err(error) => info!("{what}: failed: {error}"),
         }
     }
-    bail!(
-        "{} of {} network attempts went through: {through:?}",
-        through.len(),
-        attempts.len()
-    )
+    bail!("{} of {} network attempts went through: {through:?}", through.len(), attempts.len())
 }
 
 fn udp_send_std(address: &str) -> Result<String, String> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    let sent = socket
-        .send_to(b"hostile datagram", address)
-        .map_err(|e| format!("send: {e}"))?;
+    let sent = socket.send_to(b"hostile datagram", address).map_err(|e| format!("send: {e}"))?;
     Ok(format!("sent {sent} bytes to {address}"))
 }
 
@@ -56,10 +50,7 @@ fn tcp_listen_std(listen: &str) -> Result<String, String> {
 
 fn dns_std(host: &str) -> Result<String, String> {
     use std::net::ToSocketAddrs;
-    let found: Vec<_> = (host, 80)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .collect();
+    let found: Vec<_> = (host, 80).to_socket_addrs().map_err(|e| e.to_string())?.collect();
     Ok(format!("{host} resolved to {found:?}"))
 }
 
@@ -77,21 +68,15 @@ mod raw_sockets {
     }
 
     fn ipv4(address: &str) -> Result<IpSocketAddress, String> {
-        let parsed: std::net::SocketAddrV4 =
-            address.parse().map_err(|e| format!("{address}: {e}"))?;
+        let parsed: std::net::SocketAddrV4 = address.parse().map_err(|e| format!("{address}: {e}"))?;
         let [a, b, c, d] = parsed.ip().octets();
-        Ok(IpSocketAddress::Ipv4(Ipv4SocketAddress {
-            port: parsed.port(),
-            address: (a, b, c, d),
-        }))
+        Ok(IpSocketAddress::Ipv4(Ipv4SocketAddress { port: parsed.port(), address: (a, b, c, d) }))
     }
 
     pub fn udp_bind() -> Result<String, String> {
         let network = instance_network();
         let socket = create_udp_socket(IpAddressFamily::Ipv4).map_err(failed("create"))?;
-        socket
-            .start_bind(&network, ipv4("127.0.0.1:0")?)
-            .map_err(failed("start-bind"))?;
+        socket.start_bind(&network, ipv4("127.0.0.1:0")?).map_err(failed("start-bind"))?;
         socket.subscribe().block();
         socket.finish_bind().map_err(failed("finish-bind"))?;
         std::thread::sleep(super::HOLD);
@@ -101,9 +86,7 @@ mod raw_sockets {
     pub fn tcp_listen(listen: &str) -> Result<String, String> {
         let network = instance_network();
         let socket = create_tcp_socket(IpAddressFamily::Ipv4).map_err(failed("create"))?;
-        socket
-            .start_bind(&network, ipv4(listen)?)
-            .map_err(failed("start-bind"))?;
+        socket.start_bind(&network, ipv4(listen)?).map_err(failed("start-bind"))?;
         socket.subscribe().block();
         socket.finish_bind().map_err(failed("finish-bind"))?;
         socket.start_listen().map_err(failed("start-listen"))?;

@@ -44,35 +44,21 @@ fn separated_value(config_type: &str, key: &str) -> String {
 
 pub(crate) fn separators(settings: &Settings) -> Result<(), Error> {
     let workspace = settings.workspace.as_deref().unwrap_or_default();
-    let entries: Vec<ConfigEntry> = settings
-        .entries
-        .iter()
-        .map(|(t, k)| ConfigEntry::new(t, k, separated_value(t, k)))
-        .collect();
+    let entries: Vec<ConfigEntry> =
+        settings.entries.iter().map(|(t, k)| ConfigEntry::new(t, k, separated_value(t, k))).collect();
     config::put(workspace, &entries)?;
     let mut problems = read_back(workspace, &settings.entries, &[])?;
     if !settings.delete.is_empty() {
-        let keys: Vec<ConfigKey> = settings
-            .delete
-            .iter()
-            .map(|(t, k)| ConfigKey::new(t, k))
-            .collect();
+        let keys: Vec<ConfigKey> = settings.delete.iter().map(|(t, k)| ConfigKey::new(t, k)).collect();
         config::delete(workspace, &keys)?;
-        let kept: Vec<(String, String)> = settings
-            .entries
-            .iter()
-            .filter(|pair| !settings.delete.contains(pair))
-            .cloned()
-            .collect();
+        let kept: Vec<(String, String)> =
+            settings.entries.iter().filter(|pair| !settings.delete.contains(pair)).cloned().collect();
         problems.extend(read_back(workspace, &kept, &settings.delete)?);
     }
     if !problems.is_empty() {
         bail!("{} differences: {}", problems.len(), problems.join("; "));
     }
-    info!(
-        "read back {} entries exactly as written",
-        settings.entries.len()
-    );
+    info!("read back {} entries exactly as written", settings.entries.len());
     Ok(())
 }
 
@@ -86,10 +72,7 @@ fn read_back(
     let mut problems = Vec::new();
     let mut by_type: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
     for (t, k) in expected {
-        by_type
-            .entry(t)
-            .or_default()
-            .insert(k, separated_value(t, k));
+        by_type.entry(t).or_default().insert(k, separated_value(t, k));
         let got = config::get(workspace, t, k)?;
         if got.as_deref() != Some(separated_value(t, k).as_str()) {
             problems.push(format!("get {t:?}/{k:?} found {got:?}"));
@@ -97,9 +80,7 @@ fn read_back(
     }
     for (t, k) in gone {
         if let Some(value) = config::get(workspace, t, k)? {
-            problems.push(format!(
-                "get {t:?}/{k:?} still found {value:?} after its delete"
-            ));
+            problems.push(format!("get {t:?}/{k:?} still found {value:?} after its delete"));
         }
     }
     for (t, keys) in &by_type {
@@ -109,12 +90,8 @@ fn read_back(
         if listed != wanted {
             problems.push(format!("list-keys {t:?} found {listed:?}, not {wanted:?}"));
         }
-        let values: BTreeMap<String, String> =
-            config::get_values(workspace, t)?.into_iter().collect();
-        let wanted: BTreeMap<String, String> = keys
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
+        let values: BTreeMap<String, String> = config::get_values(workspace, t)?.into_iter().collect();
+        let wanted: BTreeMap<String, String> = keys.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         if values != wanted {
             problems.push(format!("get-values {t:?} found {values:?}, not {wanted:?}"));
         }
@@ -123,26 +100,18 @@ fn read_back(
     let wanted: BTreeMap<String, BTreeMap<String, String>> = by_type
         .iter()
         .map(|(t, keys)| {
-            let keys = keys
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect();
+            let keys = keys.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
             ((*t).to_owned(), keys)
         })
         .collect();
     if everything != wanted {
-        problems.push(format!(
-            "get-workspace found {everything:?}, not {wanted:?}"
-        ));
+        problems.push(format!("get-workspace found {everything:?}, not {wanted:?}"));
     }
     Ok(problems)
 }
 
 pub(crate) fn flow_start(settings: &Settings) -> Result<(), Error> {
-    let (workspace, key) = (
-        settings.workspace.as_deref().unwrap_or_default(),
-        &settings.key,
-    );
+    let (workspace, key) = (settings.workspace.as_deref().unwrap_or_default(), &settings.key);
     flow::put_blueprint(workspace, key, BLUEPRINT)?;
     flow::start_flow(workspace, key, key, "started by its owner", &[])?;
     info!("started flow {key} in {workspace}");
@@ -158,27 +127,12 @@ pub(crate) fn flow_calls(settings: &Settings) -> Result<(), Error> {
         let outcomes = [
             ("flow.list-blueprints", outcome(flow::list_blueprints(ws))),
             ("flow.get-blueprint", outcome(flow::get_blueprint(ws, key))),
-            (
-                "flow.put-blueprint",
-                outcome(flow::put_blueprint(ws, key, hijacked)),
-            ),
+            ("flow.put-blueprint", outcome(flow::put_blueprint(ws, key, hijacked))),
             ("flow.list-flows", outcome(flow::list_flows(ws))),
             ("flow.get-flow", outcome(flow::get_flow(ws, key))),
-            (
-                "flow.start-flow",
-                outcome(flow::start_flow(
-                    ws,
-                    &format!("{key}-hijack"),
-                    key,
-                    "hijacked",
-                    &[],
-                )),
-            ),
+            ("flow.start-flow", outcome(flow::start_flow(ws, &format!("{key}-hijack"), key, "hijacked", &[]))),
             ("flow.stop-flow", outcome(flow::stop_flow(ws, key))),
-            (
-                "flow.delete-blueprint",
-                outcome(flow::delete_blueprint(ws, key)),
-            ),
+            ("flow.delete-blueprint", outcome(flow::delete_blueprint(ws, key))),
         ];
         for (call, seen) in outcomes {
             info!("{call} on {}: {seen}", shown(ws));
@@ -188,9 +142,5 @@ pub(crate) fn flow_calls(settings: &Settings) -> Result<(), Error> {
         }
     }
     let tried = 8 * settings.workspaces.len();
-    bail!(
-        "{} of {tried} flow calls went through: [{}]",
-        through.len(),
-        through.join(", ")
-    )
+    bail!("{} of {tried} flow calls went through: [{}]", through.len(), through.join(", "))
 }

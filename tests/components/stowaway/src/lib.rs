@@ -29,10 +29,7 @@ struct Stowaway;
 
 impl Guest for Stowaway {
     fn describe() -> Description {
-        Description {
-            wait_for_services: true,
-            summary: "Test guest that imports a backdoor".into(),
-        }
+        Description { wait_for_services: true, summary: "Test guest that imports a backdoor".into() }
     }
 
     fn validate(_params: String) -> Result<Vec<String>, String> {
