@@ -17,6 +17,10 @@ test: setup
 initialisers:
     cargo build --release --target wasm32-wasip2 --manifest-path initialisers/Cargo.toml --target-dir target/guests
 
+# The house rules CI checks before the tests: formatting, clippy, rustdoc.
+check: setup
+    .ci/check
+
 # What CI runs.
 ci:
     .ci/run
