@@ -16,9 +16,9 @@ use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
-use crate::sandbox::bindings::Description;
 use crate::sandbox::{CallContext, LoadError, LoadedComponent, Metered, Sandbox};
 use crate::services::Services;
+use crate::wit::Description;
 
 /// One initialiser, ready to run.
 pub struct Initialiser {

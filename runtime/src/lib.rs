@@ -7,6 +7,7 @@
 //! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
 //! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
 //! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
+//! - `wit` (crate-private) holds the bindings generated from `wit/`, the contract with guests;
 //! - `host` (crate-private) implements the WIT imports (`config`, `flow`, `log`) a guest calls;
 //! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
 //!   runs both in-process on a local store);
@@ -36,6 +37,7 @@ pub mod sandbox;
 pub mod scaffold;
 pub mod schedule;
 pub mod services;
+mod wit;
 
 pub use init_file::{ConfigError, InitFile};
 pub use initialiser::Initialiser;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::guest_text::{QUOTED_CHARS, abbreviate};
 use crate::policy::{Limits, format_bytes};
-use crate::sandbox::bindings::HostError;
+use crate::wit::HostError;
 
 /// One run's use of the host, against its limits.
 pub(crate) struct Usage {

@@ -12,8 +12,8 @@ use std::pin::Pin;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, LinkerInstance, WasmList};
 
-use crate::sandbox::bindings::{ConfigEntry, ConfigKey, HostError, config};
 use crate::services::ConfigClient;
+use crate::wit::{ConfigEntry, ConfigKey, HostError, config};
 
 use super::HostState;
 use crate::guest_text::{QUOTED_CHARS, abbreviate};

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::sandbox::bindings::{HostError, flow};
 use crate::services::{FlowClient, Services};
+use crate::wit::{HostError, flow};
 
 use super::HostState;
 use crate::guest_text::{QUOTED_CHARS, abbreviate};

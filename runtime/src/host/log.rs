@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::guest_text::{clip, one_line};
 use crate::policy::Limits;
-use crate::sandbox::bindings::log::{self, Level};
+use crate::wit::log::{self, Level};
 
 use super::HostState;
 

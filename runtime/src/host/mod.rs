@@ -20,8 +20,8 @@ pub(crate) use log::{GuestLog, Source};
 use crate::guest_text::{QUOTED_CHARS, abbreviate};
 use crate::policy::{Grants, Limits, SYSTEM_WORKSPACE};
 use crate::sandbox::RunMemory;
-use crate::sandbox::bindings::HostError;
 use crate::services::{ServiceError, Services};
+use crate::wit::HostError;
 
 /// What the host functions of one run can reach.
 pub(crate) struct HostState {
@@ -121,7 +121,7 @@ impl From<ServiceError> for HostError {
     }
 }
 
-impl crate::sandbox::bindings::types::Host for HostState {}
+impl crate::wit::types::Host for HostState {}
 
 #[cfg(test)]
 mod tests {

@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::bindings::log::Level;
 use crate::host::{GuestLog, Source};
+use crate::wit::log::Level;
 
 /// One output stream of one run. Every handle the guest opens on it (each `get-stdout` makes
 /// one) writes into the same line, so the stream holds one line's worth however many it opens.

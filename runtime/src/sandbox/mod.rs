@@ -19,7 +19,6 @@
 //! call ends, so an idle runtime holds none of them. [`SandboxOptions`] chooses on-demand
 //! allocation instead.
 
-pub(crate) mod bindings;
 mod cache;
 mod compiler_settings;
 mod epoch;
@@ -37,12 +36,12 @@ use wasmtime::component::{HasData, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub(crate) use memory::RunMemory;
-pub use run::{CallContext, Metered, RunFailure};
+pub use run::{CallContext, LoadedComponent, Metered, RunFailure};
 
 use crate::builtins::Builtin;
 use crate::host::HostState;
 use crate::integrity::Digest;
-use bindings::{InitialiserComponent, InitialiserComponentPre};
+use crate::wit::{InitialiserComponent, InitialiserComponentPre};
 use epoch::EpochTicker;
 use run::RunState;
 
@@ -136,18 +135,6 @@ pub struct Sandbox {
     cache: Option<cache::CompileCache>,
     precompiled_builtins: bool,
     ticker: Arc<EpochTicker>,
-    slots: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-/// A component checked against our world and pre-linked, ready to instantiate cheaply.
-#[derive(Clone)]
-pub struct LoadedComponent {
-    pre: InitialiserComponentPre<RunState>,
-    /// For entries without an HTTP grant: wasi:http linked to stand-ins (the same as `pre` for
-    /// a component that does not import it).
-    pre_without_http: InitialiserComponentPre<RunState>,
-    ticker: Arc<EpochTicker>,
-    /// The pool's instance slots, one per call while it runs; `None` on demand.
     slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -268,13 +255,6 @@ fn link_http_stand_in(
 /// Whether `component` imports any wasi:http interface.
 fn imports_http(engine: &Engine, component: &wasmtime::component::Component) -> bool {
     component.component_type().imports(engine).any(|(name, _)| name.starts_with("wasi:http/"))
-}
-
-impl LoadedComponent {
-    /// What to instantiate for a call under `grants`: wasi:http only where HTTP is granted.
-    fn pre_for(&self, grants: &crate::policy::Grants) -> &InitialiserComponentPre<RunState> {
-        if grants.http.is_empty() { &self.pre_without_http } else { &self.pre }
-    }
 }
 
 /// A pool for `instances` component instances alive at once, each within the per-component caps.

@@ -21,16 +21,17 @@ use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{Description, InitialiserComponent};
+use super::epoch::EpochTicker;
+use super::error_chain;
 use super::files::{self, StagedFiles};
 use super::guest_output::GuestOutput;
 use super::http::HttpAllowList;
 use super::memory::{OverBudget, RunMemory};
-use super::{LoadedComponent, error_chain};
 use crate::guest_text::{self, one_line};
 use crate::host::{GuestLog, HostState, Source};
 use crate::policy::{Grants, Limits};
 use crate::services::Services;
+use crate::wit::{Description, InitialiserComponent, InitialiserComponentPre};
 
 /// The most data one host call may copy out of the guest (wasmtime's "hostcall fuel": list
 /// elements counted at their size in the host, strings by length); a call carrying more traps.
@@ -81,6 +82,18 @@ impl HostObjects {
     fn bytes(self) -> usize {
         self.count * self.each
     }
+}
+
+/// A component checked against our world and pre-linked, ready to instantiate cheaply.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pub(super) pre: InitialiserComponentPre<RunState>,
+    /// For entries without an HTTP grant: wasi:http linked to stand-ins (the same as `pre` for
+    /// a component that does not import it).
+    pub(super) pre_without_http: InitialiserComponentPre<RunState>,
+    pub(super) ticker: Arc<EpochTicker>,
+    /// The pool's instance slots, one per call while it runs; `None` on demand.
+    pub(super) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Who is calling, under which limits and grants, with which services.
@@ -185,6 +198,11 @@ impl std::error::Error for DeadlineExceeded {}
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
 impl LoadedComponent {
+    /// What to instantiate for a call under `grants`: wasi:http only where HTTP is granted.
+    fn pre_for(&self, grants: &Grants) -> &InitialiserComponentPre<RunState> {
+        if grants.http.is_empty() { &self.pre_without_http } else { &self.pre }
+    }
+
     /// The component's `describe()`.
     pub async fn describe(&self, context: &CallContext) -> Result<Description, RunFailure> {
         let mut description = self

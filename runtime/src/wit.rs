@@ -1,4 +1,6 @@
-//! Host-side bindings for the `initialiser-component` world in `wit/`.
+//! Host-side bindings for the `initialiser-component` world in `wit/`: the types and traits
+//! generated from the WIT package, which the host interfaces (`host`) implement and the sandbox
+//! links and calls. A module of its own so that neither has to reach into the other for them.
 //!
 //! Every import is async so that a host call can await a broker round trip without blocking
 //! the executor; every export is async so that the sandbox can bound a run by wall-clock time.
