@@ -2,7 +2,10 @@
 //! components.
 //!
 //! The pieces, each in its own module, in the order a start-up uses them:
-//! - [`init_file`] reads and checks the operator's init file;
+//! - [`init_file`] reads and checks the operator's init file, and [`flag`] is an initialiser's
+//!   flag as configured there and as stored in `__system__`;
+//! - [`builtins`] are the core initialisers compiled into the binary, with the grants their
+//!   params imply;
 //! - [`guest_text`] makes what a guest says safe to log: one line, escaped, bounded;
 //! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
 //! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
