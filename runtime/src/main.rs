@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bootstrap_wasm::check::Report;
+use bootstrap_wasm::init_file::parse_duration;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
@@ -287,14 +288,6 @@ impl BackendArgs {
         tracing::info!("backend: {backend}");
         Ok(services)
     }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed = match text.parse::<f64>() {
-        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string()),
-        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
-    };
-    parsed.map_err(|e| format!("{e} (try 5s, 500ms or a number of seconds)"))
 }
 
 /// A failure with the exit code it deserves.

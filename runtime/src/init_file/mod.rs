@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub use error::ConfigError;
+pub use units::parse_duration;
 
 use crate::builtins::Builtin;
 use crate::flag::Flag;

@@ -1,4 +1,5 @@
-//! Durations and byte sizes as operators write them in `limits:`.
+//! Durations and byte sizes as operators write them in `limits:` (and durations as they write
+//! them on the command line: [`parse_duration`] serves both).
 
 use std::time::Duration;
 
@@ -7,16 +8,24 @@ use serde_json::Value;
 /// The longest duration accepted: 100 years.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// `30s`, `1m 30s`, `500ms` (humantime's forms), or a plain number of seconds.
+/// `30s`, `1m 30s`, `500ms` (humantime's forms), or a plain number of seconds, written as text.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = match text.trim().parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string()),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    };
+    parsed.map_err(|e| format!("'{text}' is not a duration like 30s, 500ms or a number of seconds: {e}"))
+}
+
+/// A `limits:` duration: [`parse_duration`]'s forms, or a JSON number of seconds; more than 0
+/// and at most 100 years.
 pub(super) fn duration(value: &Value) -> Result<Duration, String> {
     let duration = match value {
         Value::Number(n) => n
             .as_f64()
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| format!("'{n}' is not a number of seconds"))?,
-        Value::String(text) => {
-            humantime::parse_duration(text).map_err(|e| format!("'{text}' is not a duration like 30s or 500ms: {e}"))?
-        }
+        Value::String(text) => parse_duration(text)?,
         other => return Err(format!("{other} is not a duration like 30s or 500ms")),
     };
     if duration.is_zero() {
@@ -72,6 +81,7 @@ mod tests {
         assert_eq!(duration(&json!("30s")).unwrap(), Duration::from_secs(30));
         assert_eq!(duration(&json!("500ms")).unwrap(), Duration::from_millis(500));
         assert_eq!(duration(&json!(2)).unwrap(), Duration::from_secs(2));
+        assert_eq!(duration(&json!("1.5")).unwrap(), Duration::from_millis(1500));
         assert!(duration(&json!("soon")).is_err());
         assert!(duration(&json!(0)).is_err());
         // Found by the property tests: too large for a Duration is an error, not a panic.
