@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use bootstrap_wasm::sandbox::RunFailure;
 use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{
     ConfigRequest, ConfigResponse, FlowClient, FlowRequest, FlowResponse, ServiceError, Services,
@@ -35,8 +36,9 @@ fn outcomes(report: &WakeReport) -> Vec<(&str, &Outcome)> {
     report.outcomes.iter().map(|(name, outcome)| (&**name, outcome)).collect()
 }
 
+/// Whether `outcome` is the guest's own failure, saying `text`.
 fn failed_with(outcome: &Outcome, text: &str) -> bool {
-    matches!(outcome, Outcome::Failed(why) if why.contains(text))
+    matches!(outcome, Outcome::Failed(RunFailure::Guest(why)) if why.contains(text))
 }
 
 /// The three core initialisers of `examples/init.yaml`, pointed at a seed file in `scratch`.

@@ -220,7 +220,11 @@ mod tests {
     fn a_wake_is_recorded_as_counts_gauges_and_histograms() {
         let metrics = Metrics::new();
         metrics.record(&report(
-            vec![("seed", Outcome::Ran), ("tenant", Outcome::Failed("boom".into())), ("hoarder", Outcome::Ran)],
+            vec![
+                ("seed", Outcome::Ran),
+                ("tenant", Outcome::Failed(crate::sandbox::RunFailure::OutOfFuel(500))),
+                ("hoarder", Outcome::Ran),
+            ],
             vec![("seed", None, 1000), ("tenant", Some("out_of_fuel"), 500), ("hoarder", Some("memory"), 9)],
         ));
         metrics.record(&report(vec![("seed", Outcome::Skipped), ("tenant", Outcome::Waiting)], vec![]));

@@ -41,6 +41,7 @@ use crate::flag::Flag;
 use crate::init_file::InitFile;
 use crate::initialiser::Initialiser;
 use crate::policy::SYSTEM_WORKSPACE;
+use crate::sandbox::RunFailure;
 use crate::schedule::{Footprint, Plan};
 use crate::services::{ConfigClient, FlowClient, ServiceError, Services, WakeReadCache};
 
@@ -89,9 +90,9 @@ pub enum Outcome {
     /// Ran cleanly, but config-svc was down so its flag is not stored yet (pre-gate only).
     RanUnrecorded,
     /// Ran cleanly but storing its flag failed: it will run again.
-    FlagNotStored(String),
-    /// Failed (or could not tell whether it needed to run): retried next wake.
-    Failed(String),
+    FlagNotStored(ServiceError),
+    /// Its run failed, for the reason given: retried next wake.
+    Failed(RunFailure),
     /// Not attempted: the gate was closed.
     Waiting,
 }
@@ -402,7 +403,7 @@ async fn run_one(
     init: &Initialiser,
     services: &Arc<dyn Services>,
     old_flag: Option<&Flag>,
-) -> (RunStats, Result<(), String>) {
+) -> (RunStats, Result<(), RunFailure>) {
     let shown = |flag: Option<&Flag>| flag.map_or("none".to_owned(), |f| format!("{:?}", f.to_string()));
     tracing::info!(initialiser = %init.name, "running (old_flag={} -> new_flag={})", shown(old_flag), shown(Some(&init.flag)));
     let started = Instant::now();
@@ -421,11 +422,10 @@ async fn run_one(
             init.limits.memory
         );
     }
-    let result = metered.result.map_err(|failure| {
+    if let Err(failure) = &metered.result {
         tracing::error!(initialiser = %init.name, fuel_used = metered.fuel_used, "{failure}");
-        failure.to_string()
-    });
-    (stats, result)
+    }
+    (stats, metered.result)
 }
 
 /// Clean runs of this wake whose flags are not stored yet, each with its run's span (so that
@@ -497,7 +497,7 @@ fn stored_outcome(init: &Initialiser, result: &Result<(), ServiceError>) -> Outc
         }
         Err(e) => {
             tracing::warn!(initialiser = %init.name, "completed but could not store its flag ({e}); it will run again");
-            Outcome::FlagNotStored(e.to_string())
+            Outcome::FlagNotStored(e.clone())
         }
     }
 }
