@@ -1,8 +1,8 @@
 //! The compile cache: components compiled once, then loaded from disk on later starts.
 //!
-//! Compiling is the costly step of a start (about 0.1 s for a Rust guest, 15-20 s for an
-//! interpreted Python or JavaScript one); loading a compiled artefact takes about a
-//! millisecond. Artefacts are keyed by the component's SHA-256 and by the engine's settings
+//! Compiling is the costly step of a start, seconds for an interpreted Python or JavaScript
+//! guest, where loading a compiled artefact takes a fraction of that (docs/performance.md,
+//! "Loading a component: compiling, precompiled, cached"). Artefacts are keyed by the component's SHA-256 and by the engine's settings
 //! (wasmtime's compatibility hash), so a changed component or an upgraded runtime compiles
 //! afresh. A write is atomic (a temporary file, then a rename), so a crash leaves no half file.
 //!

@@ -63,7 +63,8 @@ const POOL_INSTANCE_METADATA: usize = 4 << 20;
 /// How much of a freed memory slot's written pages, and of a freed table's, stays resident
 /// (reset by `memset`) rather than being decommitted and faulted in again by the next
 /// instance. A core initialiser writes a few dozen pages per run; with decommitting, those
-/// faults were a third of the CPU of converging 1,000 tenants. Only written pages are kept
+/// faults were a large share of converging many tenants (docs/performance.md, "Scale and
+/// steady state"). Only written pages are kept
 /// (found with Linux's `PAGEMAP_SCAN`, 6.7 and later), so this bounds what an idle pool
 /// holds: at most this much per slot ever used.
 const POOL_KEEP_RESIDENT: usize = 512 << 10;

@@ -1,9 +1,8 @@
 //! Group commit: every write commits at once, and the writes of a short window are made
 //! durable together with one `fsync`.
 //!
-//! Why: with one `fsync` per write, 2,001 initialisers (a template, and a workspace and a flow
-//! for each of 1,000 tenants: about 4,000 writes) took 12 s on this project's machines, almost
-//! all of it waiting for the disk. TrustGraph's own config store (Cassandra) does not sync
+//! Why: with one `fsync` per write, converging many tenants spends almost all its time waiting
+//! for the disk (docs/performance.md, "Scale and steady state"). TrustGraph's own config store (Cassandra) does not sync
 //! each write either; it syncs its commit log every 10 s by default.
 //!
 //! What a crash can lose, and why that is safe: a write is committed with redb's

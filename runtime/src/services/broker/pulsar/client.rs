@@ -142,8 +142,8 @@ impl Client {
         let tcp = tokio::time::timeout(self.options.connect_timeout, connect)
             .await
             .map_err(|_| PulsarError::Timeout(self.options.connect_timeout))??;
-        // Small frames must not wait for Nagle's algorithm (and the broker's delayed ACK):
-        // without this a request/response round trip takes ~40-90 ms instead of ~1.
+        // Small frames must not wait for Nagle's algorithm (and the broker's delayed ACK): without
+        // this a round trip takes tens of milliseconds (docs/performance.md, "The Pulsar client").
         tcp.set_nodelay(true)?;
         let stream: Box<dyn BrokerStream> = if url.tls {
             let connector = match self.tls.get() {
