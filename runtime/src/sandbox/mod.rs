@@ -22,6 +22,7 @@
 mod cache;
 mod compiler_settings;
 mod epoch;
+mod failure;
 mod files;
 mod guest_output;
 mod http;
@@ -35,8 +36,9 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use failure::RunFailure;
 pub(crate) use memory::RunMemory;
-pub use run::{CallContext, LoadedComponent, Metered, RunFailure};
+pub use run::{CallContext, LoadedComponent, Metered};
 
 use crate::builtins::Builtin;
 use crate::host::HostState;

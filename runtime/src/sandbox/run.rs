@@ -14,20 +14,21 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::component::{ResourceTable, ResourceTableError};
-use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
+use wasmtime::component::ResourceTable;
+use wasmtime::{CallHook, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::epoch::EpochTicker;
 use super::error_chain;
+use super::failure::{DeadlineExceeded, RunFailure, classify};
 use super::files::{self, StagedFiles};
 use super::guest_output::GuestOutput;
 use super::http::HttpAllowList;
-use super::memory::{OverBudget, RunMemory};
-use crate::guest_text::{self, one_line};
+use super::memory::RunMemory;
+use crate::guest_text;
 use crate::host::{GuestLog, HostState, Source};
 use crate::policy::{Grants, Limits};
 use crate::services::Services;
@@ -64,9 +65,9 @@ const COMPONENT_HANDLE_BYTES: usize = 64;
 
 /// What the host may hold for one run's objects: how many, and how large each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HostObjects {
-    count: usize,
-    each: usize,
+pub(super) struct HostObjects {
+    pub(super) count: usize,
+    pub(super) each: usize,
 }
 
 impl HostObjects {
@@ -106,44 +107,6 @@ pub struct CallContext {
     pub services: Option<Arc<dyn Services>>,
 }
 
-/// Why a call did not complete. The runtime logs it and carries on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RunFailure {
-    #[error("failed: {0}")]
-    Guest(String),
-    #[error("stopped: out of fuel (limit {0})")]
-    OutOfFuel(u64),
-    #[error("stopped: wall-clock limit of {0:?} exceeded")]
-    Deadline(Duration),
-    #[error("stopped: memory limit of {0} bytes reached")]
-    Memory(usize),
-    /// The budget was reached by what the host would have held for the guest.
-    #[error("stopped: memory limit of {limit} bytes reached ({held})")]
-    HostMemory { limit: usize, held: String },
-    #[error("stopped: stack overflow")]
-    StackOverflow,
-    #[error("trapped: {0}")]
-    Trap(String),
-    #[error("could not start: {0}")]
-    Setup(String),
-}
-
-impl RunFailure {
-    /// A short, stable name for the kind of failure (`out_of_fuel`, `deadline`, ...), for
-    /// metrics labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Guest(_) => "guest_error",
-            Self::OutOfFuel(_) => "out_of_fuel",
-            Self::Deadline(_) => "deadline",
-            Self::Memory(_) | Self::HostMemory { .. } => "memory",
-            Self::StackOverflow => "stack_overflow",
-            Self::Trap(_) => "trap",
-            Self::Setup(_) => "setup",
-        }
-    }
-}
-
 /// A call's result with the fuel it burned (its limit minus what was left when it ended, on
 /// success and on failure alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,11 +124,11 @@ pub(crate) struct RunState {
     http: WasiHttpCtx,
     http_hooks: HttpAllowList,
     table: ResourceTable,
-    host_objects: HostObjects,
+    pub(super) host_objects: HostObjects,
     /// The last copy out of the guest (a host call's arguments, an export's results) was capped
     /// by the memory budget's room, below [`HOSTCALL_TRANSFER`]: running out of it is the
     /// memory limit.
-    transfer_capped: bool,
+    pub(super) transfer_capped: bool,
     pub(crate) host: HostState,
     deadline: Instant,
     _staged_files: StagedFiles,
@@ -182,18 +145,6 @@ impl WasiHttpView for RunState {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
     }
 }
-
-/// Raised by the epoch callback when a call's wall-clock deadline has passed.
-#[derive(Debug)]
-struct DeadlineExceeded;
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("wall-clock deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
 
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
@@ -375,41 +326,5 @@ impl LoadedComponent {
             }
         });
         Ok(store)
-    }
-}
-
-/// Which limit or fault ended a call.
-fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) -> RunFailure {
-    if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        return RunFailure::Deadline(limits.timeout);
-    }
-    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
-        return RunFailure::Setup(full.to_string());
-    }
-    let state = store.data();
-    let host_memory = |held: String| RunFailure::HostMemory { limit: limits.memory, held };
-    if let Some(not_granted) = error.downcast_ref::<super::HttpNotGranted>() {
-        return RunFailure::Trap(not_granted.to_string());
-    }
-    if let Some(OverBudget(what)) = error.downcast_ref::<OverBudget>() {
-        return host_memory((*what).to_owned());
-    }
-    if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
-        let HostObjects { count, each } = state.host_objects;
-        return host_memory(format!("more than {count} WASI and HTTP objects at once, of up to {each} bytes each"));
-    }
-    // wasmtime's own words when a host call's arguments exceed its "hostcall fuel".
-    if state.transfer_capped && error_chain(error).contains("too much data is being copied") {
-        return host_memory("data copied out of the guest".to_owned());
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => RunFailure::OutOfFuel(limits.fuel),
-        Some(Trap::StackOverflow) => RunFailure::StackOverflow,
-        // A guest whose allocation was refused usually aborts (an `unreachable` trap): report
-        // the cause, not the symptom.
-        _ if state.host.memory.growth_refused() => RunFailure::Memory(limits.memory),
-        // The trap itself, without the wasm backtrace wasmtime attaches as context.
-        Some(trap) => RunFailure::Trap(trap.to_string()),
-        None => RunFailure::Trap(one_line(&error_chain(error)).into_owned()),
     }
 }
