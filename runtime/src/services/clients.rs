@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigKey, ConfigRequest, ConfigValue, FlowRequest, FlowResponse, ServiceError, Services};
+use super::{
+    ConfigKey, ConfigOperation, ConfigRequest, ConfigValue, FlowOperation, FlowRequest, FlowResponse, ServiceError,
+    Services,
+};
 
 /// config-svc operations.
 #[derive(Clone, Copy)]
@@ -15,7 +18,7 @@ impl ConfigClient<'_> {
     /// `get` of one key; `None` when it is not stored.
     pub async fn get(&self, workspace: &str, kind: &str, key: &str) -> Result<Option<String>, ServiceError> {
         let request = ConfigRequest {
-            operation: "get".into(),
+            operation: ConfigOperation::Get.as_str().into(),
             workspace: workspace.into(),
             keys: vec![ConfigKey { kind: kind.into(), key: key.into() }],
             ..Default::default()
@@ -27,7 +30,7 @@ impl ConfigClient<'_> {
     /// `list`: the keys of one type.
     pub async fn keys(&self, workspace: &str, kind: &str) -> Result<Vec<String>, ServiceError> {
         let request = ConfigRequest {
-            operation: "list".into(),
+            operation: ConfigOperation::List.as_str().into(),
             workspace: workspace.into(),
             kind: kind.into(),
             ..Default::default()
@@ -38,7 +41,7 @@ impl ConfigClient<'_> {
     /// `getvalues`: every key and value of one type.
     pub async fn values(&self, workspace: &str, kind: &str) -> Result<Vec<(String, String)>, ServiceError> {
         let request = ConfigRequest {
-            operation: "getvalues".into(),
+            operation: ConfigOperation::GetValues.as_str().into(),
             workspace: workspace.into(),
             kind: kind.into(),
             ..Default::default()
@@ -49,7 +52,11 @@ impl ConfigClient<'_> {
 
     /// `config`: a whole workspace as `{type: {key: value}}`.
     pub async fn workspace(&self, workspace: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, ServiceError> {
-        let request = ConfigRequest { operation: "config".into(), workspace: workspace.into(), ..Default::default() };
+        let request = ConfigRequest {
+            operation: ConfigOperation::Config.as_str().into(),
+            workspace: workspace.into(),
+            ..Default::default()
+        };
         Ok(self.0.config(request).await?.config)
     }
 
@@ -59,16 +66,24 @@ impl ConfigClient<'_> {
             .into_iter()
             .map(|(kind, key, value)| ConfigValue { kind, key, value: Some(value), workspace: String::new() })
             .collect();
-        let request =
-            ConfigRequest { operation: "put".into(), workspace: workspace.into(), values, ..Default::default() };
+        let request = ConfigRequest {
+            operation: ConfigOperation::Put.as_str().into(),
+            workspace: workspace.into(),
+            values,
+            ..Default::default()
+        };
         self.0.config(request).await.map(drop)
     }
 
     /// `delete` of `(type, key)` pairs in one request.
     pub async fn delete(&self, workspace: &str, keys: Vec<(String, String)>) -> Result<(), ServiceError> {
         let keys = keys.into_iter().map(|(kind, key)| ConfigKey { kind, key }).collect();
-        let request =
-            ConfigRequest { operation: "delete".into(), workspace: workspace.into(), keys, ..Default::default() };
+        let request = ConfigRequest {
+            operation: ConfigOperation::Delete.as_str().into(),
+            workspace: workspace.into(),
+            keys,
+            ..Default::default()
+        };
         self.0.config(request).await.map(drop)
     }
 }
@@ -80,28 +95,28 @@ pub struct FlowClient<'a>(pub &'a dyn Services);
 impl FlowClient<'_> {
     async fn call(
         &self,
-        operation: &str,
+        operation: FlowOperation,
         workspace: &str,
         fill: impl FnOnce(&mut FlowRequest),
     ) -> Result<FlowResponse, ServiceError> {
         let mut request =
-            FlowRequest { operation: operation.into(), workspace: workspace.into(), ..Default::default() };
+            FlowRequest { operation: operation.as_str().into(), workspace: workspace.into(), ..Default::default() };
         fill(&mut request);
         self.0.flow(request).await
     }
 
     pub async fn list_blueprints(&self, workspace: &str) -> Result<Vec<String>, ServiceError> {
-        Ok(self.call("list-blueprints", workspace, |_| {}).await?.blueprint_names)
+        Ok(self.call(FlowOperation::ListBlueprints, workspace, |_| {}).await?.blueprint_names)
     }
 
     /// The blueprint's definition; `None` when there is no such blueprint.
     pub async fn get_blueprint(&self, workspace: &str, name: &str) -> Result<Option<String>, ServiceError> {
-        let response = self.call("get-blueprint", workspace, |r| r.blueprint_name = name.into()).await?;
+        let response = self.call(FlowOperation::GetBlueprint, workspace, |r| r.blueprint_name = name.into()).await?;
         Ok(response.blueprint_definition)
     }
 
     pub async fn put_blueprint(&self, workspace: &str, name: &str, definition: &str) -> Result<(), ServiceError> {
-        self.call("put-blueprint", workspace, |r| {
+        self.call(FlowOperation::PutBlueprint, workspace, |r| {
             r.blueprint_name = name.into();
             r.blueprint_definition = definition.into();
         })
@@ -110,16 +125,16 @@ impl FlowClient<'_> {
     }
 
     pub async fn delete_blueprint(&self, workspace: &str, name: &str) -> Result<(), ServiceError> {
-        self.call("delete-blueprint", workspace, |r| r.blueprint_name = name.into()).await.map(drop)
+        self.call(FlowOperation::DeleteBlueprint, workspace, |r| r.blueprint_name = name.into()).await.map(drop)
     }
 
     pub async fn list_flows(&self, workspace: &str) -> Result<Vec<String>, ServiceError> {
-        Ok(self.call("list-flows", workspace, |_| {}).await?.flow_ids)
+        Ok(self.call(FlowOperation::ListFlows, workspace, |_| {}).await?.flow_ids)
     }
 
     /// The `get-flow` answer: `flow` (the stored record), `description` and `parameters`.
     pub async fn get_flow(&self, workspace: &str, flow_id: &str) -> Result<FlowResponse, ServiceError> {
-        self.call("get-flow", workspace, |r| r.flow_id = flow_id.into()).await
+        self.call(FlowOperation::GetFlow, workspace, |r| r.flow_id = flow_id.into()).await
     }
 
     pub async fn start_flow(
@@ -130,7 +145,7 @@ impl FlowClient<'_> {
         description: &str,
         parameters: BTreeMap<String, String>,
     ) -> Result<(), ServiceError> {
-        self.call("start-flow", workspace, |r| {
+        self.call(FlowOperation::StartFlow, workspace, |r| {
             r.flow_id = flow_id.into();
             r.blueprint_name = blueprint.into();
             r.description = description.into();
@@ -141,6 +156,6 @@ impl FlowClient<'_> {
     }
 
     pub async fn stop_flow(&self, workspace: &str, flow_id: &str) -> Result<(), ServiceError> {
-        self.call("stop-flow", workspace, |r| r.flow_id = flow_id.into()).await.map(drop)
+        self.call(FlowOperation::StopFlow, workspace, |r| r.flow_id = flow_id.into()).await.map(drop)
     }
 }

@@ -18,7 +18,10 @@ pub use backend::Backend;
 pub use clients::{ConfigClient, FlowClient};
 pub use read_cache::WakeReadCache;
 
-pub use wire::{ConfigKey, ConfigRequest, ConfigResponse, ConfigValue, FlowRequest, FlowResponse, WireError};
+pub use wire::{
+    ConfigKey, ConfigOperation, ConfigRequest, ConfigResponse, ConfigValue, FlowOperation, FlowRequest, FlowResponse,
+    WireError,
+};
 
 /// Why a service call produced no answer, or an error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -31,12 +31,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use super::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
+use super::{
+    ConfigOperation, ConfigRequest, ConfigResponse, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services,
+};
 
-/// config-svc operations that only read.
-const CONFIG_READS: [&str; 4] = ["get", "list", "getvalues", "config"];
-/// flow-svc operations that only read; every other one may write config in its workspace.
-const FLOW_READS: [&str; 4] = ["list-blueprints", "get-blueprint", "list-flows", "get-flow"];
+/// Whether the cache keeps the answer to `operation`: the config-svc reads of one workspace.
+/// (`getvalues-all-ws` reads every workspace, so no write of one could tell it is stale.)
+fn kept(operation: &str) -> bool {
+    use ConfigOperation::{Config, Get, GetValues, List};
+    matches!(ConfigOperation::parse(operation), Some(Get | List | GetValues | Config))
+}
 
 /// The most the cache keeps of one wake's answers, in bytes of their text. Thousands of
 /// tenants' answers, and a large `__template__`, fit; a tenant's giant workspace does not.
@@ -129,7 +133,7 @@ impl WakeReadCache {
 #[async_trait]
 impl Services for WakeReadCache {
     async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
-        if !CONFIG_READS.contains(&request.operation.as_str()) {
+        if !kept(&request.operation) {
             self.forget_workspace(&request.workspace);
             self.sent.fetch_add(1, Ordering::Relaxed);
             return self.inner.config(request).await;
@@ -157,7 +161,7 @@ impl Services for WakeReadCache {
     }
 
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
-        if !FLOW_READS.contains(&request.operation.as_str()) {
+        if !FlowOperation::parse(&request.operation).is_some_and(FlowOperation::only_reads) {
             self.forget_workspace(&request.workspace);
         }
         self.sent.fetch_add(1, Ordering::Relaxed);

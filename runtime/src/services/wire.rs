@@ -101,5 +101,68 @@ pub struct FlowResponse {
     pub error: Option<WireError>,
 }
 
+/// Names one service's operations as the wire spells them: an enum with `as_str`, `parse` and
+/// `ALL`, so that no operation is a string literal outside this module.
+macro_rules! operations {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every operation.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            /// The operation as the wire spells it (a request's `operation`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire),+
+                }
+            }
+
+            /// The operation a request names, if it is one.
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|operation| operation.as_str() == text)
+            }
+        }
+    };
+}
+
+operations! {
+    /// config-svc's operations.
+    ConfigOperation {
+        Get => "get",
+        List => "list",
+        GetValues => "getvalues",
+        GetValuesAllWorkspaces => "getvalues-all-ws",
+        Put => "put",
+        Delete => "delete",
+        Config => "config",
+    }
+}
+
+operations! {
+    /// flow-svc's operations.
+    FlowOperation {
+        ListBlueprints => "list-blueprints",
+        GetBlueprint => "get-blueprint",
+        PutBlueprint => "put-blueprint",
+        DeleteBlueprint => "delete-blueprint",
+        ListFlows => "list-flows",
+        GetFlow => "get-flow",
+        StartFlow => "start-flow",
+        StopFlow => "stop-flow",
+    }
+}
+
+impl FlowOperation {
+    /// Whether it only reads: every other flow-svc operation may write config in its workspace.
+    pub fn only_reads(self) -> bool {
+        matches!(self, Self::ListBlueprints | Self::GetBlueprint | Self::ListFlows | Self::GetFlow)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::store::{ConfigStore, StoreError};
-use crate::services::wire::{ConfigRequest, ConfigResponse, ConfigValue, WireError};
+use crate::services::wire::{ConfigOperation, ConfigRequest, ConfigResponse, ConfigValue, WireError};
 
 /// The error type upstream's config-svc reports any failure of an operation as.
 const CONFIG_ERROR: &str = "config-error";
@@ -39,19 +39,20 @@ impl ConfigService {
         debug!(operation = %request.operation, workspace = %request.workspace, "config request");
 
         // getvalues-all-ws spans every workspace; everything else is scoped to one.
-        if request.operation != "getvalues-all-ws" && request.workspace.is_empty() {
+        let operation = ConfigOperation::parse(&request.operation);
+        if operation != Some(ConfigOperation::GetValuesAllWorkspaces) && request.workspace.is_empty() {
             return error_response("bad-request", "Workspace is required");
         }
 
-        let answer = match request.operation.as_str() {
-            "get" => self.get(&request),
-            "list" => self.list(&request),
-            "getvalues" => self.getvalues(&request),
-            "getvalues-all-ws" => self.getvalues_all_ws(&request),
-            "delete" => self.delete(&request),
-            "put" => self.put(&request),
-            "config" => self.config(&request),
-            _ => return error_response("bad-operation", "Bad operation"),
+        let answer = match operation {
+            Some(ConfigOperation::Get) => self.get(&request),
+            Some(ConfigOperation::List) => self.list(&request),
+            Some(ConfigOperation::GetValues) => self.getvalues(&request),
+            Some(ConfigOperation::GetValuesAllWorkspaces) => self.getvalues_all_ws(&request),
+            Some(ConfigOperation::Delete) => self.delete(&request),
+            Some(ConfigOperation::Put) => self.put(&request),
+            Some(ConfigOperation::Config) => self.config(&request),
+            None => return error_response("bad-operation", "Bad operation"),
         };
         answer.unwrap_or_else(|err| error_response(CONFIG_ERROR, err.to_string()))
     }

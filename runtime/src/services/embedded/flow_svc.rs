@@ -35,7 +35,7 @@ use tracing::{debug, warn};
 
 use super::python_json::{self, PyObject, PyValue, py_str};
 use super::store::{ConfigStore, StoreError, Update};
-use crate::services::wire::{FlowRequest, FlowResponse, WireError};
+use crate::services::wire::{FlowOperation, FlowRequest, FlowResponse, WireError};
 
 /// Config type of flow blueprints.
 pub const BLUEPRINT_TYPE: &str = "flow-blueprint";
@@ -80,16 +80,16 @@ impl FlowService {
             return error_response("bad-request", "Workspace is required");
         }
 
-        let answer = match request.operation.as_str() {
-            "list-blueprints" => self.list_blueprints(&request),
-            "get-blueprint" => self.get_blueprint(&request),
-            "put-blueprint" => self.put_blueprint(&request),
-            "delete-blueprint" => self.delete_blueprint(&request),
-            "list-flows" => self.list_flows(&request),
-            "get-flow" => self.get_flow(&request),
-            "start-flow" => self.start_flow(&request),
-            "stop-flow" => self.stop_flow(&request),
-            _ => return error_response("bad-operation", "Bad operation"),
+        let answer = match FlowOperation::parse(&request.operation) {
+            Some(FlowOperation::ListBlueprints) => self.list_blueprints(&request),
+            Some(FlowOperation::GetBlueprint) => self.get_blueprint(&request),
+            Some(FlowOperation::PutBlueprint) => self.put_blueprint(&request),
+            Some(FlowOperation::DeleteBlueprint) => self.delete_blueprint(&request),
+            Some(FlowOperation::ListFlows) => self.list_flows(&request),
+            Some(FlowOperation::GetFlow) => self.get_flow(&request),
+            Some(FlowOperation::StartFlow) => self.start_flow(&request),
+            Some(FlowOperation::StopFlow) => self.stop_flow(&request),
+            None => return error_response("bad-operation", "Bad operation"),
         };
         answer.unwrap_or_else(|FlowError(message)| error_response(FLOW_ERROR, message))
     }

@@ -168,3 +168,17 @@ proptest! {
         round_trip(record)?;
     }
 }
+
+#[test]
+fn every_operation_is_parsed_from_its_wire_name_and_nothing_else() {
+    for operation in ConfigOperation::ALL {
+        assert_eq!(ConfigOperation::parse(operation.as_str()), Some(*operation));
+    }
+    for operation in FlowOperation::ALL {
+        assert_eq!(FlowOperation::parse(operation.as_str()), Some(*operation));
+    }
+    assert_eq!(ConfigOperation::parse("Get"), None);
+    assert_eq!(FlowOperation::parse("get"), None);
+    let reads: Vec<&str> = FlowOperation::ALL.iter().filter(|op| op.only_reads()).map(|op| op.as_str()).collect();
+    assert_eq!(reads, ["list-blueprints", "get-blueprint", "list-flows", "get-flow"]);
+}
