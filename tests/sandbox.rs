@@ -29,36 +29,8 @@ const RSS_BOUND_KIB: u64 = 300 << 10;
 /// the hostile entry's flag is not stored; nothing was written outside the workspaces the
 /// two may write), and returns the log and the store's contents.
 fn run_beside_probe(hostile: Value) -> (String, Value) {
-    let (log, dump, _) = measured_beside_probe(hostile);
+    let (log, dump, _) = support::beside_probe(hostile, RSS_BOUND_KIB);
     (log, dump)
-}
-
-/// [`run_beside_probe`], also returning the runtime's peak memory in KiB.
-fn measured_beside_probe(hostile: Value) -> (String, Value, u64) {
-    let name = hostile["name"].as_str().unwrap().to_owned();
-    let writable: Vec<String> = hostile["grants"]["config"]["write"]
-        .as_array()
-        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default();
-    let scratch = Scratch::new();
-    let (output, peak_rss_kib) = scratch.run_once_measured(&scratch.init_file(&[hostile, probe()]));
-    let log = support::stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "expected exit 1 (not converged), not a crash:\n{log}");
-    assert!(peak_rss_kib < RSS_BOUND_KIB, "the runtime peaked at {peak_rss_kib} KiB:\n{log}");
-
-    let dump = scratch.dump();
-    assert_eq!(stored_flags(&dump), json!({"probe": "\"v1\""}), "only the probe converged:\n{log}");
-    assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
-    assert_eq!(dump["__system__"].as_object().unwrap().len(), 1, "only init-state: {dump}");
-    for workspace in dump.as_object().unwrap().keys() {
-        let granted = writable.iter().any(|w| w.strip_suffix('*').map_or(w == workspace, |p| workspace.starts_with(p)));
-        assert!(
-            ["__system__", "probed"].contains(&workspace.as_str()) || granted,
-            "{workspace} was written without a grant: {dump}"
-        );
-    }
-    assert!(logged(&log, &name, &["running"]), "{name} never ran:\n{log}");
-    (log, dump, peak_rss_kib)
 }
 
 /// Runs `guest` beside the probe (see [`run_beside_probe`]) and checks that the runtime logged
@@ -362,7 +334,7 @@ fn a_put_of_a_million_keys_is_refused_before_the_runtime_copies_it() {
     // The list is refused while still in the guest's memory. The runtime peaks at about 135 MiB
     // (65 of its own, 70 of the guest's); a copy of the list would add about 100 MiB.
     let guest = writer("hoarder", json!({"mode": "many-keys", "workspace": "mine"}));
-    let (log, dump, peak_rss_kib) = measured_beside_probe(guest);
+    let (log, dump, peak_rss_kib) = support::beside_probe(guest, RSS_BOUND_KIB);
     assert!(peak_rss_kib < 200 << 10, "the runtime peaked at {peak_rss_kib} KiB: did it copy the list?\n{log}");
     let message = "config.put of 1000000 entries exceeds this initialiser's limit of 10000 (limits.put_entries)";
     assert!(refused(&log, "hoarder", "config.put", "put_entries", message), "{log}");

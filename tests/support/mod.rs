@@ -258,6 +258,38 @@ pub fn probe() -> Value {
     probe_in("probe", "probed")
 }
 
+/// Runs `hostile` and then the probe in one wake through the binary, and checks what every
+/// hostile-guest test expects: the runtime survives and exits 1 (not converged), its peak
+/// memory stays under `rss_bound_kib`, the probe converges and the hostile entry does not, and
+/// nothing is written outside the workspaces the two may write. Returns the log, the store's
+/// contents and the peak, in KiB.
+pub fn beside_probe(hostile: Value, rss_bound_kib: u64) -> (String, Value, u64) {
+    let name = hostile["name"].as_str().unwrap().to_owned();
+    let writable: Vec<String> = hostile["grants"]["config"]["write"]
+        .as_array()
+        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    let scratch = Scratch::new();
+    let (output, peak_rss_kib) = scratch.run_once_measured(&scratch.init_file(&[hostile, probe()]));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "expected exit 1 (not converged), not a crash:\n{log}");
+    assert!(peak_rss_kib < rss_bound_kib, "the runtime peaked at {peak_rss_kib} KiB:\n{log}");
+
+    let dump = scratch.dump();
+    assert_eq!(stored_flags(&dump), serde_json::json!({"probe": "\"v1\""}), "only the probe converged:\n{log}");
+    assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
+    assert_eq!(dump["__system__"].as_object().unwrap().len(), 1, "only init-state: {dump}");
+    for workspace in dump.as_object().unwrap().keys() {
+        let granted = writable.iter().any(|w| w.strip_suffix('*').map_or(w == workspace, |p| workspace.starts_with(p)));
+        assert!(
+            ["__system__", "probed"].contains(&workspace.as_str()) || granted,
+            "{workspace} was written without a grant: {dump}"
+        );
+    }
+    assert!(logged(&log, &name, &["running"]), "{name} never ran:\n{log}");
+    (log, dump, peak_rss_kib)
+}
+
 /// Whether one line of `log` is about `initialiser` and contains every one of `texts`.
 pub fn logged(log: &str, initialiser: &str, texts: &[&str]) -> bool {
     let field = [format!("initialiser={initialiser}"), format!("initialiser=\"{initialiser}\"")];

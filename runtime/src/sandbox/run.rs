@@ -160,7 +160,7 @@ impl LoadedComponent {
             .call(context, |guest, store| Box::pin(guest.trustgraph_bootstrap_initialiser().call_describe(store)))
             .await
             .result?;
-        description.summary = guest_text::for_log(description.summary, &context.limits);
+        description.summary = guest_text::for_log(&description.summary, &context.limits);
         Ok(description)
     }
 
@@ -183,9 +183,9 @@ impl LoadedComponent {
             Ok(warnings) => Ok(warnings
                 .into_iter()
                 .take(limits.log_lines)
-                .map(|warning| guest_text::for_log(warning, limits))
+                .map(|warning| guest_text::for_log(&warning, limits))
                 .collect()),
-            Err(refusal) => Err(guest_text::for_log(refusal, limits)),
+            Err(refusal) => Err(guest_text::for_log(&refusal, limits)),
         })
     }
 
@@ -208,7 +208,7 @@ impl LoadedComponent {
             })
             .await;
         let result = result.and_then(|verdict| {
-            verdict.map_err(|message| RunFailure::Guest(guest_text::for_log(message, &context.limits)))
+            verdict.map_err(|message| RunFailure::Guest(guest_text::for_log(&message, &context.limits)))
         });
         Metered { result, fuel_used, memory_refused }
     }

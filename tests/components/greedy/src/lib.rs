@@ -58,7 +58,7 @@ impl Initialiser for Greedy {
     }
 
     fn validate(params: &Params) -> Result<Vec<String>, String> {
-        params.read::<Settings>().map(|_| Vec::new()).map_err(|e| e.to_string())
+        params.validate_as::<Settings>()
     }
 
     fn run(params: &Params, _old_flag: Option<&str>, _new_flag: &str) -> Result<(), Error> {
