@@ -9,11 +9,11 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
+use bootstrap_wasm::broker::{BrokerServices, Transport};
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::Services;
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
-use bootstrap_wasm::services::broker::{BrokerServices, Transport};
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};

@@ -282,7 +282,7 @@ fn builtins_load_precompiled_and_are_cached_for_the_next_start() {
 /// `while_running` checks the broker while the guest runs. Returns the runtime's log.
 fn sigterm_on_a_broker(
     args: &[String],
-    store: &bootstrap_wasm::services::embedded::EmbeddedServices,
+    store: &bootstrap_wasm::embedded::EmbeddedServices,
     closed: &str,
     while_running: impl FnOnce(),
 ) -> String {
@@ -306,11 +306,11 @@ fn sigterm_on_a_broker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0() {
-    use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
+    use bootstrap_wasm::broker::pulsar::PulsarTransport;
 
     let broker = support::pulsar::PulsarLite::start();
     let scratch = Scratch::new();
-    let store = bootstrap_wasm::services::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
     let _peer = support::peer::ServicePeer::start(
         std::sync::Arc::new(PulsarTransport::new(broker.options())),
         store.clone(),
@@ -325,11 +325,11 @@ async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
-    use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
+    use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 
     let vhost = support::rabbitmq::TestVhost::create();
     let scratch = Scratch::new();
-    let store = bootstrap_wasm::services::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
     let _peer = support::peer::ServicePeer::start(
         std::sync::Arc::new(RabbitTransport::new(vhost.options())),
         store.clone(),

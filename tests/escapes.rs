@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::metrics::Metrics;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::{Scratch, entry, logged, probe_in, stored_flags};

@@ -15,7 +15,7 @@ mod support;
 
 use std::process::Output;
 
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use examples::example;
 use serde_json::{Value, json};
 use support::{Scratch, example_seed, logged, stderr, stored_flags};

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::pulsar::{PulsarOptions, PulsarTransport};
-use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
+use bootstrap_wasm::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
 use support::pulsar::{PulsarLite, rewrite_lookup};
 
 /// A guard against hanging, not a timing assertion.
@@ -217,7 +217,7 @@ async fn a_request_gets_its_answer_over_pulsar() {
 
 #[test]
 fn the_relay_points_lookups_at_itself_and_leaves_other_frames_alone() {
-    use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandLookupTopicResponse, CommandType};
+    use bootstrap_wasm::broker::pulsar::proto::{BaseCommand, CommandLookupTopicResponse, CommandType};
     use prost::Message as _;
 
     let answer = BaseCommand {
@@ -303,7 +303,7 @@ async fn forward_naming_tls(
     to: &mut (impl tokio::io::AsyncWrite + Unpin),
     port: u16,
 ) -> std::io::Result<()> {
-    use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandType};
+    use bootstrap_wasm::broker::pulsar::proto::{BaseCommand, CommandType};
     use prost::Message as _;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

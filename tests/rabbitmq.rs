@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::services::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
+use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
 use serde_json::{Value, json};
 use support::rabbitmq::{Relay, TestVhost};
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::RunFailure;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{
     ConfigRequest, ConfigResponse, FlowClient, FlowRequest, FlowResponse, ServiceError, Services,
 };

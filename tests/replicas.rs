@@ -18,10 +18,10 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::broker::rabbitmq::{RabbitOptions, RabbitTransport};
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::broker::Transport;
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
+use bootstrap_wasm::embedded::EmbeddedServices;
 use serde_json::json;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;

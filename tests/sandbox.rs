@@ -11,8 +11,8 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::RunFailure;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::listener::{untouched_listener, was_connected};

@@ -11,10 +11,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::services::broker::{BrokerServices, Transport};
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::broker::{BrokerServices, Transport};
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{ConfigClient, Services};
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::json;

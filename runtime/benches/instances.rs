@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::Sandbox;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::policy::{Grants, Limits, WorkspacePattern};
 use bootstrap_wasm::sandbox::{Allocation, CallContext, LoadedComponent, SandboxOptions};
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{ConfigClient, Services};
 
 const WARM_UP: usize = 200;

@@ -27,9 +27,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::builtins::Builtin;
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};

@@ -10,10 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::broker::Transport;
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use support::peer::{Behaviour, ServicePeer};
 use support::running::Running;
 use support::{Scratch, bin};

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::Sandbox;
+use bootstrap_wasm::broker::Transport;
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
+use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::builtins::Builtin;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::SandboxOptions;
-use bootstrap_wasm::services::broker::Transport;
-use bootstrap_wasm::services::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::services::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
 use support::peer::{Behaviour, ServicePeer};
 use support::upstream::Upstream;
 

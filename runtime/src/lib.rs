@@ -12,7 +12,7 @@
 //! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
 //! - `wit` (crate-private) holds the bindings generated from `wit/`, the contract with guests;
 //! - `host` (crate-private) implements the WIT imports (`config`, `flow`, `log`) a guest calls;
-//! - [`services`] carries config-svc and flow-svc requests to a backend ([`services::embedded`]
+//! - [`services`] carries config-svc and flow-svc requests to a backend ([`embedded`]
 //!   runs both in-process on a local store);
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
 //! - [`reconcile`] is the loop that brings each one to its configured flag, running several
@@ -24,8 +24,11 @@
 //!
 //! The binary (`main.rs`) is a thin command line over this library.
 
+pub mod broker;
 pub mod builtins;
 pub mod check;
+pub mod deployment;
+pub mod embedded;
 pub mod flag;
 pub mod guest_text;
 mod host;

@@ -12,17 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bootstrap_wasm::broker::pulsar::PulsarOptions;
+use bootstrap_wasm::broker::pulsar::client::{BrokerUrl, tls};
+use bootstrap_wasm::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::check::Report;
+use bootstrap_wasm::deployment::Backend;
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::init_file::parse_duration;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::sandbox::{Allocation, SandboxOptions};
 use bootstrap_wasm::scaffold;
-use bootstrap_wasm::services::broker::pulsar::PulsarOptions;
-use bootstrap_wasm::services::broker::pulsar::client::{BrokerUrl, tls};
-use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
-use bootstrap_wasm::services::embedded::EmbeddedServices;
-use bootstrap_wasm::services::{Backend, Services};
+use bootstrap_wasm::services::Services;
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, Reconciler, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 

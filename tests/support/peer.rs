@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::{Envelope, Queue, Subscription, Transport};
-use bootstrap_wasm::services::embedded::EmbeddedServices;
+use bootstrap_wasm::broker::{Envelope, Queue, Subscription, Transport};
+use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::{ConfigRequest, FlowRequest};
 use tokio::task::JoinHandle;
 

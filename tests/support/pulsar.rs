@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bootstrap_wasm::services::broker::pulsar::proto::{BaseCommand, CommandType};
+use bootstrap_wasm::broker::pulsar::proto::{BaseCommand, CommandType};
 use prost::Message as _;
 
 /// A running pulsar-lite behind a relay; killed when dropped.
@@ -52,12 +52,12 @@ impl PulsarLite {
     }
 
     /// A client's options for this broker, through the relay.
-    pub fn options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+    pub fn options(&self) -> bootstrap_wasm::broker::pulsar::PulsarOptions {
         options(self.url())
     }
 
     /// A client's options for this broker, around the relay.
-    pub fn direct_options(&self) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
+    pub fn direct_options(&self) -> bootstrap_wasm::broker::pulsar::PulsarOptions {
         options(self.direct_url())
     }
 
@@ -146,13 +146,8 @@ fn binary() -> PathBuf {
     found.unwrap_or_else(|| panic!("no pulsar-lite under {}: run .ci/setup (or set PULSAR_LITE_BIN)", lib.display()))
 }
 
-fn options(url: String) -> bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-    bootstrap_wasm::services::broker::pulsar::PulsarOptions {
-        url,
-        api_key: None,
-        listener: None,
-        tls_trust_certs: None,
-    }
+fn options(url: String) -> bootstrap_wasm::broker::pulsar::PulsarOptions {
+    bootstrap_wasm::broker::pulsar::PulsarOptions { url, api_key: None, listener: None, tls_trust_certs: None }
 }
 
 fn free_port() -> u16 {

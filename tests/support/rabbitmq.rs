@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use bootstrap_wasm::services::broker::rabbitmq::RabbitOptions;
+use bootstrap_wasm::broker::rabbitmq::RabbitOptions;
 
 /// The machine's RabbitMQ server.
 const HOST: &str = "127.0.0.1";

@@ -130,7 +130,7 @@ mod tests {
     /// A run granted nothing, with services (an embedded store in `dir`).
     fn host_state(dir: &tempfile::TempDir) -> HostState {
         let (name, limits): (Arc<str>, _) = ("t".into(), Limits::default());
-        let store = crate::services::embedded::EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let store = crate::embedded::EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
         let log = GuestLog::new(name.clone(), &limits);
         let memory = RunMemory::new(limits.memory, 0);
         HostState::new(name, Arc::new(Grants::default()), Some(Arc::new(store)), limits, log, memory)

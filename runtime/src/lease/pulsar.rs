@@ -24,8 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::heartbeat::{Beacon, BeatSender, Link, Refusal};
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::services::broker::pulsar::proto::{ServerError, SubType};
-use crate::services::broker::pulsar::{Client, ClientOptions, Producer, PulsarError, PulsarOptions};
+use crate::broker::pulsar::{Client, ClientOptions, Producer, PulsarError, PulsarOptions, ServerError, SubType};
 
 /// The lease topic for lease `name`.
 pub fn topic(name: &str) -> String {

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::heartbeat::{Beacon, BeatSender, Link, Refusal};
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::services::broker::rabbitmq::{RabbitOptions, amqp_uri};
+use crate::broker::rabbitmq::{RabbitOptions, amqp_uri};
 
 /// How long a heartbeat waits in the queue when no replica consumes.
 pub const MESSAGE_TTL_MS: i64 = 10_000;

@@ -1,20 +1,19 @@
 //! The services an initialiser and the reconcile loop talk to: config-svc and flow-svc.
 //!
-//! Everything above this module (the loop, the host functions) sees only [`Services`]: a pair
-//! of request/response calls carrying TrustGraph's own records ([`wire`]). Which backend
-//! answers them, in-process ([`embedded`]) or over a broker, is chosen once at start-up.
+//! This is the port between the runtime and the services. Everything above it (the loop, the
+//! host functions) sees only [`Services`]: a pair of request/response calls carrying
+//! TrustGraph's own records ([`wire`]). Two modules implement it, and own nothing the loop
+//! sees: [`crate::broker`] (TrustGraph's own services over Pulsar or RabbitMQ) and
+//! [`crate::embedded`] (both services in-process, on a local store). Which one answers is
+//! chosen once at start-up, by [`crate::deployment`].
 //! [`ConfigClient`] and [`FlowClient`] wrap the raw calls in typed helpers.
 
-pub mod backend;
-pub mod broker;
 pub mod clients;
-pub mod embedded;
 pub mod read_cache;
 pub mod wire;
 
 use async_trait::async_trait;
 
-pub use backend::Backend;
 pub use clients::{ConfigClient, FlowClient};
 pub use read_cache::WakeReadCache;
 

@@ -185,8 +185,8 @@ fn answer_bytes(response: &ConfigResponse) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded::EmbeddedServices;
     use crate::services::ConfigClient;
-    use crate::services::embedded::EmbeddedServices;
 
     fn cache() -> (tempfile::TempDir, WakeReadCache) {
         let dir = tempfile::tempdir().unwrap();

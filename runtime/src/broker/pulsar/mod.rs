@@ -34,9 +34,10 @@ use async_trait::async_trait;
 pub use client::{Client, ClientOptions};
 pub use connection::{ConsumerGuard, Producer};
 pub use error::PulsarError;
+pub use proto::{ServerError, SubType};
 
 use super::{Envelope, Queue, Subscription, Transport, TransportError};
-use proto::{KeyValue, SubType};
+use proto::KeyValue;
 
 /// The message property carrying the correlation id, as upstream's.
 pub const ID_PROPERTY: &str = "id";

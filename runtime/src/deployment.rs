@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Services;
-use super::broker::BrokerServices;
-use super::broker::pulsar::{PulsarOptions, PulsarTransport};
-use super::broker::rabbitmq::{RabbitOptions, RabbitTransport};
-use super::embedded::{EmbeddedServices, StoreError};
+use crate::broker::BrokerServices;
+use crate::broker::pulsar::{PulsarOptions, PulsarTransport};
+use crate::broker::rabbitmq::{RabbitOptions, RabbitTransport};
+use crate::embedded::{EmbeddedServices, StoreError};
 use crate::lease::{self, Lease, LeaseError, Timing};
+use crate::services::Services;
 
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]

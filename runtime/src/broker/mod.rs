@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 pub use queue::{Queue, QueueClass};
 pub use rpc::RequestResponse;
 
-use super::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
+use crate::services::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
 
 /// What travels on a queue: the body (JSON text) and the correlation `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]

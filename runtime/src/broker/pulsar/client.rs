@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::connection::{BrokerStream, ConnectSettings, Connection, ConsumerGuard, Producer};
 use super::error::PulsarError;
 use super::proto::{LookupType, ServerError, SubType};
-use crate::services::broker::Envelope;
+use crate::broker::Envelope;
 
 /// How many redirects a lookup follows before giving up.
 const MAX_REDIRECTS: usize = 16;

@@ -38,7 +38,7 @@ use super::proto::{
     CommandPong, CommandProducer, CommandSend, CommandSubscribe, CommandType, InitialPosition, KeyValue,
     MessageMetadata, ServerError, SubType,
 };
-use crate::services::broker::Envelope;
+use crate::broker::Envelope;
 
 /// What the client calls itself in CONNECT.
 const CLIENT_VERSION: &str = concat!("bootstrap-wasm-", env!("CARGO_PKG_VERSION"));
