@@ -12,10 +12,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::LoadedComponent;
 use bootstrap_wasm::Sandbox;
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::policy::{Grants, Limits, WorkspacePattern};
-use bootstrap_wasm::sandbox::{Allocation, CallContext, LoadedComponent, SandboxOptions};
+use bootstrap_wasm::sandbox::{Allocation, CallContext, SandboxOptions};
 use bootstrap_wasm::services::{ConfigClient, Services};
 
 const WARM_UP: usize = 200;

@@ -91,16 +91,16 @@ async fn bench() {
         "component", "compile", "precompiled", "ratio", "from cache", "ratio"
     );
     let cache = tempfile::tempdir().unwrap();
-    let compiling = SandboxOptions { precompiled_builtins: false, ..Default::default() };
+    let compiling = SandboxOptions { use_precompiled: false, ..Default::default() };
     let compiling = Sandbox::with_options(compiling).unwrap();
     let precompiled = Sandbox::new().unwrap();
     let cached = Sandbox::new().unwrap().with_compile_cache(cache.path().to_path_buf());
     for builtin in Builtin::ALL {
-        let bytes = builtin.component();
-        cached.load(bytes).unwrap();
-        let compile = support::median((0..RUNS).map(|_| timed(|| compiling.load(bytes).unwrap())));
-        let embedded = support::median((0..RUNS).map(|_| timed(|| precompiled.load(bytes).unwrap())));
-        let load = support::median((0..RUNS).map(|_| timed(|| cached.load(bytes).unwrap())));
+        let code = builtin.code();
+        cached.load_code(code).unwrap();
+        let compile = support::median((0..RUNS).map(|_| timed(|| compiling.load_code(code).unwrap())));
+        let embedded = support::median((0..RUNS).map(|_| timed(|| precompiled.load_code(code).unwrap())));
+        let load = support::median((0..RUNS).map(|_| timed(|| cached.load_code(code).unwrap())));
         let ratio = |faster: Duration| compile.as_secs_f64() / faster.as_secs_f64();
         println!(
             "{:<20} {:>12.2?} {:>14.2?} {:>7.0}x {:>14.2?} {:>7.0}x",

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::init_file::resolve;
 use crate::integrity::Digest;
 use crate::policy::{Grants, Origin, WorkspacePattern};
+use crate::sandbox::ComponentCode;
 
 /// One of the four core initialisers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,16 +83,11 @@ impl Builtin {
         Digest::from_bytes(*self.embedded().2)
     }
 
-    /// The builtin whose component `bytes` is: the very slice [`Self::component`] returns
-    /// (found without reading it), or equal bytes from elsewhere.
-    pub fn of_component(bytes: &[u8]) -> Option<Self> {
-        Self::at(bytes).or_else(|| Self::ALL.into_iter().find(|builtin| builtin.component() == bytes))
-    }
-
-    /// The builtin whose embedded component `bytes` is, by address: a warm start reads none of
-    /// a builtin's bytes.
-    fn at(bytes: &[u8]) -> Option<Self> {
-        Self::ALL.into_iter().find(|builtin| std::ptr::eq(builtin.component(), bytes))
+    /// What the sandbox loads: the component, its digest and its precompiled artefact (if the
+    /// build could make one). A warm start reads none of the component's bytes.
+    pub fn code(self) -> ComponentCode<'static> {
+        let precompiled = Some(self.precompiled()).filter(|artefact| !artefact.is_empty());
+        ComponentCode { bytes: self.component(), digest: self.digest(), precompiled }
     }
 
     /// The component, its precompiled artefact and its digest, as `build.rs` left them in
@@ -171,15 +167,12 @@ mod tests {
     }
 
     #[test]
-    fn components_are_known_by_identity_or_by_equal_bytes() {
+    fn the_code_handed_to_the_sandbox_is_the_embedded_component_with_its_artefact() {
         for builtin in Builtin::ALL {
-            assert_eq!(Builtin::at(builtin.component()), Some(builtin));
-            assert_eq!(Builtin::of_component(builtin.component()), Some(builtin));
-            let mut copy = builtin.component().to_vec();
-            assert_eq!(Builtin::at(&copy), None, "a copy is not found by its address");
-            assert_eq!(Builtin::of_component(&copy), Some(builtin), "a copy from a file");
-            copy.push(0);
-            assert_eq!(Builtin::of_component(&copy), None, "other bytes");
+            let code = builtin.code();
+            assert!(std::ptr::eq(code.bytes, builtin.component()), "{}", builtin.name());
+            assert_eq!(code.digest, builtin.digest());
+            assert!(code.precompiled.is_some_and(|artefact| !artefact.is_empty()), "{}", builtin.name());
         }
     }
 

@@ -1,17 +1,26 @@
-//! Choosing the services at start-up: in-process on a local store, or TrustGraph's own over
-//! Pulsar or RabbitMQ, and the lease that makes one replica of a deployment the active one.
-//! This is the only place that knows all three; everything above it sees `Arc<dyn Services>`
-//! and a [`Lease`].
+//! The composition root: one replica of a deployment, wired from its parts.
+//!
+//! [`Backend`] chooses the services (in-process on a local store, or TrustGraph's own over
+//! Pulsar or RabbitMQ) and the lease that makes one replica of a deployment the active one;
+//! [`run_replica`] is that replica's life: wait for the lease while the initialisers load,
+//! reconcile while it is held, stand by when it is lost, and close the services on the way
+//! out. This is the only module that knows the brokers, the embedded store, the lease and the
+//! loop together; each of them knows only the port ([`crate::services`]) or its own broker's
+//! client. The binary parses a command line into these and calls them.
 
+use std::future::Future;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Initialiser;
 use crate::broker::BrokerServices;
 use crate::broker::pulsar::{PulsarOptions, PulsarTransport};
 use crate::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use crate::embedded::{EmbeddedServices, StoreError};
 use crate::lease::{self, Lease, LeaseError, Timing};
+use crate::reconcile::{Cadence, Reconciler, WakeReport};
 use crate::services::Services;
 
 /// Where config-svc and flow-svc are.
@@ -68,3 +77,114 @@ impl std::fmt::Display for Backend {
         }
     }
 }
+
+/// How one replica runs: its lease, its pace, and whether it stops after one wake.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// The lease's name on the broker (the embedded backend's lease is a lock file).
+    pub lease_name: String,
+    /// How long to wait for each config-svc or flow-svc answer.
+    pub request_timeout: Duration,
+    pub cadence: Cadence,
+    /// How many initialisers may run at once.
+    pub concurrency: NonZeroUsize,
+    /// One wake, then stop (`--once`).
+    pub once: bool,
+}
+
+/// How a replica's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// `once`: the wake left every initialiser at its flag.
+    Converged,
+    /// `once`: something is not at its flag, or the lease was lost during the wake.
+    NotConverged,
+    /// Shut down (by the signal the caller gave), at any point of the run.
+    ShutDown,
+}
+
+/// Why a replica could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError<E> {
+    #[error("lease: {0}")]
+    Lease(#[from] LeaseError),
+    #[error("{backend}: {source}")]
+    Open { backend: String, source: StoreError },
+    /// Loading the initialisers failed: the loader's own error.
+    #[error(transparent)]
+    Load(E),
+}
+
+/// Run one replica of the deployment on `backend`: wait for the lease while `loading` loads
+/// the initialisers, then open the services (the embedded store admits one process, so not
+/// before) and reconcile until `shutdown` resolves, handing each wake's report to `on_wake`.
+/// Whenever the lease is lost the wake in progress is dropped (its guest stopped at the next
+/// epoch check, nothing stored for it) and the replica waits for the lease again.
+pub async fn run_replica<E>(
+    backend: &Backend,
+    options: &ReplicaOptions,
+    loading: impl Future<Output = Result<Vec<Initialiser>, E>>,
+    shutdown: impl Future<Output = ()>,
+    mut on_wake: impl FnMut(&WakeReport),
+) -> Result<Ended, ReplicaError<E>> {
+    let timing = Timing::for_gate_backoff(options.cadence.gate_backoff);
+    let mut lease = backend.lease(&options.lease_name, timing)?;
+    tokio::pin!(shutdown);
+    // Taking a broker lease costs a connection and a heartbeat's round trip, and a first
+    // start spends longer compiling: do both at once.
+    let leased = async {
+        lease.acquired().await;
+        Ok(())
+    };
+    let initialisers = tokio::select! {
+        both = async { tokio::try_join!(loading, leased) } => both.map_err(ReplicaError::Load)?.0,
+        () = &mut shutdown => return Ok(shutting_down()),
+    };
+    let services = backend
+        .open(options.request_timeout)
+        .map_err(|source| ReplicaError::Open { backend: backend.to_string(), source })?;
+    tracing::info!("backend: {backend}");
+    let mut reconciler =
+        Reconciler::new(initialisers, services.clone(), options.cadence).with_concurrency(options.concurrency);
+    let ended = if options.once {
+        let report = tokio::select! {
+            report = reconciler.wake() => Some(report),
+            () = lease.lost() => None,
+        };
+        report.iter().for_each(&mut on_wake);
+        if report.is_some_and(|report| report.converged()) { Ended::Converged } else { Ended::NotConverged }
+    } else {
+        loop {
+            let mut shut_down = false;
+            let interrupted = async {
+                tokio::select! {
+                    () = &mut shutdown => shut_down = true,
+                    () = lease.lost() => {}
+                }
+            };
+            reconciler.run_until(interrupted, &mut on_wake).await;
+            if shut_down {
+                break shutting_down();
+            }
+            tokio::select! {
+                () = lease.acquired() => {}
+                () = &mut shutdown => break shutting_down(),
+            }
+        }
+    };
+    // The wake (and any guest in it) is gone by now; close the broker clients, bounded so that
+    // a broker that does not answer cannot hold the exit past the 2 s an orchestrator expects.
+    drop(reconciler);
+    if tokio::time::timeout(CLOSE_TIMEOUT, services.close()).await.is_err() {
+        tracing::warn!("closing the broker clients took over 1.5 s; exiting without waiting");
+    }
+    Ok(ended)
+}
+
+fn shutting_down() -> Ended {
+    tracing::info!("shutting down");
+    Ended::ShutDown
+}
+
+/// How long closing the services may hold a replica's exit.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -15,6 +15,11 @@ use std::borrow::Cow;
 
 use crate::policy::Limits;
 
+/// How many distinct refusals a run logs as warnings (per kind: host calls, HTTP requests); the
+/// rest are logged at debug level, so a guest retrying a refused call in a loop cannot flood
+/// the log.
+pub(crate) const LOGGED_DENIALS: usize = 16;
+
 /// How much of an identifier a guest chose (a workspace, a key) a message quotes.
 pub(crate) const QUOTED_CHARS: usize = 256;
 

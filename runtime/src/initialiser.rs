@@ -8,7 +8,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,9 +17,10 @@ use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
-use crate::sandbox::{CallContext, LoadError, LoadedComponent, Metered, Sandbox};
+use crate::sandbox::{CallContext, ComponentCode, LoadError, Metered, SandboxError};
 use crate::services::Services;
 use crate::wit::Description;
+use crate::{LoadedComponent, Sandbox};
 
 /// One initialiser, ready to run.
 pub struct Initialiser {
@@ -39,7 +41,36 @@ pub struct Initialiser {
     component: LoadedComponent,
 }
 
+/// Why an init file's initialisers could not be made ready to run.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The file, a pin, a component or its params: the operator's to fix.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The sandbox could not start.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
 impl Initialiser {
+    /// Everything start-up checks before it touches a service: the init file at `path`, pins,
+    /// components, `describe` and `validate`, in a sandbox with room for `concurrency` calls at
+    /// once, compiled components kept in `compile_cache`. `run` and `check` share it, so
+    /// `check` passes exactly when a start-up would.
+    pub async fn load_file(
+        path: &Path,
+        compile_cache: Option<PathBuf>,
+        concurrency: NonZeroUsize,
+    ) -> Result<(InitFile, Vec<Initialiser>), PrepareError> {
+        let init_file = InitFile::load(path)?;
+        let mut sandbox = Sandbox::for_concurrency(concurrency)?;
+        if let Some(dir) = compile_cache {
+            sandbox = sandbox.with_compile_cache(dir);
+        }
+        let initialisers = Self::prepare_all(&init_file, &sandbox).await?;
+        Ok((init_file, initialisers))
+    }
+
     /// Load every entry of `file` in `sandbox`, in file order. Stops at the first problem.
     ///
     /// Three passes: read and pin-check every entry's code (cheap, in file order); compile
@@ -51,23 +82,18 @@ impl Initialiser {
             |spec: &InitialiserSpec, field: &str| ConfigError::entry(&file.path, &spec.name, spec.position, field);
 
         let mut codes: HashMap<&Code, usize> = HashMap::new();
-        let mut sources: Vec<(Digest, Cow<'static, [u8]>)> = Vec::new();
+        let mut sources: Vec<ReadCode> = Vec::new();
         for spec in &file.initialisers {
             let index = match codes.get(&spec.code) {
                 Some(&index) => index,
                 None => {
-                    let bytes = read(&spec.code).map_err(|m| err(spec, spec.code_field).because(m))?;
-                    let digest = match &spec.code {
-                        Code::Builtin(builtin) => builtin.digest(),
-                        Code::Component(_) => Digest::of(&bytes),
-                    };
-                    sources.push((digest, bytes));
+                    sources.push(read(&spec.code).map_err(|m| err(spec, spec.code_field).because(m))?);
                     codes.insert(&spec.code, sources.len() - 1);
                     sources.len() - 1
                 }
             };
             // Before compiling: bytes that are not the reviewed ones are not even parsed.
-            check_pin(spec, sources[index].0).map_err(|m| err(spec, "sha256").because(m))?;
+            check_pin(spec, sources[index].digest).map_err(|m| err(spec, "sha256").because(m))?;
         }
 
         // Off the async thread: start-up may be doing other things meanwhile (taking the lease).
@@ -84,7 +110,7 @@ impl Initialiser {
         let mut prepared = Vec::with_capacity(file.initialisers.len());
         for spec in &file.initialisers {
             let index = codes[&spec.code];
-            let digest = sources[index].0;
+            let digest = sources[index].digest;
             let component = compiled[index].clone().map_err(|e| {
                 let message = match &spec.code {
                     Code::Builtin(_) => e.to_string(),
@@ -164,22 +190,36 @@ impl Initialiser {
     }
 }
 
-/// The bytes of the code an entry names, read once: the bytes hashed are the bytes compiled.
-fn read(code: &Code) -> Result<Cow<'static, [u8]>, String> {
+/// The code an entry names, read once: the bytes hashed are the bytes compiled.
+struct ReadCode {
+    bytes: Cow<'static, [u8]>,
+    digest: Digest,
+    /// The build's artefact for a core initialiser.
+    precompiled: Option<&'static [u8]>,
+}
+
+impl ReadCode {
+    fn code(&self) -> ComponentCode<'_> {
+        ComponentCode { bytes: &self.bytes, digest: self.digest, precompiled: self.precompiled }
+    }
+}
+
+fn read(code: &Code) -> Result<ReadCode, String> {
     match code {
-        Code::Builtin(builtin) => Ok(Cow::Borrowed(builtin.component())),
+        Code::Builtin(builtin) => {
+            let ComponentCode { bytes, digest, precompiled } = builtin.code();
+            Ok(ReadCode { bytes: Cow::Borrowed(bytes), digest, precompiled })
+        }
         Code::Component(path) => {
-            std::fs::read(path).map(Cow::Owned).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(ReadCode { digest: Digest::of(&bytes), bytes: Cow::Owned(bytes), precompiled: None })
         }
     }
 }
 
 /// Compile (or load from the compile cache) each component, on as many threads as there are
 /// cores; the results are in the order given.
-fn compile_all(
-    sandbox: &Sandbox,
-    components: &[(Digest, Cow<'static, [u8]>)],
-) -> Vec<Result<LoadedComponent, LoadError>> {
+fn compile_all(sandbox: &Sandbox, components: &[ReadCode]) -> Vec<Result<LoadedComponent, LoadError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(components.len());
     let next = AtomicUsize::new(0);
     let mut compiled: Vec<(usize, Result<LoadedComponent, LoadError>)> = std::thread::scope(|scope| {
@@ -189,8 +229,8 @@ fn compile_all(
                     let mut done = Vec::new();
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((digest, bytes)) = components.get(index) else { return done };
-                        done.push((index, sandbox.load_hashed(bytes, *digest)));
+                        let Some(component) = components.get(index) else { return done };
+                        done.push((index, sandbox.load_code(component.code())));
                     }
                 })
             })

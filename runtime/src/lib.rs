@@ -31,7 +31,7 @@ pub mod deployment;
 pub mod embedded;
 pub mod flag;
 pub mod guest_text;
-mod host;
+pub mod host;
 pub mod init_file;
 pub mod initialiser;
 pub mod integrity;
@@ -48,4 +48,9 @@ mod wit;
 pub use init_file::{ConfigError, InitFile};
 pub use initialiser::Initialiser;
 pub use reconcile::{Cadence, Outcome, Reconciler, WakeReport};
-pub use sandbox::Sandbox;
+
+/// The sandbox with the runtime's own imports (`config`, `flow`, `log`): what loads and runs
+/// initialisers.
+pub type Sandbox = sandbox::Sandbox<host::HostState>;
+/// A component loaded in a [`Sandbox`].
+pub type LoadedComponent = sandbox::LoadedComponent<host::HostState>;

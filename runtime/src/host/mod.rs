@@ -3,7 +3,7 @@
 //! Each run gets its own [`HostState`]: the initialiser's name, its grants, its limits and the
 //! services. Every call is counted and checked against the grants before anything is sent; a
 //! refusal returns `host-error::denied` to the guest and is logged with the initialiser, the
-//! function and the target. What a call may carry is capped by the run's limits ([`budget`]):
+//! function and the target. What a call may carry is capped by the run's limits (`budget`):
 //! over a cap, the guest gets `host-error::invalid-request` naming it. Service failures are
 //! translated into the WIT's typed `host-error` so a guest can tell a refusal from an outage.
 
@@ -14,17 +14,17 @@ mod log;
 
 use std::sync::Arc;
 
-pub(crate) use config::add_list_checks;
-pub(crate) use log::{GuestLog, Source};
+use wasmtime::component::{HasData, Linker};
 
-use crate::guest_text::{QUOTED_CHARS, abbreviate};
+use crate::guest_text::{LOGGED_DENIALS, QUOTED_CHARS, abbreviate};
 use crate::policy::{Grants, Limits, SYSTEM_WORKSPACE};
-use crate::sandbox::RunMemory;
+use crate::sandbox::{CallContext, GuestLog, Imports, RunMemory, RunState};
 use crate::services::{ServiceError, Services};
-use crate::wit::HostError;
+use crate::wit::{HostError, InitialiserComponent};
 
-/// What the host functions of one run can reach.
-pub(crate) struct HostState {
+/// What the host functions of one run can reach. The sandbox makes one for each call
+/// ([`Imports::for_call`]); nothing outside this module looks inside.
+pub struct HostState {
     initialiser: Arc<str>,
     grants: Arc<Grants>,
     /// `None` while the component is only being described or validated: then every call is
@@ -38,16 +38,34 @@ pub(crate) struct HostState {
     denials_logged: Vec<(String, String)>,
     /// The run's memory budget: its linear memories (the sandbox's limiter), and the answers
     /// host calls hand the guest, charged here ([`HostState::hand_over`]).
-    pub(crate) memory: RunMemory,
+    memory: RunMemory,
 }
 
-/// How many distinct refusals a run logs as warnings (per kind: host calls, HTTP requests); the
-/// rest are logged at debug level, so a guest retrying a refused call in a loop cannot flood
-/// the log.
-pub(crate) const LOGGED_DENIALS: usize = 16;
+/// `HasData` marker: the generated imports see the [`HostState`] inside each run's store.
+struct HostImports;
+
+impl HasData for HostImports {
+    type Data<'a> = &'a mut HostState;
+}
+
+impl Imports for HostState {
+    fn add_to_linker(linker: &mut Linker<RunState<Self>>) -> wasmtime::Result<()> {
+        InitialiserComponent::add_to_linker::<RunState<Self>, HostImports>(linker, RunState::imports)?;
+        config::add_list_checks(linker, RunState::imports)
+    }
+
+    fn for_call(context: &CallContext, log: Arc<GuestLog>, memory: RunMemory) -> Self {
+        let CallContext { initialiser, limits, grants, services } = context;
+        Self::new(initialiser.clone(), grants.clone(), services.clone(), *limits, log, memory)
+    }
+
+    fn memory(&mut self) -> &mut RunMemory {
+        &mut self.memory
+    }
+}
 
 impl HostState {
-    pub fn new(
+    fn new(
         initialiser: Arc<str>,
         grants: Arc<Grants>,
         services: Option<Arc<dyn Services>>,

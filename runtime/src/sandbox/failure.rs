@@ -6,6 +6,7 @@ use std::time::Duration;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap};
 
+use super::Imports;
 use super::error_chain;
 use super::memory::OverBudget;
 use super::run::{HostObjects, RunState};
@@ -63,14 +64,18 @@ impl std::fmt::Display for DeadlineExceeded {
 impl std::error::Error for DeadlineExceeded {}
 
 /// Which limit or fault ended a call.
-pub(super) fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits: Limits) -> RunFailure {
+pub(super) fn classify<H: Imports>(
+    error: &wasmtime::Error,
+    store: &mut Store<RunState<H>>,
+    limits: Limits,
+) -> RunFailure {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
         return RunFailure::Deadline(limits.timeout);
     }
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return RunFailure::Setup(full.to_string());
     }
-    let state = store.data();
+    let state = store.data_mut();
     let host_memory = |held: String| RunFailure::HostMemory { limit: limits.memory, held };
     if let Some(not_granted) = error.downcast_ref::<super::HttpNotGranted>() {
         return RunFailure::Trap(not_granted.to_string());
@@ -91,7 +96,7 @@ pub(super) fn classify(error: &wasmtime::Error, store: &Store<RunState>, limits:
         Some(Trap::StackOverflow) => RunFailure::StackOverflow,
         // A guest whose allocation was refused usually aborts (an `unreachable` trap): report
         // the cause, not the symptom.
-        _ if state.host.memory.growth_refused() => RunFailure::Memory(limits.memory),
+        _ if state.memory().growth_refused() => RunFailure::Memory(limits.memory),
         // The trap itself, without the wasm backtrace wasmtime attaches as context.
         Some(trap) => RunFailure::Trap(trap.to_string()),
         None => RunFailure::Trap(one_line(&error_chain(error)).into_owned()),

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use crate::host::{GuestLog, Source};
+use super::guest_log::{GuestLog, Source};
 use crate::wit::log::Level;
 
 /// One output stream of one run. Every handle the guest opens on it (each `get-stdout` makes

@@ -12,8 +12,7 @@ use std::future::Future;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::guest_text::{QUOTED_CHARS, abbreviate};
-use crate::host::LOGGED_DENIALS;
+use crate::guest_text::{LOGGED_DENIALS, QUOTED_CHARS, abbreviate};
 use crate::policy::{Grants, Origin};
 
 pub(crate) struct HttpAllowList {

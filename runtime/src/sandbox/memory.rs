@@ -27,7 +27,7 @@ pub(super) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// What one run's linear memories and host-side objects may hold, and what they hold now.
 #[derive(Debug)]
-pub(crate) struct RunMemory {
+pub struct RunMemory {
     limit: usize,
     linear: usize,
     reserved: usize,
@@ -44,7 +44,7 @@ pub(crate) struct RunMemory {
 /// A host call's result that does not fit: the run ends (see [`RunMemory::host_call`]).
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit reached: {0}")]
-pub(crate) struct OverBudget(pub &'static str);
+pub struct OverBudget(pub &'static str);
 
 impl RunMemory {
     /// A budget of `limit` bytes, of which `reserved` are set aside for the host's objects.

@@ -24,6 +24,7 @@ mod compiler_settings;
 mod epoch;
 mod failure;
 mod files;
+mod guest_log;
 mod guest_output;
 mod http;
 mod memory;
@@ -33,19 +34,17 @@ mod run;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use failure::RunFailure;
-pub(crate) use memory::RunMemory;
-pub use run::{CallContext, LoadedComponent, Metered};
+pub use guest_log::{GuestLog, Source};
+pub use memory::RunMemory;
+pub use run::{CallContext, LoadedComponent, Metered, RunState};
 
-use crate::builtins::Builtin;
-use crate::host::HostState;
 use crate::integrity::Digest;
-use crate::wit::{InitialiserComponent, InitialiserComponentPre};
+use crate::wit::InitialiserComponentPre;
 use epoch::EpochTicker;
-use run::RunState;
 
 /// The largest linear memory the pool holds: all of a 32-bit memory (4 GiB), so every
 /// per-initialiser `limits.memory` works as it does on demand; the memory cap itself is
@@ -103,15 +102,15 @@ impl Default for Allocation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxOptions {
     pub allocation: Allocation,
-    /// Load the core initialisers from the artefacts the build precompiled into the binary
-    /// (on by default); off, they are compiled (or taken from the compile cache) as any other
-    /// component, which only the benchmarks want.
-    pub precompiled_builtins: bool,
+    /// Load code from the precompiled artefact its caller hands with it ([`ComponentCode`]; on
+    /// by default); off, such code is compiled (or taken from the compile cache) as any other,
+    /// which only the benchmarks want.
+    pub use_precompiled: bool,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
-        Self { allocation: Allocation::default(), precompiled_builtins: true }
+        Self { allocation: Allocation::default(), use_precompiled: true }
     }
 }
 
@@ -129,29 +128,76 @@ pub enum LoadError {
 #[error("cannot set up the WebAssembly sandbox: {0}")]
 pub struct SandboxError(String);
 
+/// What the embedder links beside WASI and wasi:http: the functions of the world's own imports
+/// (`config`, `flow`, `log`), and the state they reach in one call's store. The sandbox is
+/// generic over it so that it knows nothing of what those functions do; the runtime's are
+/// `host::HostState`, over the services.
+pub trait Imports: Sized + Send + 'static {
+    /// Define the imports' functions in `linker`.
+    fn add_to_linker(linker: &mut Linker<RunState<Self>>) -> wasmtime::Result<()>;
+    /// The state for one call: its context, its log budget (shared with the guest's stdout
+    /// and stderr) and its memory budget, which the sandbox's limiter charges as the guest's
+    /// memories grow and the imports charge for what they hand the guest.
+    fn for_call(context: &CallContext, log: Arc<GuestLog>, memory: RunMemory) -> Self;
+    /// The memory budget handed to [`Imports::for_call`].
+    fn memory(&mut self) -> &mut RunMemory;
+}
+
+/// A component's code as its caller has it: the bytes, their digest (which keys the compile
+/// cache), and, for code the build precompiled, wasmtime's artefact for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ComponentCode<'a> {
+    pub bytes: &'a [u8],
+    pub digest: Digest,
+    pub precompiled: Option<&'a [u8]>,
+}
+
+impl<'a> ComponentCode<'a> {
+    /// `bytes`, hashed here, with no precompiled artefact.
+    pub fn of(bytes: &'a [u8]) -> Self {
+        Self { bytes, digest: Digest::of(bytes), precompiled: None }
+    }
+}
+
 /// The engine and linker shared by every run. Cloning shares them.
-#[derive(Clone)]
-pub struct Sandbox {
+pub struct Sandbox<H: Imports> {
     engine: Engine,
-    /// Every import a component may have: WASI, wasi:http and ours.
-    linker: Linker<RunState>,
+    /// Every import a component may have: WASI, wasi:http and the embedder's.
+    linker: Linker<RunState<H>>,
     cache: Option<cache::CompileCache>,
-    precompiled_builtins: bool,
+    use_precompiled: bool,
     ticker: Arc<EpochTicker>,
     slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
-/// `HasData` marker: our imports see the [`HostState`] inside each run's store.
-struct HostImports;
-
-impl HasData for HostImports {
-    type Data<'a> = &'a mut HostState;
+// By hand: a derive would ask `H: Clone`.
+impl<H: Imports> Clone for Sandbox<H> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            linker: self.linker.clone(),
+            cache: self.cache.clone(),
+            use_precompiled: self.use_precompiled,
+            ticker: self.ticker.clone(),
+            slots: self.slots.clone(),
+        }
+    }
 }
 
-impl Sandbox {
+impl<H: Imports> Sandbox<H> {
     /// A sandbox with the default options (pooled instances).
     pub fn new() -> Result<Self, SandboxError> {
         Self::with_options(SandboxOptions::default())
+    }
+
+    /// A sandbox whose pool has room for `calls` calls at once, or, where the pool's address
+    /// space cannot be reserved (under `ulimit -v`), one that maps instances for each call.
+    pub fn for_concurrency(calls: std::num::NonZeroUsize) -> Result<Self, SandboxError> {
+        let pooled = SandboxOptions { allocation: Allocation::pooled_for(calls), ..Default::default() };
+        Self::with_options(pooled).or_else(|error| {
+            tracing::warn!("{error}; mapping instances per call instead of from a pool");
+            Self::with_options(SandboxOptions { allocation: Allocation::OnDemand, ..Default::default() })
+        })
     }
 
     pub fn with_options(options: SandboxOptions) -> Result<Self, SandboxError> {
@@ -166,15 +212,14 @@ impl Sandbox {
         let link = |result: wasmtime::Result<()>| result.map_err(|e| SandboxError(format!("{e:#}")));
         link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
-        link(InitialiserComponent::add_to_linker::<RunState, HostImports>(&mut linker, |state| &mut state.host))?;
-        link(crate::host::add_list_checks(&mut linker, |state: &mut RunState| &mut state.host))?;
+        link(H::add_to_linker(&mut linker))?;
 
         let ticker = EpochTicker::start(&engine);
         let slots = match options.allocation {
             Allocation::Pooled { instances } => Some(Arc::new(tokio::sync::Semaphore::new(instances as usize))),
             Allocation::OnDemand => None,
         };
-        Ok(Self { engine, linker, cache: None, precompiled_builtins: options.precompiled_builtins, ticker, slots })
+        Ok(Self { engine, linker, cache: None, use_precompiled: options.use_precompiled, ticker, slots })
     }
 
     /// Keep compiled components in `dir` and load them from there on later starts, instead of
@@ -184,19 +229,18 @@ impl Sandbox {
         self
     }
 
-    /// Compile `bytes` (a component binary), or load it from the compile cache or, for a core
-    /// initialiser, from the binary's precompiled artefact, and check it against our world.
-    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
-        let digest = Builtin::of_component(bytes).map_or_else(|| Digest::of(bytes), Builtin::digest);
-        self.load_hashed(bytes, digest)
+    /// Compile `bytes` (a component binary), or load it from the compile cache, and check it
+    /// against our world.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent<H>, LoadError> {
+        self.load_code(ComponentCode::of(bytes))
     }
 
-    /// [`Sandbox::load`] for a caller that has already hashed `bytes` (the initialisers'
-    /// loader, for their pins): an interpreted guest is tens of megabytes, not worth hashing
-    /// twice. The digest keys the compile cache.
-    pub(crate) fn load_hashed(&self, bytes: &[u8], digest: Digest) -> Result<LoadedComponent, LoadError> {
-        let builtin = Builtin::of_component(bytes);
-        let artefact = builtin.filter(|_| self.precompiled_builtins).and_then(precompiled::artefact_for);
+    /// [`Sandbox::load`] for a caller that has more than the bytes: their digest (the
+    /// initialisers' loader hashed them for their pins, and an interpreted guest is tens of
+    /// megabytes, not worth hashing twice) and maybe an artefact the build precompiled.
+    pub fn load_code(&self, code: ComponentCode<'_>) -> Result<LoadedComponent<H>, LoadError> {
+        let ComponentCode { bytes, digest, precompiled } = code;
+        let artefact = precompiled.filter(|_| self.use_precompiled);
         let component = match &self.cache {
             Some(cache) => cache.component(&self.engine, bytes, digest, artefact),
             None => precompiled::compile(&self.engine, bytes, artefact),
@@ -231,8 +275,8 @@ pub(crate) struct HttpNotGranted(String);
 /// call traps). The resource types stay wasi:http's own (some are wasi:io's, shared with the
 /// rest of WASI), but no function can make one: the guest loads, and can hold nothing of HTTP
 /// in the host.
-fn link_http_stand_in(
-    linker: &mut Linker<RunState>,
+fn link_http_stand_in<H: Imports>(
+    linker: &mut Linker<RunState<H>>,
     engine: &Engine,
     component: &wasmtime::component::Component,
 ) -> wasmtime::Result<()> {
@@ -291,7 +335,11 @@ fn error_chain(error: &wasmtime::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtins::Builtin;
     use crate::policy::{Grants, Limits};
+
+    /// With the runtime's own imports, which the world needs linked.
+    type Sandbox = crate::Sandbox;
 
     fn context() -> CallContext {
         CallContext {

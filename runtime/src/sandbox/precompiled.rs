@@ -1,21 +1,15 @@
-//! The core initialisers as the build compiled them: ready to load without Cranelift.
+//! Components as a build compiled them: ready to load without Cranelift.
 //!
-//! `build.rs` compiles each builtin component with the settings of `compiler_settings`, for
-//! the target's baseline CPU (no features of the build machine's own), and the binary embeds
-//! the artefacts beside the components. A sandbox asked to load a builtin's bytes deserializes
-//! its artefact instead of compiling it: a first start costs what a start from a warm compile
-//! cache does. An artefact that does not load (a build that could not precompile, or an engine
-//! configured otherwise) is ignored and the component compiled as any other.
+//! `build.rs` compiles each core initialiser with the settings of `compiler_settings`, for the
+//! target's baseline CPU (no features of the build machine's own), and the binary embeds the
+//! artefacts beside the components (`crate::builtins`). A sandbox handed an artefact with a
+//! component's bytes ([`super::ComponentCode`]) deserializes it instead of compiling: a first
+//! start costs what a start from a warm compile cache does. An artefact that does not load (a
+//! build that could not precompile, or an engine configured otherwise) is ignored and the
+//! component compiled as any other.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
-
-use crate::builtins::Builtin;
-
-/// The artefact the build precompiled for `builtin`, if it could.
-pub(super) fn artefact_for(builtin: Builtin) -> Option<&'static [u8]> {
-    Some(builtin.precompiled()).filter(|artefact| !artefact.is_empty())
-}
 
 /// `bytes` compiled: deserialized from `artefact` when it has one that fits `engine`, compiled
 /// with Cranelift otherwise.
@@ -34,13 +28,13 @@ pub(super) fn compile(engine: &Engine, bytes: &[u8], artefact: Option<&[u8]>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::Sandbox;
+    use crate::builtins::Builtin;
 
     #[test]
     fn every_builtin_has_an_artefact_that_loads_in_the_sandbox_engine() {
-        let sandbox = Sandbox::new().unwrap();
+        let sandbox = crate::Sandbox::new().unwrap();
         for builtin in Builtin::ALL {
-            let artefact = artefact_for(builtin).unwrap_or_else(|| panic!("{} has no artefact", builtin.name()));
+            let artefact = builtin.code().precompiled.unwrap_or_else(|| panic!("{} has no artefact", builtin.name()));
             // SAFETY: as in `compile`.
             let loaded = unsafe { Component::deserialize(&sandbox.engine, artefact) };
             assert!(loaded.is_ok(), "{}: {:#}", builtin.name(), loaded.err().unwrap());

@@ -22,14 +22,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::epoch::EpochTicker;
-use super::error_chain;
 use super::failure::{DeadlineExceeded, RunFailure, classify};
 use super::files::{self, StagedFiles};
+use super::guest_log::{GuestLog, Source};
 use super::guest_output::GuestOutput;
 use super::http::HttpAllowList;
 use super::memory::RunMemory;
+use super::{Imports, error_chain};
 use crate::guest_text;
-use crate::host::{GuestLog, HostState, Source};
 use crate::policy::{Grants, Limits};
 use crate::services::Services;
 use crate::wit::{Description, InitialiserComponent, InitialiserComponentPre};
@@ -86,15 +86,26 @@ impl HostObjects {
 }
 
 /// A component checked against our world and pre-linked, ready to instantiate cheaply.
-#[derive(Clone)]
-pub struct LoadedComponent {
-    pub(super) pre: InitialiserComponentPre<RunState>,
+pub struct LoadedComponent<H: Imports> {
+    pub(super) pre: InitialiserComponentPre<RunState<H>>,
     /// For entries without an HTTP grant: wasi:http linked to stand-ins (the same as `pre` for
     /// a component that does not import it).
-    pub(super) pre_without_http: InitialiserComponentPre<RunState>,
+    pub(super) pre_without_http: InitialiserComponentPre<RunState<H>>,
     pub(super) ticker: Arc<EpochTicker>,
     /// The pool's instance slots, one per call while it runs; `None` on demand.
     pub(super) slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+// By hand: a derive would ask `H: Clone`, and the imports' state is per call.
+impl<H: Imports> Clone for LoadedComponent<H> {
+    fn clone(&self) -> Self {
+        Self {
+            pre: self.pre.clone(),
+            pre_without_http: self.pre_without_http.clone(),
+            ticker: self.ticker.clone(),
+            slots: self.slots.clone(),
+        }
+    }
 }
 
 /// Who is calling, under which limits and grants, with which services.
@@ -118,8 +129,9 @@ pub struct Metered<T> {
     pub memory_refused: bool,
 }
 
-/// The data of one call's store.
-pub(crate) struct RunState {
+/// The data of one call's store: WASI's and wasi:http's contexts, the limits' bookkeeping, and
+/// the state of the embedder's imports (`H`).
+pub struct RunState<H> {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     http_hooks: HttpAllowList,
@@ -129,18 +141,31 @@ pub(crate) struct RunState {
     /// by the memory budget's room, below [`HOSTCALL_TRANSFER`]: running out of it is the
     /// memory limit.
     pub(super) transfer_capped: bool,
-    pub(crate) host: HostState,
+    imports: H,
     deadline: Instant,
     _staged_files: StagedFiles,
 }
 
-impl WasiView for RunState {
+impl<H> RunState<H> {
+    /// The state of the embedder's imports: what their functions reach.
+    pub fn imports(&mut self) -> &mut H {
+        &mut self.imports
+    }
+}
+
+impl<H: Imports> RunState<H> {
+    pub(super) fn memory(&mut self) -> &mut RunMemory {
+        self.imports.memory()
+    }
+}
+
+impl<H: Send> WasiView for RunState<H> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-impl WasiHttpView for RunState {
+impl<H: Send> WasiHttpView for RunState<H> {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
     }
@@ -148,9 +173,9 @@ impl WasiHttpView for RunState {
 
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
-impl LoadedComponent {
+impl<H: Imports> LoadedComponent<H> {
     /// What to instantiate for a call under `grants`: wasi:http only where HTTP is granted.
-    fn pre_for(&self, grants: &Grants) -> &InitialiserComponentPre<RunState> {
+    fn pre_for(&self, grants: &Grants) -> &InitialiserComponentPre<RunState<H>> {
         if grants.http.is_empty() { &self.pre_without_http } else { &self.pre }
     }
 
@@ -217,7 +242,7 @@ impl LoadedComponent {
     async fn call<T>(
         &self,
         context: &CallContext,
-        invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState>) -> CallFuture<'a, T>,
+        invoke: impl for<'a> FnOnce(&'a InitialiserComponent, &'a mut Store<RunState<H>>) -> CallFuture<'a, T>,
     ) -> Metered<T> {
         let limits = context.limits;
         // The pool has room for so many instances; a call beyond them waits here, before its
@@ -242,13 +267,13 @@ impl LoadedComponent {
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(classify(&error, &store, limits)),
+            Ok(Err(error)) => Err(classify(&error, &mut store, limits)),
             Err(_elapsed) => Err(RunFailure::Deadline(limits.timeout)),
         };
-        Metered { result, fuel_used, memory_refused: store.data().host.memory.growth_refused() }
+        Metered { result, fuel_used, memory_refused: store.data_mut().memory().growth_refused() }
     }
 
-    fn new_store(&self, context: &CallContext) -> Result<Store<RunState>, RunFailure> {
+    fn new_store(&self, context: &CallContext) -> Result<Store<RunState<H>>, RunFailure> {
         let limits = context.limits;
         let log = GuestLog::new(context.initialiser.clone(), &limits);
         let mut wasi = WasiCtxBuilder::new();
@@ -282,19 +307,12 @@ impl LoadedComponent {
             table,
             host_objects,
             transfer_capped: false,
-            host: HostState::new(
-                context.initialiser.clone(),
-                context.grants.clone(),
-                context.services.clone(),
-                limits,
-                log,
-                RunMemory::new(limits.memory, reserved),
-            ),
+            imports: H::for_call(context, log, RunMemory::new(limits.memory, reserved)),
             deadline: Instant::now() + limits.timeout,
             _staged_files: staged_files,
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.host.memory);
+        store.limiter(|state| state.memory());
         store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
         store.set_hostcall_fuel(HOSTCALL_TRANSFER);
         store.set_max_component_handles(COMPONENT_HANDLES);
@@ -304,11 +322,11 @@ impl LoadedComponent {
         // was refused something on its behalf.
         store.call_hook(|mut store, hook| {
             if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromWasm) {
-                let room = store.data().host.memory.transfer_room(HOSTCALL_TRANSFER);
+                let room = store.data_mut().memory().transfer_room(HOSTCALL_TRANSFER);
                 store.data_mut().transfer_capped = room < HOSTCALL_TRANSFER;
                 store.set_hostcall_fuel(room);
             }
-            let memory = &mut store.data_mut().host.memory;
+            let memory = store.data_mut().memory();
             match hook {
                 CallHook::CallingHost => memory.host_call(true).map_err(wasmtime::Error::new),
                 CallHook::ReturningFromHost => memory.host_call(false).map_err(wasmtime::Error::new),
