@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Initialiser;
 use crate::broker::BrokerServices;
 use crate::broker::pulsar::{PulsarOptions, PulsarTransport};
 use crate::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use crate::embedded::{EmbeddedServices, StoreError};
+use crate::initialiser::Initialiser;
 use crate::lease::{self, Lease, LeaseError, Timing};
 use crate::reconcile::{Cadence, Reconciler, WakeReport};
 use crate::services::Services;

@@ -17,7 +17,7 @@ use crate::flag::Flag;
 use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::integrity::Digest;
 use crate::policy::{Grants, Limits};
-use crate::sandbox::{CallContext, ComponentCode, LoadError, Metered, SandboxError};
+use crate::sandbox::{CallContext, ComponentCode, LoadError, Metered, RunFailure, SandboxError};
 use crate::services::Services;
 use crate::wit::Description;
 use crate::{LoadedComponent, Sandbox};
@@ -120,23 +120,21 @@ impl Initialiser {
             })?;
             tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
             let initialiser = Self::prepare(spec, base_dir, digest, component, descriptions.get(&index).cloned()).await;
-            let initialiser = initialiser
-                .map_err(|(field, m)| err(spec, if field.is_empty() { spec.code_field } else { field }).because(m))?;
+            let initialiser = initialiser.map_err(|e| err(spec, e.field(spec)).because(e.to_string()))?;
             descriptions.entry(index).or_insert_with(|| initialiser.description.clone());
             prepared.push(initialiser);
         }
         Ok(prepared)
     }
 
-    /// Describe (unless `described` already) and validate one entry. On error: the field to
-    /// blame (empty = the code) and why.
+    /// Describe (unless `described` already) and validate one entry.
     async fn prepare(
         spec: &InitialiserSpec,
         base_dir: &Path,
         sha256: Digest,
         component: LoadedComponent,
         described: Option<Description>,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, NotReady> {
         let (params, derived_grants) = match spec.code {
             Code::Builtin(builtin) => builtin.prepare(&spec.params, base_dir),
             Code::Component(_) => (spec.params.clone(), Grants::default()),
@@ -149,7 +147,7 @@ impl Initialiser {
 
         let description = match described {
             Some(description) => description,
-            None => component.describe(&context).await.map_err(|f| ("", format!("describe() {f}")))?,
+            None => component.describe(&context).await.map_err(NotReady::Describe)?,
         };
         let params = params.to_string();
         match component.validate(&context, &params).await {
@@ -158,8 +156,8 @@ impl Initialiser {
                     tracing::warn!(initialiser = %name, "params: {warning}");
                 }
             }
-            Ok(Err(refusal)) => return Err(("params", refusal)),
-            Err(failure) => return Err(("params", format!("validate() {failure}"))),
+            Ok(Err(refusal)) => return Err(NotReady::Refused(refusal)),
+            Err(failure) => return Err(NotReady::Validate(failure)),
         }
 
         Ok(Self {
@@ -187,6 +185,28 @@ impl Initialiser {
         };
         let old_flag = old_flag.map(Flag::to_string);
         self.component.run(&context, &self.params, old_flag.as_deref(), &self.flag.to_string()).await
+    }
+}
+
+/// Why a loaded component is not ready to run an entry.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("describe() {0}")]
+    Describe(RunFailure),
+    #[error("validate() {0}")]
+    Validate(RunFailure),
+    /// `validate` refused the params, for the reason given.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl NotReady {
+    /// The entry's field to blame: its code for `describe`, its params otherwise.
+    fn field(&self, spec: &InitialiserSpec) -> &'static str {
+        match self {
+            Self::Describe(_) => spec.code_field,
+            Self::Validate(_) | Self::Refused(_) => "params",
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub use error::ConfigError;
+use error::FieldError;
 pub use units::parse_duration;
 
 use crate::builtins::Builtin;
@@ -163,40 +164,40 @@ fn check_entry(
 
     let limits = match raw.limits {
         Some(raw_limits) => {
-            check_limits(raw_limits).map_err(|(field, m)| err(&format!("limits.{field}")).because(m))?
+            check_limits(raw_limits).map_err(|e| err(&format!("limits.{}", e.field)).because(e.message))?
         }
         None => Limits::default(),
     };
 
     let grants = match raw.grants {
-        Some(raw_grants) => {
-            Some(check_grants(base_dir, raw_grants).map_err(|(field, m)| err(&format!("grants.{field}")).because(m))?)
-        }
+        Some(raw_grants) => Some(
+            check_grants(base_dir, raw_grants).map_err(|e| err(&format!("grants.{}", e.field)).because(e.message))?,
+        ),
         None => None,
     };
 
     Ok(InitialiserSpec { name, position, flag, code, code_field, sha256, params, limits, grants })
 }
 
-fn check_limits(raw: raw::RawLimits) -> Result<Limits, (&'static str, String)> {
+fn check_limits(raw: raw::RawLimits) -> Result<Limits, FieldError> {
     let defaults = Limits::default();
     let size = |field: &'static str, value: Option<serde_json::Value>, default: usize| match value {
-        Some(value) => units::bytes(&value).map_err(|m| (field, m)),
+        Some(value) => units::bytes(&value).map_err(|m| FieldError::new(field, m)),
         None => Ok(default),
     };
     let count = |field: &'static str, value: Option<u64>, default: usize| match value {
-        Some(0) => Err((field, "must be more than 0".to_owned())),
-        Some(n) => usize::try_from(n).map_err(|_| (field, format!("{n} is too large"))),
+        Some(0) => Err(FieldError::new(field, "must be more than 0")),
+        Some(n) => usize::try_from(n).map_err(|_| FieldError::new(field, format!("{n} is too large"))),
         None => Ok(default),
     };
     Ok(Limits {
         fuel: match raw.fuel {
-            Some(0) => return Err(("fuel", "must be more than 0".into())),
+            Some(0) => return Err(FieldError::new("fuel", "must be more than 0")),
             Some(fuel) => fuel,
             None => defaults.fuel,
         },
         timeout: match raw.timeout {
-            Some(value) => units::duration(&value).map_err(|m| ("timeout", m))?,
+            Some(value) => units::duration(&value).map_err(|m| FieldError::new("timeout", m))?,
             None => defaults.timeout,
         },
         memory: size("memory", raw.memory, defaults.memory)?,
@@ -209,7 +210,7 @@ fn check_limits(raw: raw::RawLimits) -> Result<Limits, (&'static str, String)> {
     })
 }
 
-fn check_grants(base_dir: &Path, raw: raw::RawGrants) -> Result<Grants, (&'static str, String)> {
+fn check_grants(base_dir: &Path, raw: raw::RawGrants) -> Result<Grants, FieldError> {
     let patterns = |list: Vec<String>| list.into_iter().map(WorkspacePattern::new).collect();
     let config = raw.config.unwrap_or_default();
     let http = raw
@@ -217,7 +218,7 @@ fn check_grants(base_dir: &Path, raw: raw::RawGrants) -> Result<Grants, (&'stati
         .into_iter()
         .map(|origin| Origin::parse(&origin))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|m| ("http", m))?;
+        .map_err(|m| FieldError::new("http", m))?;
     Ok(Grants {
         config_read: patterns(config.read),
         config_write: patterns(config.write),

@@ -28,7 +28,7 @@ pub fn lock_path(state: &Path) -> PathBuf {
 /// opened; waiting for another holder happens in the background.
 pub fn lease(state: &Path) -> Result<Lease, LeaseError> {
     let path = lock_path(state);
-    let failed = |e: std::io::Error| LeaseError::LockFile { path: path.display().to_string(), message: e.to_string() };
+    let failed = |source: std::io::Error| LeaseError::LockFile { path: path.clone(), source };
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(failed)?;
     let (sender, receiver) = watch::channel(LeaseState::Unknown);
     let immediate = match file.try_lock() {

@@ -37,14 +37,20 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Why a lease could not be set up or kept.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     /// The lock file could not be opened or locked.
-    #[error("lock file {path}: {message}")]
-    LockFile { path: String, message: String },
-    /// The broker could not be reached, or refused the lease's subscription or queue.
-    #[error("{0}")]
-    Broker(String),
+    #[error("lock file {}: {source}", path.display())]
+    LockFile { path: std::path::PathBuf, source: std::io::Error },
+    /// The lease's name cannot name a queue.
+    #[error("lease name {name:?}: {reason}")]
+    BadName { name: String, reason: String },
+    /// Pulsar could not be reached, or refused the lease's subscription or producer.
+    #[error("pulsar: {0}")]
+    Pulsar(#[source] crate::broker::pulsar::PulsarError),
+    /// RabbitMQ could not be reached, or refused the lease's queue.
+    #[error("rabbitmq: {0}")]
+    RabbitMq(#[source] lapin::Error),
 }
 
 /// Where a replica stands.

@@ -116,7 +116,7 @@ fn held_by_another(error: &PulsarError) -> bool {
 }
 
 fn broker_error(error: PulsarError) -> LeaseError {
-    LeaseError::Broker(format!("pulsar: {error}"))
+    LeaseError::Pulsar(error)
 }
 
 #[cfg(test)]

@@ -44,8 +44,8 @@ pub fn queue(name: &str) -> String {
 
 /// Start keeping lease `name` on the broker of `options`, in the background.
 pub fn lease(options: &RabbitOptions, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
-    let queue =
-        ShortString::try_new(queue(name)).map_err(|e| LeaseError::Broker(format!("lease name {name:?}: {e}")))?;
+    let queue = ShortString::try_new(queue(name))
+        .map_err(|e| LeaseError::BadName { name: name.to_owned(), reason: e.to_string() })?;
     let description = format!("rabbitmq queue {queue} in vhost {}", options.vhost);
     // The AMQP heartbeat timeout (whole seconds): the broker notices a silently dead holder,
     // and moves the lease, after it; the holder gives up after its window.
@@ -141,7 +141,7 @@ impl Beacon for RabbitBeacon {
 }
 
 fn broker_error(error: lapin::Error) -> LeaseError {
-    LeaseError::Broker(format!("rabbitmq: {error}"))
+    LeaseError::RabbitMq(error)
 }
 
 #[cfg(test)]

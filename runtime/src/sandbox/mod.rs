@@ -125,8 +125,8 @@ pub enum LoadError {
 
 /// Why the sandbox itself could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the WebAssembly sandbox: {0}")]
-pub struct SandboxError(String);
+#[error("cannot set up the WebAssembly sandbox: {}", error_chain(.0))]
+pub struct SandboxError(#[source] wasmtime::Error);
 
 /// What the embedder links beside WASI and wasi:http: the functions of the world's own imports
 /// (`config`, `flow`, `log`), and the state they reach in one call's store. The sandbox is
@@ -206,10 +206,10 @@ impl<H: Imports> Sandbox<H> {
         if let Allocation::Pooled { instances } = options.allocation {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
         }
-        let engine = Engine::new(&config).map_err(|e| SandboxError(format!("{e:#}")))?;
+        let engine = Engine::new(&config).map_err(SandboxError)?;
 
         let mut linker = Linker::new(&engine);
-        let link = |result: wasmtime::Result<()>| result.map_err(|e| SandboxError(format!("{e:#}")));
+        let link = |result: wasmtime::Result<()>| result.map_err(SandboxError);
         link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))?;
         link(H::add_to_linker(&mut linker))?;
