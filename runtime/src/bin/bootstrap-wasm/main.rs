@@ -16,9 +16,11 @@ use anyhow::Context;
 use bootstrap_wasm::check::Report;
 use bootstrap_wasm::deployment::{self, Ended, ReplicaError, ReplicaOptions};
 use bootstrap_wasm::embedded::EmbeddedServices;
+use bootstrap_wasm::flag::FlagStore;
 use bootstrap_wasm::initialiser::PrepareError;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
+use bootstrap_wasm::services::ConfigClient;
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, WakeReport};
 use clap::Parser;
 
@@ -159,7 +161,9 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
     let backend = backend.backend()?;
     let services = backend.open(timeout).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
     tracing::info!("backend: {backend}");
-    let rows = bootstrap_wasm::reconcile::status(&init_file, services.as_ref())
+    let configured = init_file.initialisers.iter().map(|spec| (spec.name.as_str(), &spec.flag));
+    let rows = FlagStore(ConfigClient(services.as_ref()))
+        .status(configured)
         .await
         .context("reading the stored flags from config-svc")?;
     let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0).max(4);

@@ -3,9 +3,13 @@
 //! A flag is any scalar the operator writes in the init file (`v1`, `2`, `true`). It is stored
 //! in config-svc (`__system__` / `init-state` / `<name>`) as its JSON encoding, exactly as the
 //! Python bootstrapper stores it (`json.dumps(flag)`), and compared as a JSON value, so state
-//! written by either bootstrapper reads back the same.
+//! written by either bootstrapper reads back the same. [`FlagStore`] is where they are kept.
+
+mod store;
 
 use std::fmt;
+
+pub use store::{FlagStore, INIT_STATE_TYPE, StatusRow};
 
 use serde_json::Value;
 
