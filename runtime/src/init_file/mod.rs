@@ -108,75 +108,88 @@ fn check_entry(
         Some(_) => return Err(ConfigError::entry(path, "", position, "name").because("must not be empty")),
         None => return Err(ConfigError::entry(path, "", position, "name").because("missing")),
     };
-    let err = |field: &str| ConfigError::entry(path, &name, position, field);
-
-    let flag = match raw.flag {
-        Some(value) => Flag::from_config(value).map_err(|m| err("flag").because(m))?,
-        None => return Err(err("flag").because("missing")),
-    };
-    if flag.to_stored().len() > MAX_FLAG_BYTES {
-        let size = format_bytes(flag.to_stored().len());
-        return Err(err("flag").because(format!("{size}, over the limit of {}", format_bytes(MAX_FLAG_BYTES))));
-    }
-
+    let placed = |e: FieldError| ConfigError::entry(path, &name, position, e.field).because(e.message);
+    let flag = check_flag(raw.flag).map_err(placed)?;
     let code_field = match (&raw.class, &raw.builtin) {
         (Some(_), _) => "class",
         (None, Some(_)) => "builtin",
         (None, None) => "component",
     };
-    let code = match (raw.class, raw.builtin, raw.component) {
-        (Some(class), None, None) => Code::Builtin(Builtin::from_class(&class).ok_or_else(|| {
-            err("class")
-                .because(format!("unknown class '{class}'; known: {}", Builtin::ALL.map(|b| b.class()).join(", ")))
-        })?),
-        (None, Some(builtin), None) => Code::Builtin(Builtin::from_name(&builtin).ok_or_else(|| {
-            err("builtin")
-                .because(format!("unknown builtin '{builtin}'; known: {}", Builtin::ALL.map(|b| b.name()).join(", ")))
-        })?),
-        (None, None, Some(component)) => Code::Component(resolve(base_dir, &component)),
-        (None, None, None) => {
-            return Err(
-                err("component").because("missing: name the code with one of `component:`, `builtin:` or `class:`")
-            );
-        }
-        _ => return Err(err("component").because("give only one of `component:`, `builtin:` and `class:`")),
+    let code = check_code(base_dir, raw.class, raw.builtin, raw.component).map_err(placed)?;
+    let sha256 = raw.sha256.map(check_sha256).transpose().map_err(placed)?;
+    let params = check_params(raw.params).map_err(placed)?;
+    let in_section = |section: &str, e: FieldError| {
+        ConfigError::entry(path, &name, position, &format!("{section}.{}", e.field)).because(e.message)
     };
-
-    let sha256 = match raw.sha256 {
-        None => None,
-        Some(Value::String(hex)) => Some(Digest::parse(&hex).map_err(|m| err("sha256").because(m))?),
-        Some(_) => return Err(err("sha256").because("must be a string of 64 hex digits (quote it in YAML)")),
-    };
-
-    let params = match raw.params {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(params @ Value::Object(_)) => params,
-        Some(_) => return Err(err("params").because("must be a mapping")),
-    };
-    let params_size = params.to_string().len();
-    if params_size > MAX_PARAMS_BYTES {
-        return Err(err("params").because(format!(
-            "{} of JSON, over the limit of {}: put bulk data in a granted file instead",
-            format_bytes(params_size),
-            format_bytes(MAX_PARAMS_BYTES)
-        )));
-    }
-
     let limits = match raw.limits {
-        Some(raw_limits) => {
-            check_limits(raw_limits).map_err(|e| err(&format!("limits.{}", e.field)).because(e.message))?
-        }
+        Some(raw_limits) => check_limits(raw_limits).map_err(|e| in_section("limits", e))?,
         None => Limits::default(),
     };
-
-    let grants = match raw.grants {
-        Some(raw_grants) => Some(
-            check_grants(base_dir, raw_grants).map_err(|e| err(&format!("grants.{}", e.field)).because(e.message))?,
-        ),
-        None => None,
-    };
-
+    let grants = raw.grants.map(|raw_grants| check_grants(base_dir, raw_grants)).transpose();
+    let grants = grants.map_err(|e| in_section("grants", e))?;
     Ok(InitialiserSpec { name, position, flag, code, code_field, sha256, params, limits, grants })
+}
+
+fn check_flag(raw: Option<Value>) -> Result<Flag, FieldError> {
+    let flag =
+        Flag::from_config(raw.ok_or(FieldError::new("flag", "missing"))?).map_err(|m| FieldError::new("flag", m))?;
+    let size = flag.to_stored().len();
+    if size > MAX_FLAG_BYTES {
+        let message = format!("{}, over the limit of {}", format_bytes(size), format_bytes(MAX_FLAG_BYTES));
+        return Err(FieldError::new("flag", message));
+    }
+    Ok(flag)
+}
+
+/// The code an entry names with exactly one of `class:`, `builtin:` and `component:`.
+fn check_code(
+    base_dir: &Path,
+    class: Option<String>,
+    builtin: Option<String>,
+    component: Option<String>,
+) -> Result<Code, FieldError> {
+    match (class, builtin, component) {
+        (Some(class), None, None) => Builtin::from_class(&class).map(Code::Builtin).ok_or_else(|| {
+            let known = Builtin::ALL.map(|b| b.class()).join(", ");
+            FieldError::new("class", format!("unknown class '{class}'; known: {known}"))
+        }),
+        (None, Some(builtin), None) => Builtin::from_name(&builtin).map(Code::Builtin).ok_or_else(|| {
+            let known = Builtin::ALL.map(|b| b.name()).join(", ");
+            FieldError::new("builtin", format!("unknown builtin '{builtin}'; known: {known}"))
+        }),
+        (None, None, Some(component)) => Ok(Code::Component(resolve(base_dir, &component))),
+        (None, None, None) => {
+            Err(FieldError::new("component", "missing: name the code with one of `component:`, `builtin:` or `class:`"))
+        }
+        _ => Err(FieldError::new("component", "give only one of `component:`, `builtin:` and `class:`")),
+    }
+}
+
+fn check_sha256(raw: Value) -> Result<Digest, FieldError> {
+    match raw {
+        Value::String(hex) => Digest::parse(&hex).map_err(|m| FieldError::new("sha256", m)),
+        _ => Err(FieldError::new("sha256", "must be a string of 64 hex digits (quote it in YAML)")),
+    }
+}
+
+fn check_params(raw: Option<Value>) -> Result<Value, FieldError> {
+    let params = match raw {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(params @ Value::Object(_)) => params,
+        Some(_) => return Err(FieldError::new("params", "must be a mapping")),
+    };
+    let size = params.to_string().len();
+    if size > MAX_PARAMS_BYTES {
+        return Err(FieldError::new(
+            "params",
+            format!(
+                "{} of JSON, over the limit of {}: put bulk data in a granted file instead",
+                format_bytes(size),
+                format_bytes(MAX_PARAMS_BYTES)
+            ),
+        ));
+    }
+    Ok(params)
 }
 
 fn check_limits(raw: raw::RawLimits) -> Result<Limits, FieldError> {

@@ -312,37 +312,44 @@ impl<H: Imports> LoadedComponent<H> {
             _staged_files: staged_files,
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| state.memory());
-        store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
-        store.set_hostcall_fuel(HOSTCALL_TRANSFER);
-        store.set_max_component_handles(COMPONENT_HANDLES);
-        // Whenever the host is about to copy out of the guest (a host call's arguments, an
-        // export's results), copy no more than the budget has room for; once a host call
-        // returns, release its result (now in the guest's memory), or end the run if the host
-        // was refused something on its behalf.
-        store.call_hook(|mut store, hook| {
-            if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromWasm) {
-                let room = store.data_mut().memory().transfer_room(HOSTCALL_TRANSFER);
-                store.data_mut().transfer_capped = room < HOSTCALL_TRANSFER;
-                store.set_hostcall_fuel(room);
-            }
-            let memory = store.data_mut().memory();
-            match hook {
-                CallHook::CallingHost => memory.host_call(true).map_err(wasmtime::Error::new),
-                CallHook::ReturningFromHost => memory.host_call(false).map_err(wasmtime::Error::new),
-                CallHook::CallingWasm | CallHook::ReturningFromWasm => Ok(()),
-            }
-        });
-        // Check the clock at every epoch tick and yield to the executor, so a spinning guest
-        // neither outlives its deadline nor starves other tasks.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().deadline {
-                Err(wasmtime::Error::new(DeadlineExceeded))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        bound(&mut store, limits)?;
         Ok(store)
     }
+}
+
+/// Set `store`'s bounds: fuel, what host calls may copy, component handles, the memory budget
+/// (as the limiter and around host calls) and the wall-clock deadline.
+fn bound<H: Imports>(store: &mut Store<RunState<H>>, limits: Limits) -> Result<(), RunFailure> {
+    store.limiter(|state| state.memory());
+    store.set_fuel(limits.fuel).map_err(|e| RunFailure::Setup(error_chain(&e)))?;
+    store.set_hostcall_fuel(HOSTCALL_TRANSFER);
+    store.set_max_component_handles(COMPONENT_HANDLES);
+    // Whenever the host is about to copy out of the guest (a host call's arguments, an
+    // export's results), copy no more than the budget has room for; once a host call
+    // returns, release its result (now in the guest's memory), or end the run if the host
+    // was refused something on its behalf.
+    store.call_hook(|mut store, hook| {
+        if matches!(hook, CallHook::CallingHost | CallHook::ReturningFromWasm) {
+            let room = store.data_mut().memory().transfer_room(HOSTCALL_TRANSFER);
+            store.data_mut().transfer_capped = room < HOSTCALL_TRANSFER;
+            store.set_hostcall_fuel(room);
+        }
+        let memory = store.data_mut().memory();
+        match hook {
+            CallHook::CallingHost => memory.host_call(true).map_err(wasmtime::Error::new),
+            CallHook::ReturningFromHost => memory.host_call(false).map_err(wasmtime::Error::new),
+            CallHook::CallingWasm | CallHook::ReturningFromWasm => Ok(()),
+        }
+    });
+    // Check the clock at every epoch tick and yield to the executor, so a spinning guest
+    // neither outlives its deadline nor starves other tasks.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|store| {
+        if Instant::now() >= store.data().deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    Ok(())
 }
