@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -39,6 +39,7 @@ use super::proto::{
     MessageMetadata, ServerError, SubType,
 };
 use crate::broker::Envelope;
+use crate::broker::waiters::{Unanswered, Waiter, Waiters};
 
 /// What the client calls itself in CONNECT.
 const CLIENT_VERSION: &str = concat!("bootstrap-wasm-", env!("CARGO_PKG_VERSION"));
@@ -90,16 +91,19 @@ struct Shared {
     next_id: AtomicU64,
     settings: ConnectSettings,
     max_frame: usize,
+    /// Requests waiting for their answer, by request id (registered by [`Shared::register`],
+    /// as are the two below).
+    requests: Waiters<u64, Result<BaseCommand, PulsarError>>,
+    /// Sends waiting for their receipt, by producer and sequence id.
+    receipts: Waiters<(u64, u64), Result<(), PulsarError>>,
+    /// [`Connection::sync`]s waiting for the pong to their ping, by the ping's number.
+    pongs: Waiters<u64, ()>,
 }
 
 #[derive(Default)]
 struct State {
     /// Why the connection ended, once it has.
     ended: Option<PulsarError>,
-    /// Requests waiting for their answer, by request id.
-    requests: HashMap<u64, oneshot::Sender<Result<BaseCommand, PulsarError>>>,
-    /// Sends waiting for their receipt, by producer and sequence id.
-    receipts: HashMap<(u64, u64), oneshot::Sender<Result<(), PulsarError>>>,
     consumers: HashMap<u64, ConsumerSlot>,
     /// Producers open on the broker: the broker may close one (its topic moved).
     producers: HashSet<u64>,
@@ -109,7 +113,6 @@ struct State {
     /// the answer to its own ping (the broker answers in order).
     pings_sent: u64,
     pongs_received: u64,
-    pong_waiters: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 struct ConsumerSlot {
@@ -216,6 +219,9 @@ impl Connection {
             next_id: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 >> 16),
             settings,
             max_frame: max_message_size.max(DEFAULT_MAX_MESSAGE_SIZE) + FRAME_OVERHEAD,
+            requests: Waiters::default(),
+            receipts: Waiters::default(),
+            pongs: Waiters::default(),
         });
         let io = tokio::spawn(read_loop(shared.clone(), reader, buffer, closing_rx));
         Ok(Arc::new(Self { shared, io }))
@@ -320,23 +326,12 @@ impl Connection {
 
     /// Wait until the broker has read everything written so far: ping, and wait for the pong.
     async fn sync(&self) -> Result<(), PulsarError> {
-        let (sent, waiting) = oneshot::channel();
-        {
-            let mut state = self.shared.state.lock().unwrap();
-            if let Some(ended) = &state.ended {
-                return Err(ended.clone());
-            }
+        let waiter = self.shared.register(&self.shared.pongs, |state| {
             state.pings_sent += 1;
-            let ping = state.pings_sent;
-            state.pong_waiters.push((ping, sent));
-        }
+            Ok(state.pings_sent)
+        })?;
         self.shared.write(&frame::command(&ping())).await?;
-        let timeout = self.shared.settings.operation_timeout;
-        match tokio::time::timeout(timeout, waiting).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_ended)) => Err(self.shared.ended()),
-            Err(_) => Err(PulsarError::Timeout(timeout)),
-        }
+        self.shared.wait(waiter).await
     }
 
     /// Close every consumer and producer on the connection, then the connection, within
@@ -368,26 +363,9 @@ impl Connection {
     /// Send the command `build` makes with a fresh request id, and wait for its answer.
     async fn request(&self, build: impl FnOnce(u64) -> BaseCommand) -> Result<BaseCommand, PulsarError> {
         let request_id = self.shared.next_id();
-        let (answer, waiting) = oneshot::channel();
-        {
-            let mut state = self.shared.state.lock().unwrap();
-            if let Some(ended) = &state.ended {
-                return Err(ended.clone());
-            }
-            state.requests.insert(request_id, answer);
-        }
-        let result = async {
-            self.shared.write(&frame::command(&build(request_id))).await?;
-            let timeout = self.shared.settings.operation_timeout;
-            match tokio::time::timeout(timeout, waiting).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_ended)) => Err(self.shared.ended()),
-                Err(_) => Err(PulsarError::Timeout(timeout)),
-            }
-        }
-        .await;
-        self.shared.state.lock().unwrap().requests.remove(&request_id);
-        result
+        let waiter = self.shared.register(&self.shared.requests, |_| Ok(request_id))?;
+        self.shared.write(&frame::command(&build(request_id))).await?;
+        self.shared.wait(waiter).await?
     }
 }
 
@@ -410,18 +388,10 @@ impl Producer {
     pub async fn send(&self, properties: Vec<KeyValue>, payload: &[u8]) -> Result<(), PulsarError> {
         let shared = &self.connection.shared;
         let sequence_id = self.next_sequence.fetch_add(1, Ordering::Relaxed);
-        let key = (self.id, sequence_id);
-        let (receipt, waiting) = oneshot::channel();
-        {
-            let mut state = shared.state.lock().unwrap();
-            if let Some(ended) = &state.ended {
-                return Err(ended.clone());
-            }
-            if !state.producers.contains(&self.id) {
-                return Err(PulsarError::Disconnected("the broker closed the producer".into()));
-            }
-            state.receipts.insert(key, receipt);
-        }
+        let waiter = shared.register(&shared.receipts, |state| match state.producers.contains(&self.id) {
+            true => Ok((self.id, sequence_id)),
+            false => Err(PulsarError::Disconnected("the broker closed the producer".into())),
+        })?;
         let send = BaseCommand {
             r#type: CommandType::Send as i32,
             send: Some(CommandSend { producer_id: self.id, sequence_id, num_messages: Some(1) }),
@@ -435,24 +405,14 @@ impl Producer {
             uncompressed_size: Some(payload.len() as u32),
             ..Default::default()
         };
-        let result = async {
-            if payload.len() > shared.max_frame - FRAME_OVERHEAD {
-                return Err(PulsarError::Protocol(format!(
-                    "a message of {} bytes is over the broker's limit",
-                    payload.len()
-                )));
-            }
-            shared.write(&frame::message(&send, &metadata, payload)).await?;
-            let timeout = shared.settings.operation_timeout;
-            match tokio::time::timeout(timeout, waiting).await {
-                Ok(Ok(receipt)) => receipt,
-                Ok(Err(_ended)) => Err(shared.ended()),
-                Err(_) => Err(PulsarError::Timeout(timeout)),
-            }
+        if payload.len() > shared.max_frame - FRAME_OVERHEAD {
+            return Err(PulsarError::Protocol(format!(
+                "a message of {} bytes is over the broker's limit",
+                payload.len()
+            )));
         }
-        .await;
-        shared.state.lock().unwrap().receipts.remove(&key);
-        result
+        shared.write(&frame::message(&send, &metadata, payload)).await?;
+        shared.wait(waiter).await?
     }
 }
 
@@ -470,6 +430,31 @@ impl Shared {
         })
     }
 
+    /// Wait with `waiters` for the answer to the key `key` returns, unless the connection has
+    /// ended. Under the state's lock, so that [`Shared::end`] cannot come between the check and
+    /// the registration and leave the waiter to time out.
+    fn register<'a, K: Eq + std::hash::Hash + Clone, T>(
+        &self,
+        waiters: &'a Waiters<K, T>,
+        key: impl FnOnce(&mut State) -> Result<K, PulsarError>,
+    ) -> Result<Waiter<'a, K, T>, PulsarError> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(ended) = &state.ended {
+            return Err(ended.clone());
+        }
+        Ok(waiters.register(key(&mut state)?))
+    }
+
+    /// The answer `waiter` waits for, within the operation timeout.
+    async fn wait<K: Eq + std::hash::Hash, T>(&self, waiter: Waiter<'_, K, T>) -> Result<T, PulsarError> {
+        let timeout = self.settings.operation_timeout;
+        waiter.wait(timeout).await.map_err(|unanswered| match unanswered {
+            Unanswered::TimedOut => PulsarError::Timeout(timeout),
+            // By `end`, which has recorded why.
+            Unanswered::Abandoned => self.ended(),
+        })
+    }
+
     /// Why the connection ended (or that it did).
     fn ended(&self) -> PulsarError {
         let state = self.state.lock().unwrap();
@@ -480,17 +465,14 @@ impl Shared {
     fn end(&self, error: PulsarError) {
         let mut state = self.state.lock().unwrap();
         if state.ended.is_none() {
-            state.ended = Some(error.clone());
+            state.ended = Some(error);
         }
-        for (_, waiting) in state.requests.drain() {
-            let _ = waiting.send(Err(error.clone()));
-        }
-        for (_, waiting) in state.receipts.drain() {
-            let _ = waiting.send(Err(error.clone()));
-        }
+        // Each waiter then fails with the error recorded above (see `wait`).
+        self.requests.abandon_all();
+        self.receipts.abandon_all();
+        self.pongs.abandon_all();
         state.consumers.clear();
         state.producers.clear();
-        state.pong_waiters.clear();
     }
 
     /// Act on one frame from the broker.
@@ -550,14 +532,12 @@ impl Shared {
                 // Its sends fail from now on; its owner makes a new one, looking the topic up
                 // again.
                 if let Some(close) = command.close_producer {
+                    let closed = close.producer_id;
+                    // Under the state's lock, under which a send checks its producer is open.
                     let mut state = self.state.lock().unwrap();
-                    state.producers.remove(&close.producer_id);
-                    let failed: Vec<_> =
-                        state.receipts.extract_if(|(producer, _), _| *producer == close.producer_id).collect();
-                    drop(state);
-                    for (_, waiting) in failed {
-                        let _ = waiting.send(Err(PulsarError::Disconnected("the broker closed the producer".into())));
-                    }
+                    state.producers.remove(&closed);
+                    let failure = || Err(PulsarError::Disconnected("the broker closed the producer".into()));
+                    self.receipts.answer_where(|(producer, _)| *producer == closed, failure);
                 }
             }
             CommandType::AuthChallenge => self.write(&auth_response(&self.settings.token)).await?,
@@ -567,26 +547,20 @@ impl Shared {
     }
 
     fn answer(&self, request_id: Option<u64>, answer: Result<BaseCommand, PulsarError>) {
-        let waiting = request_id.and_then(|id| self.state.lock().unwrap().requests.remove(&id));
-        if let Some(waiting) = waiting {
-            let _ = waiting.send(answer);
+        if let Some(request_id) = request_id {
+            self.requests.answer(&request_id, answer);
         }
     }
 
     fn answer_send(&self, producer_id: u64, sequence_id: u64, result: Result<(), PulsarError>) {
-        let waiting = self.state.lock().unwrap().receipts.remove(&(producer_id, sequence_id));
-        if let Some(waiting) = waiting {
-            let _ = waiting.send(result);
-        }
+        self.receipts.answer(&(producer_id, sequence_id), result);
     }
 
     fn pong(&self) {
         let mut state = self.state.lock().unwrap();
         state.pongs_received += 1;
         let answered = state.pongs_received;
-        for (_, waiting) in state.pong_waiters.extract_if(.., |(ping, _)| *ping <= answered) {
-            let _ = waiting.send(());
-        }
+        self.pongs.answer_where(|ping| *ping <= answered, || ());
     }
 
     /// Hand a message to its consumer's channel; returns the frames to send back: the
