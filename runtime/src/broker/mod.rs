@@ -18,6 +18,7 @@ pub mod pulsar;
 mod queue;
 pub mod rabbitmq;
 mod rpc;
+mod waiters;
 
 use std::sync::Arc;
 use std::time::Duration;

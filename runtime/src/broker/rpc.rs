@@ -7,19 +7,19 @@
 //! When the subscription dies (the broker went away), waiting requests fail at once as
 //! unavailable, and the next request subscribes again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::waiters::{Unanswered, Waiters};
 use super::{Envelope, Queue, Subscription, Transport};
 use crate::services::ServiceError;
 
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+/// Requests waiting for their answer, by correlation id; shared with the pump.
+type Waiting = Arc<Waiters<String, Vec<u8>>>;
 
 /// A client of one service.
 pub struct RequestResponse {
@@ -56,9 +56,8 @@ impl RequestResponse {
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(&self, request: &Req) -> Result<Resp, ServiceError> {
         self.listen().await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let (answer_tx, answer_rx) = oneshot::channel();
-        self.waiting.lock().unwrap().insert(id.clone(), answer_tx);
-        let _forget = ForgetOnDrop { waiting: &self.waiting, id: &id };
+        // Forgotten however the request ends (answer, timeout, cancellation).
+        let waiter = self.waiting.register(id.clone());
 
         let body = serde_json::to_vec(request).expect("request records always serialise");
         let envelope = Envelope { id: Some(id.clone()), body };
@@ -70,12 +69,12 @@ impl RequestResponse {
                 .map_err(|e| ServiceError::Unavailable(format!("cannot publish to {}: {e}", self.request_queue)))?;
         }
 
-        let body = match tokio::time::timeout(self.timeout, answer_rx).await {
-            Err(_elapsed) => return Err(ServiceError::Timeout(self.timeout)),
-            Ok(Err(_dropped)) => {
+        let body = match waiter.wait(self.timeout).await {
+            Err(Unanswered::TimedOut) => return Err(ServiceError::Timeout(self.timeout)),
+            Err(Unanswered::Abandoned) => {
                 return Err(ServiceError::Unavailable(format!("lost the subscription to {}", self.response_queue)));
             }
-            Ok(Ok(body)) => body,
+            Ok(body) => body,
         };
         serde_json::from_slice(&body)
             .map_err(|e| ServiceError::BadAnswer(format!("answer on {} does not fit: {e}", self.response_queue)))
@@ -107,7 +106,7 @@ impl RequestResponse {
             pump.abort();
             let _ = pump.await;
         }
-        self.waiting.lock().unwrap().clear();
+        self.waiting.abandon_all();
     }
 }
 
@@ -130,26 +129,11 @@ async fn deliver(mut subscription: Subscription, waiting: Waiting, queue: Queue)
             tracing::warn!(%queue, %id, "dropped an answer that is not JSON: {:?}", String::from_utf8_lossy(&body));
             continue;
         }
-        match waiting.lock().unwrap().remove(&id) {
-            Some(waiter) => {
-                let _ = waiter.send(body);
-            }
-            None => tracing::trace!(%queue, %id, "ignored an answer for another client"),
+        if !waiting.answer(&id, body) {
+            tracing::trace!(%queue, %id, "ignored an answer for another client");
         }
     }
     tracing::warn!(%queue, "subscription closed; requests in flight fail and the next one resubscribes");
-    // Dropping the senders wakes every waiting request with "unavailable".
-    waiting.lock().unwrap().clear();
-}
-
-/// Removes a request from the waiting table however it ends (answer, timeout, cancellation).
-struct ForgetOnDrop<'a> {
-    waiting: &'a Waiting,
-    id: &'a str,
-}
-
-impl Drop for ForgetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.waiting.lock().unwrap().remove(self.id);
-    }
+    // Wakes every waiting request with "unavailable".
+    waiting.abandon_all();
 }

@@ -35,3 +35,14 @@ impl From<FrameError> for PulsarError {
         PulsarError::Protocol(error.to_string())
     }
 }
+
+/// A broker's error answer, its code and message (an unknown error without them).
+pub(super) fn server_error(error: Option<(i32, String)>) -> PulsarError {
+    let (code, message) = error.unwrap_or((ServerError::UnknownError as i32, "no detail".into()));
+    PulsarError::Server { code: ServerError::try_from(code).unwrap_or(ServerError::UnknownError), message }
+}
+
+/// `what` was answered with a command of the type `kind`, not the one it asks for.
+pub(super) fn unexpected(what: &str, kind: i32) -> PulsarError {
+    PulsarError::Protocol(format!("{what} was answered with a command of type {kind}"))
+}

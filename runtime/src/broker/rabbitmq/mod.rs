@@ -13,47 +13,32 @@
 //! still coming up. The first publish or subscribe connects; one connection carries a channel
 //! for publishing and a channel per subscription. When the connection dies, subscriptions
 //! close (their owner subscribes again) and the next publish or subscribe connects afresh.
+//!
+//! The parts: `options` says where the broker is and makes lapin's URI, `topology` declares
+//! the exchanges and queues, and `forward` hands a subscription's deliveries to its owner.
+
+mod forward;
+mod options;
+mod topology;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::AMQPUri;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
+pub use options::RabbitOptions;
+pub(crate) use options::amqp_uri;
+use options::describe;
+use topology::{declare_consumer_queue, declare_exchange, exchange_name};
+
 use super::{Envelope, Queue, QueueClass, Subscription, Transport, TransportError};
-
-/// Where the broker is and who we are to it (upstream's `--rabbitmq-*` options).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RabbitOptions {
-    pub host: String,
-    pub port: u16,
-    pub username: String,
-    pub password: String,
-    pub vhost: String,
-}
-
-// Written by hand so that logging the options never shows the password.
-impl fmt::Debug for RabbitOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RabbitOptions")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("password", &"<hidden>")
-            .field("vhost", &self.vhost)
-            .finish()
-    }
-}
 
 /// The longest a publish or subscribe may take, connecting included. A broker that accepts the
 /// TCP connection but never answers would otherwise hold the caller (and, through the shared
@@ -180,39 +165,7 @@ impl RabbitTransport {
             link.connection.create_channel().await.map_err(failed("open a channel"))?
         };
         declare_exchange(&channel, &exchange).await?;
-
-        let queue_name = if queue.is_shared() {
-            // Every subscriber under one name consumes from one queue: they split the messages.
-            // The queue outlives its consumers, so nothing published meanwhile is lost; only
-            // the flow class's survives a broker restart.
-            let name = ShortString::try_new(format!("{exchange}.{subscription}"))
-                .map_err(|e| TransportError(format!("queue name for {queue} under {subscription:?}: {e}")))?;
-            let options =
-                QueueDeclareOptions { durable: queue.class == QueueClass::Flow, ..QueueDeclareOptions::default() };
-            channel
-                .queue_declare(name.clone(), options, FieldTable::default())
-                .await
-                .map_err(failed(format!("declare queue {name}")))?;
-            name
-        } else {
-            // A queue of our own that the server names and deletes when we go.
-            let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
-            let declared = channel
-                .queue_declare("".into(), options, FieldTable::default())
-                .await
-                .map_err(failed(format!("declare a queue for {exchange}")))?;
-            declared.name().clone()
-        };
-        channel
-            .queue_bind(
-                queue_name.clone(),
-                exchange.clone(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(failed(format!("bind queue {queue_name} to exchange {exchange}")))?;
+        let queue_name = declare_consumer_queue(&channel, queue, &exchange, subscription).await?;
         channel.basic_qos(1, BasicQosOptions::default()).await.map_err(failed("set the prefetch count"))?;
         // An empty consumer tag lets the server choose one; manual acknowledgement (no_ack
         // false) so an undelivered message goes back to the queue.
@@ -261,7 +214,7 @@ impl Transport for RabbitTransport {
         let (sender, messages) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let mut forwarders = self.forwarders.lock().unwrap();
         forwarders.retain(|forwarder| !forwarder.is_finished());
-        forwarders.push(tokio::spawn(forward(channel, consumer, sender, queue.clone())));
+        forwarders.push(tokio::spawn(forward::forward(channel, consumer, sender, queue.clone())));
         Ok(Subscription::new(messages))
     }
 
@@ -292,102 +245,6 @@ impl Transport for RabbitTransport {
     }
 }
 
-/// Hand each delivery to the subscription's owner and acknowledge it, until the consumer ends
-/// (the connection or channel died, the broker cancelled it) or the owner drops the receiver.
-/// Returning drops the sender, which closes the subscription, and the channel, which releases
-/// the queue (an exclusive one is deleted).
-async fn forward(channel: Channel, mut consumer: Consumer, sender: mpsc::Sender<Envelope>, queue: Queue) {
-    loop {
-        let delivery = tokio::select! {
-            () = sender.closed() => break,
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => {
-                    tracing::debug!(%queue, "consumer failed: {e}");
-                    break;
-                }
-                None => {
-                    tracing::debug!(%queue, "consumer cancelled by the broker");
-                    break;
-                }
-            },
-        };
-        let envelope = Envelope { id: correlation_id(&delivery.properties), body: delivery.data };
-        // Not acknowledged if the owner has gone: the broker gives it to another subscriber.
-        if sender.send(envelope).await.is_err() {
-            break;
-        }
-        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-            tracing::debug!(%queue, "cannot acknowledge a message: {e}");
-            break;
-        }
-    }
-    // Closed, not just dropped: the server then releases the queue (an exclusive one is
-    // deleted) now rather than when the connection goes. Bounded: a dead connection may not
-    // answer.
-    if channel.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(CLOSE_OK, "unsubscribed".into())).await;
-    }
-}
-
-/// The `id` header. Upstream (pika) sends text headers as long strings; accept the other
-/// string-like encodings too.
-fn correlation_id(properties: &BasicProperties) -> Option<String> {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    match properties.headers().as_ref()?.inner().get("id")? {
-        AMQPValue::LongString(id) => Some(text(id.as_bytes())),
-        AMQPValue::ShortString(id) => Some(id.as_str().to_owned()),
-        AMQPValue::ByteArray(id) => Some(text(id.as_slice())),
-        _ => None,
-    }
-}
-
-/// Declare `queue`'s exchange: fanout and durable, as upstream declares it (declaring it
-/// otherwise would fail against one upstream made).
-async fn declare_exchange(channel: &Channel, exchange: &ShortString) -> Result<(), TransportError> {
-    let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-    channel
-        .exchange_declare(exchange.clone(), ExchangeKind::Fanout, options, FieldTable::default())
-        .await
-        .map_err(failed(format!("declare exchange {exchange}")))
-}
-
-fn exchange_name(queue: &Queue) -> Result<ShortString, TransportError> {
-    ShortString::try_new(queue.rabbitmq_exchange())
-        .map_err(|e| TransportError(format!("exchange name for {queue}: {e}")))
-}
-
-/// The largest AMQP frame the runtime's connections accept. lapin keeps 32 frames of send and
-/// 32 of receive buffer per connection, resident: 8 MiB at RabbitMQ's default of 128 KiB, 1 MiB
-/// at this. Bigger messages travel as several frames.
-const FRAME_MAX: u32 = 16 * 1024;
-
-/// The URI lapin connects with: where, as whom, and the connection's tuning (`heartbeat` in
-/// seconds, `connect_timeout_ms`).
-pub(crate) fn amqp_uri(options: &RabbitOptions, heartbeat: u16, connect_timeout_ms: u64) -> AMQPUri {
-    AMQPUri {
-        scheme: AMQPScheme::AMQP,
-        authority: AMQPAuthority {
-            userinfo: AMQPUserInfo { username: options.username.clone(), password: options.password.clone() },
-            host: options.host.clone(),
-            port: options.port,
-        },
-        vhost: options.vhost.clone(),
-        query: AMQPQueryString {
-            frame_max: Some(FRAME_MAX),
-            heartbeat: Some(heartbeat),
-            connection_timeout: Some(connect_timeout_ms),
-            ..AMQPQueryString::default()
-        },
-    }
-}
-
-/// `amqp://host:port/vhost`, no credentials; the default vhost `/` shows as `amqp://host:port/`.
-fn describe(options: &RabbitOptions) -> String {
-    let vhost = if options.vhost == "/" { "" } else { options.vhost.as_str() };
-    format!("amqp://{}:{}/{vhost}", options.host, options.port)
-}
-
 /// Turns a lapin error into "cannot <what>: <error>".
 fn failed(what: impl fmt::Display) -> impl FnOnce(lapin::Error) -> TransportError {
     let what = what.to_string();
@@ -413,19 +270,5 @@ mod tests {
         assert_eq!(RabbitTransport::new(options("/")).describe(), "amqp://rabbitmq:5672/");
         assert_eq!(RabbitTransport::new(options("tg")).describe(), "amqp://rabbitmq:5672/tg");
         assert!(!format!("{:?}", options("/")).contains("secret"));
-    }
-
-    #[test]
-    fn reads_the_id_header_in_any_string_encoding() {
-        let with = |value: AMQPValue| {
-            let mut headers = FieldTable::default();
-            headers.insert("id".into(), value);
-            correlation_id(&BasicProperties::default().with_headers(headers))
-        };
-        assert_eq!(with(AMQPValue::LongString("a".into())).as_deref(), Some("a"));
-        assert_eq!(with(AMQPValue::ShortString("b".into())).as_deref(), Some("b"));
-        assert_eq!(with(AMQPValue::ByteArray(b"c".as_slice().into())).as_deref(), Some("c"));
-        assert_eq!(with(AMQPValue::LongLongInt(7)), None);
-        assert_eq!(correlation_id(&BasicProperties::default()), None);
     }
 }

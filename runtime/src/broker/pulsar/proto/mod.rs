@@ -3,10 +3,15 @@
 //! A subset of Apache Pulsar's `PulsarApi.proto` (protobuf 2): only the commands and fields the
 //! client uses, with the field numbers of the original, so that what is left out is skipped
 //! when decoding (protobuf ignores unknown fields) and never sent. Field and enum names follow
-//! the original's, in Rust case.
+//! the original's, in Rust case. The commands are here; what a message frame carries after
+//! its command (metadata, a batch's entries, properties) is in `metadata`.
 
 // prost's derives implement the messages; their doc comments are the protocol's own.
 #![allow(missing_docs)]
+
+mod metadata;
+
+pub use metadata::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
 
 /// Every frame carries one `BaseCommand`: its `type` says which of the others is set.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -376,58 +381,4 @@ pub enum ServerError {
     TopicTerminatedError = 15,
     ProducerBusy = 16,
     InvalidTopicName = 17,
-}
-
-/// A message's metadata, between the command and the payload of a message frame.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MessageMetadata {
-    #[prost(string, required, tag = "1")]
-    pub producer_name: String,
-    #[prost(uint64, required, tag = "2")]
-    pub sequence_id: u64,
-    #[prost(uint64, required, tag = "3")]
-    pub publish_time: u64,
-    #[prost(message, repeated, tag = "4")]
-    pub properties: Vec<KeyValue>,
-    #[prost(enumeration = "CompressionType", optional, tag = "8")]
-    pub compression: Option<i32>,
-    #[prost(uint32, optional, tag = "9")]
-    pub uncompressed_size: Option<u32>,
-    /// Set only on a batch: the payload is that many [`SingleMessageMetadata`]-prefixed messages.
-    #[prost(int32, optional, tag = "11")]
-    pub num_messages_in_batch: Option<i32>,
-    /// Set on each chunk of a message too large for one frame.
-    #[prost(int32, optional, tag = "27")]
-    pub num_chunks_from_msg: Option<i32>,
-}
-
-/// `CompressionType`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum CompressionType {
-    None = 0,
-    Lz4 = 1,
-    Zlib = 2,
-    Zstd = 3,
-    Snappy = 4,
-}
-
-/// The metadata of one message of a batch.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct SingleMessageMetadata {
-    #[prost(message, repeated, tag = "1")]
-    pub properties: Vec<KeyValue>,
-    #[prost(int32, required, tag = "3")]
-    pub payload_size: i32,
-    /// Compaction removed it; the batch keeps its place.
-    #[prost(bool, optional, tag = "4")]
-    pub compacted_out: Option<bool>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct KeyValue {
-    #[prost(string, required, tag = "1")]
-    pub key: String,
-    #[prost(string, required, tag = "2")]
-    pub value: String,
 }
