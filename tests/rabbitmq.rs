@@ -159,7 +159,7 @@ async fn survives_the_broker_going_away() {
     let transport = RabbitTransport::new(vhost.options_via(&relay));
     let error = transport.publish(&queue, envelope("early", "{}")).await.unwrap_err();
     assert!(
-        error.0.contains(&format!("cannot connect to amqp://127.0.0.1:{}/{}", relay.port(), vhost.name())),
+        error.to_string().contains(&format!("cannot connect to amqp://127.0.0.1:{}/{}", relay.port(), vhost.name())),
         "{error}"
     );
     assert!(transport.subscribe(&queue, "s").await.is_err());

@@ -38,10 +38,27 @@ pub struct Envelope {
     pub body: Vec<u8>,
 }
 
-/// Why the broker could not carry a message.
+/// Why the broker could not carry a message: what was being done, and the broker client's
+/// own error where there is one (its `source`).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TransportError(pub String);
+#[error("{what}{}", cause.as_ref().map(|cause| format!(": {cause}")).unwrap_or_default())]
+pub struct TransportError {
+    what: String,
+    #[source]
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl TransportError {
+    /// A failure the transport found itself (a refusal, a timeout).
+    pub fn new(what: impl Into<String>) -> Self {
+        Self { what: what.into(), cause: None }
+    }
+
+    /// `what` failed because of the broker client's `cause`.
+    pub fn caused_by(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { what: what.into(), cause: Some(Arc::new(cause)) }
+    }
+}
 
 /// Messages arriving on one subscription. It ends when the subscription dies (the broker went
 /// away, the consumer was closed): the owner then subscribes again. Dropping it ends the

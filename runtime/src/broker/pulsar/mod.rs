@@ -112,7 +112,8 @@ impl Transport for PulsarTransport {
         let topic = queue.pulsar_topic();
         let properties =
             envelope.id.into_iter().map(|id| KeyValue { key: ID_PROPERTY.to_owned(), value: id }).collect();
-        let failed = |e: PulsarError| TransportError(format!("cannot publish to {topic} on {}: {e}", self.url));
+        let failed =
+            |e: PulsarError| TransportError::caused_by(format!("cannot publish to {topic} on {}", self.url), e);
         let producer = self.producer(&topic).await.map_err(failed)?;
         // Returns once the broker's receipt arrived: a publish that returns Ok reached it.
         if let Err(e) = producer.send(properties, &envelope.body).await {
@@ -133,7 +134,7 @@ impl Transport for PulsarTransport {
             .client
             .subscribe(&topic, subscription, kind, None)
             .await
-            .map_err(|e| TransportError(format!("cannot subscribe to {topic} on {}: {e}", self.url)))?;
+            .map_err(|e| TransportError::caused_by(format!("cannot subscribe to {topic} on {}", self.url), e))?;
         Ok(Subscription::closing_on_drop(messages, guard))
     }
 

@@ -104,7 +104,7 @@ impl RabbitTransport {
         let properties = ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
         let connection = Connection::connect_uri(self.uri.clone(), properties)
             .await
-            .map_err(|e| TransportError(format!("cannot connect to {}: {e}", self.described)))?;
+            .map_err(|e| TransportError::caused_by(format!("cannot connect to {}", self.described), e))?;
         tracing::debug!(broker = %self.described, "connected");
         Ok(slot.insert(Link { connection, publisher: None, exchanges: HashSet::new() }))
     }
@@ -151,7 +151,7 @@ impl RabbitTransport {
             .await
             .map_err(failed(format!("publish to exchange {exchange}")))?;
         if confirmation.is_nack() {
-            return Err(TransportError(format!("the broker refused a message for exchange {exchange}")));
+            return Err(TransportError::new(format!("the broker refused a message for exchange {exchange}")));
         }
         Ok(())
     }
@@ -191,7 +191,7 @@ impl Transport for RabbitTransport {
             Ok(result) => result,
             Err(_elapsed) => {
                 *slot = None;
-                Err(TransportError(format!(
+                Err(TransportError::new(format!(
                     "publishing to {queue} on {} took over {OPERATION_TIMEOUT:?}",
                     self.described
                 )))
@@ -205,7 +205,7 @@ impl Transport for RabbitTransport {
                 Ok(result) => result?,
                 Err(_elapsed) => {
                     self.drop_link().await;
-                    return Err(TransportError(format!(
+                    return Err(TransportError::new(format!(
                         "subscribing to {queue} on {} took over {OPERATION_TIMEOUT:?}",
                         self.described
                     )));
@@ -248,7 +248,7 @@ impl Transport for RabbitTransport {
 /// Turns a lapin error into "cannot <what>: <error>".
 fn failed(what: impl fmt::Display) -> impl FnOnce(lapin::Error) -> TransportError {
     let what = what.to_string();
-    move |e| TransportError(format!("cannot {what}: {e}"))
+    move |e| TransportError::caused_by(format!("cannot {what}"), e)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::broker::{Queue, QueueClass, TransportError};
 /// The name of `queue`'s exchange, `topicspace.class.topic`.
 pub(super) fn exchange_name(queue: &Queue) -> Result<ShortString, TransportError> {
     ShortString::try_new(queue.rabbitmq_exchange())
-        .map_err(|e| TransportError(format!("exchange name for {queue}: {e}")))
+        .map_err(|e| TransportError::caused_by(format!("exchange name for {queue}"), e))
 }
 
 /// Declare `queue`'s exchange: fanout and durable, as upstream declares it.
@@ -38,7 +38,7 @@ pub(super) async fn declare_consumer_queue(
         // The queue outlives its consumers, so nothing published meanwhile is lost; only
         // the flow class's survives a broker restart.
         let name = ShortString::try_new(format!("{exchange}.{subscription}"))
-            .map_err(|e| TransportError(format!("queue name for {queue} under {subscription:?}: {e}")))?;
+            .map_err(|e| TransportError::caused_by(format!("queue name for {queue} under {subscription:?}"), e))?;
         let options =
             QueueDeclareOptions { durable: queue.class == QueueClass::Flow, ..QueueDeclareOptions::default() };
         channel
