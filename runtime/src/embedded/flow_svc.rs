@@ -95,12 +95,19 @@ impl FlowService {
     }
 
     fn list_blueprints(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        Ok(FlowResponse { blueprint_names: self.store.keys(&request.workspace, BLUEPRINT_TYPE)?, ..Default::default() })
+        Ok(FlowResponse {
+            blueprint_names: self.store.snapshot()?.keys(&request.workspace, BLUEPRINT_TYPE)?,
+            ..Default::default()
+        })
     }
 
     fn get_blueprint(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
         Ok(FlowResponse {
-            blueprint_definition: self.store.get(&request.workspace, BLUEPRINT_TYPE, &request.blueprint_name)?,
+            blueprint_definition: self.store.snapshot()?.get(
+                &request.workspace,
+                BLUEPRINT_TYPE,
+                &request.blueprint_name,
+            )?,
             ..Default::default()
         })
     }
@@ -119,11 +126,11 @@ impl FlowService {
     }
 
     fn list_flows(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        Ok(FlowResponse { flow_ids: self.store.keys(&request.workspace, FLOW_TYPE)?, ..Default::default() })
+        Ok(FlowResponse { flow_ids: self.store.snapshot()?.keys(&request.workspace, FLOW_TYPE)?, ..Default::default() })
     }
 
     fn get_flow(&self, request: &FlowRequest) -> Result<FlowResponse, FlowError> {
-        let Some(text) = self.store.get(&request.workspace, FLOW_TYPE, &request.flow_id)? else {
+        let Some(text) = self.store.snapshot()?.get(&request.workspace, FLOW_TYPE, &request.flow_id)? else {
             return refuse("Flow ID invalid");
         };
         let record = parse_object(&text, "Flow record")?;
@@ -457,6 +464,7 @@ fn templated_strings(spec: &PyObject, field: &str, templates: &Templates<'_>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded::Snapshot;
 
     const BLUEPRINT: &str = r#"{
         "description": "Document RAG",
@@ -497,6 +505,12 @@ mod tests {
         _dir: tempfile::TempDir,
         store: Arc<ConfigStore>,
         flows: FlowService,
+    }
+
+    impl Fixture {
+        fn read(&self) -> Snapshot {
+            self.store.snapshot().unwrap()
+        }
     }
 
     fn fixture() -> Fixture {
@@ -572,7 +586,7 @@ mod tests {
         let got = ok(f.flows.handle(FlowRequest { blueprint_name: "b2".into(), ..request("get-blueprint") }));
         assert_eq!(got.blueprint_definition.as_deref(), Some(r#"{"name": "b2"}"#));
         // Blueprints are config items of type flow-blueprint.
-        assert_eq!(f.store.get("w", BLUEPRINT_TYPE, "b1").unwrap().as_deref(), Some(r#"{"name": "b1"}"#));
+        assert_eq!(f.read().get("w", BLUEPRINT_TYPE, "b1").unwrap().as_deref(), Some(r#"{"name": "b1"}"#));
 
         ok(f.flows.handle(FlowRequest { blueprint_name: "b2".into(), ..request("delete-blueprint") }));
         assert_eq!(ok(f.flows.handle(request("list-blueprints"))).blueprint_names, ["b1"]);
@@ -581,31 +595,31 @@ mod tests {
     #[test]
     fn start_flow_writes_processor_entries_and_record() {
         let f = with_blueprint();
-        let version_before = f.store.version().unwrap();
+        let version_before = f.read().version().unwrap();
         assert_eq!(
             start(&f, "f1", &[("model", "gpt-x"), ("temperature", "0.7"), ("extra", "kept")]),
             FlowResponse::default()
         );
         // One transaction, one config change.
-        assert_eq!(f.store.version().unwrap(), version_before + 1);
+        assert_eq!(f.read().version().unwrap(), version_before + 1);
 
         // Exactly the text upstream 2.4.4's flow-svc writes for this request (checked by
         // running upstream's FlowConfig against an in-memory config client).
-        let record = f.store.get("w", FLOW_TYPE, "f1").unwrap().unwrap();
+        let record = f.read().get("w", FLOW_TYPE, "f1").unwrap().unwrap();
         assert_eq!(
             record,
             r#"{"description": "My flow", "blueprint-name": "doc-rag", "interfaces": {"graph-rag": {"request": "request:tg:graph-rag:f1", "response": "response:tg:graph-rag:f1"}, "document-load": {"flow": "flow:tg:document-load:f1"}}, "parameters": {"model": "gpt-x", "temperature": "0.7", "chunk-size": "1000", "streaming": "false", "rag-model": "gpt-x", "extra": "kept"}}"#
         );
         assert_eq!(
-            f.store.get("w", "processor:text-completion", "doc-rag").unwrap().unwrap(),
+            f.read().get("w", "processor:text-completion", "doc-rag").unwrap().unwrap(),
             r#"{"topics": {"request": "request:tg:text-completion:w:doc-rag", "response": "response:tg:text-completion:w:doc-rag"}, "parameters": {"model": "gpt-x", "temperature": "0.7"}}"#
         );
         assert_eq!(
-            f.store.get("w", "processor:chunker", "f1").unwrap().unwrap(),
+            f.read().get("w", "processor:chunker", "f1").unwrap().unwrap(),
             r#"{"topics": {"input": "flow:tg:document-load:f1", "output": "flow:tg:chunk:f1"}, "parameters": {"chunk-size": "1000"}}"#
         );
         assert_eq!(
-            f.store.get("w", "processor:graph-rag", "f1").unwrap().unwrap(),
+            f.read().get("w", "processor:graph-rag", "f1").unwrap().unwrap(),
             r#"{"topics": {"request": "request:tg:graph-rag:f1", "response": "response:tg:graph-rag:f1"}, "parameters": {"model": "gpt-x", "streaming": "false", "caf\u00e9": "\u00fc"}}"#
         );
 
@@ -640,8 +654,8 @@ mod tests {
     fn start_flow_refusals() {
         let f = with_blueprint();
         ok(start(&f, "f1", &[]));
-        let before = f.store.all().unwrap();
-        let version = f.store.version().unwrap();
+        let before = f.read().all().unwrap();
+        let version = f.read().version().unwrap();
 
         assert_eq!(flow_error(start(&f, "f1", &[])), "Flow already exists");
         let missing_blueprint = f.flows.handle(FlowRequest {
@@ -656,8 +670,8 @@ mod tests {
         assert_eq!(flow_error(no_blueprint), "No blueprint name");
 
         // Refusals write nothing.
-        assert_eq!(f.store.all().unwrap(), before);
-        assert_eq!(f.store.version().unwrap(), version);
+        assert_eq!(f.read().all().unwrap(), before);
+        assert_eq!(f.read().version().unwrap(), version);
     }
 
     #[test]
@@ -679,10 +693,10 @@ mod tests {
             })
         };
         assert_eq!(flow_error(start(&[])), "Required parameter 'key' not provided and has no default");
-        assert!(f.store.keys("w", FLOW_TYPE).unwrap().is_empty());
+        assert!(f.read().keys("w", FLOW_TYPE).unwrap().is_empty());
         ok(start(&[("key", "s3cret")]));
         assert_eq!(
-            f.store.get("w", "processor:p", "f").unwrap().unwrap(),
+            f.read().get("w", "processor:p", "f").unwrap().unwrap(),
             r#"{"topics": {}, "parameters": {"k": "s3cret"}}"#
         );
     }
@@ -698,7 +712,7 @@ mod tests {
             ..request("start-flow")
         }));
         assert_eq!(
-            f.store.get("w", FLOW_TYPE, "f").unwrap().unwrap(),
+            f.read().get("w", FLOW_TYPE, "f").unwrap().unwrap(),
             r#"{"description": "", "blueprint-name": "bp", "interfaces": {}, "parameters": {"a": "1", "b": "2"}}"#
         );
     }
@@ -717,11 +731,11 @@ mod tests {
                 )],
             )
             .unwrap();
-        let before = f.store.all().unwrap();
+        let before = f.read().all().unwrap();
         let answer =
             f.flows.handle(FlowRequest { blueprint_name: "bp".into(), flow_id: "f".into(), ..request("start-flow") });
         assert_eq!(flow_error(answer), "Blueprint entry 'no-colon' is not of the form processor:variant");
-        assert_eq!(f.store.all().unwrap(), before);
+        assert_eq!(f.read().all().unwrap(), before);
 
         f.store.put_many("w", [(BLUEPRINT_TYPE, "bad", "not json")]).unwrap();
         let answer =
@@ -734,15 +748,15 @@ mod tests {
         let f = with_blueprint();
         ok(start(&f, "f1", &[]));
         ok(start(&f, "f2", &[]));
-        let version = f.store.version().unwrap();
+        let version = f.read().version().unwrap();
 
         ok(f.flows.handle(FlowRequest { flow_id: "f1".into(), ..request("stop-flow") }));
-        assert_eq!(f.store.version().unwrap(), version + 1);
+        assert_eq!(f.read().version().unwrap(), version + 1);
         assert_eq!(ok(f.flows.handle(request("list-flows"))).flow_ids, ["f2"]);
-        assert_eq!(f.store.keys("w", "processor:chunker").unwrap(), ["f2"]);
-        assert_eq!(f.store.keys("w", "processor:graph-rag").unwrap(), ["f2"]);
+        assert_eq!(f.read().keys("w", "processor:chunker").unwrap(), ["f2"]);
+        assert_eq!(f.read().keys("w", "processor:graph-rag").unwrap(), ["f2"]);
         // The blueprint-wide processor is shared and stays, as upstream leaves it.
-        assert_eq!(f.store.keys("w", "processor:text-completion").unwrap(), ["doc-rag"]);
+        assert_eq!(f.read().keys("w", "processor:text-completion").unwrap(), ["doc-rag"]);
 
         let again = f.flows.handle(FlowRequest { flow_id: "f1".into(), ..request("stop-flow") });
         assert_eq!(flow_error(again), "Flow ID invalid");
@@ -768,10 +782,10 @@ mod tests {
             parameters: [("m".to_owned(), "big".to_owned())].into(),
             ..request("start-flow")
         }));
-        assert_eq!(f.store.keys("w", "processor:llm").unwrap(), ["f-big"]);
+        assert_eq!(f.read().keys("w", "processor:llm").unwrap(), ["f-big"]);
         ok(f.flows.handle(FlowRequest { flow_id: "f".into(), ..request("stop-flow") }));
-        assert!(f.store.keys("w", "processor:llm").unwrap().is_empty());
-        assert!(!f.store.all().unwrap()["w"].contains_key(FLOW_TYPE));
+        assert!(f.read().keys("w", "processor:llm").unwrap().is_empty());
+        assert!(!f.read().all().unwrap()["w"].contains_key(FLOW_TYPE));
     }
 
     #[test]
