@@ -46,7 +46,7 @@ impl SeedTree {
             let Value::Mapping(entries) = entries else {
                 return Err(format!("config type `{config_type}` must be a mapping of keys to values"));
             };
-            tree.types.push((config_type, entries));
+            tree.types.push((config_type, entries.into_iter().collect()));
         }
         Ok(tree)
     }

@@ -26,16 +26,16 @@
 //!   unpack`); get-flow of a missing flow answers "Flow ID invalid" as stop-flow does.
 //!
 //! Stored text is byte-for-byte what upstream writes: blueprints are parsed keeping key order
-//! and records written as Python's `json.dumps` does (see [`super::python_json`]).
+//! and records written as Python's `json.dumps` does (see [`bootstrap_upstream::pyjson`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::python_json::{self, PyObject, PyValue, py_str};
 use super::store::{ConfigStore, StoreError, Update};
 use crate::services::wire::{FlowOperation, FlowRequest, FlowResponse, WireError};
+use bootstrap_upstream::pyjson::{self, Mapping, Value};
 
 /// Config type of flow blueprints.
 pub const BLUEPRINT_TYPE: &str = "flow-blueprint";
@@ -134,10 +134,10 @@ impl FlowService {
             return refuse("Flow ID invalid");
         };
         let record = parse_object(&text, "Flow record")?;
-        let description = record.get("description").map(py_str).unwrap_or_default();
+        let description = record.get("description").map(Value::py_str).unwrap_or_default();
         let parameters = match record.get("parameters") {
-            Some(PyValue::Object(parameters)) => {
-                parameters.iter().map(|(name, value)| (name.to_owned(), py_str(value))).collect()
+            Some(Value::Mapping(parameters)) => {
+                parameters.iter().map(|(name, value)| (name.to_owned(), value.py_str())).collect()
             }
             _ => BTreeMap::new(),
         };
@@ -170,7 +170,7 @@ impl FlowService {
                 workspace,
                 blueprint: &request.blueprint_name,
                 flow_id: &request.flow_id,
-                parameters: parameters.iter().map(|(name, value)| (format!("{{{name}}}"), py_str(value))).collect(),
+                parameters: parameters.iter().map(|(name, value)| (format!("{{{name}}}"), value.py_str())).collect(),
             };
 
             // Shared (`blueprint`) processors first, then per-flow ones; a later entry with
@@ -178,52 +178,52 @@ impl FlowService {
             let mut entries = Vec::new();
             for section in ["blueprint", "flow"] {
                 for processor in processors(&blueprint, section)? {
-                    let mut entry = PyObject::new();
+                    let mut entry = Mapping::new();
                     for field in ["topics", "parameters"] {
                         let templated = templated_strings(processor.spec, field, &templates).map_err(|problem| {
                             FlowError(format!("Blueprint entry '{}': {problem}", processor.entry))
                         })?;
-                        entry.insert(field, PyValue::Object(templated));
+                        entry.insert(field, Value::Mapping(templated));
                     }
                     entries.push((
                         format!("processor:{}", processor.name),
                         templates.apply(processor.variant),
-                        python_json::dumps(&PyValue::Object(entry)),
+                        Value::Mapping(entry).dumps(),
                     ));
                 }
             }
 
-            let mut interfaces = PyObject::new();
+            let mut interfaces = Mapping::new();
             match blueprint.get("interfaces") {
                 None => {}
-                Some(PyValue::Object(declared)) => {
+                Some(Value::Mapping(declared)) => {
                     for (name, interface) in declared.iter() {
-                        let Some(interface) = interface.as_object() else {
+                        let Some(interface) = interface.as_mapping() else {
                             return refuse(format!("Interface '{name}' is not an object"));
                         };
-                        let mut templated = PyObject::new();
+                        let mut templated = Mapping::new();
                         for (key, value) in interface.iter() {
                             let Some(value) = value.as_str() else {
                                 return refuse(format!("Interface '{name}': '{key}' is not a string"));
                             };
-                            templated.insert(key, PyValue::String(templates.apply(value)));
+                            templated.insert(key, Value::String(templates.apply(value)));
                         }
-                        interfaces.insert(name, PyValue::Object(templated));
+                        interfaces.insert(name, Value::Mapping(templated));
                     }
                 }
                 Some(_) => return refuse("Blueprint's 'interfaces' is not an object"),
             }
 
-            let mut record = PyObject::new();
-            record.insert("description", PyValue::String(request.description.clone()));
-            record.insert("blueprint-name", PyValue::String(request.blueprint_name.clone()));
-            record.insert("interfaces", PyValue::Object(interfaces));
-            record.insert("parameters", PyValue::Object(parameters));
+            let mut record = Mapping::new();
+            record.insert("description", Value::String(request.description.clone()));
+            record.insert("blueprint-name", Value::String(request.blueprint_name.clone()));
+            record.insert("interfaces", Value::Mapping(interfaces));
+            record.insert("parameters", Value::Mapping(parameters));
 
             for (kind, key, value) in &entries {
                 update.put(workspace, kind, key, value)?;
             }
-            update.put(workspace, FLOW_TYPE, &request.flow_id, &python_json::dumps(&PyValue::Object(record)))?;
+            update.put(workspace, FLOW_TYPE, &request.flow_id, &Value::Mapping(record).dumps())?;
             Ok(FlowResponse::default())
         })
     }
@@ -246,8 +246,8 @@ impl FlowService {
             };
             let parameters = match record.get("parameters") {
                 None => Vec::new(),
-                Some(PyValue::Object(parameters)) => {
-                    parameters.iter().map(|(name, value)| (format!("{{{name}}}"), py_str(value))).collect()
+                Some(Value::Mapping(parameters)) => {
+                    parameters.iter().map(|(name, value)| (format!("{{{name}}}"), value.py_str())).collect()
                 }
                 Some(_) => return refuse("Internal error: flow's parameters are not an object"),
             };
@@ -275,9 +275,9 @@ fn error_response(kind: &str, message: impl Into<String>) -> FlowResponse {
     FlowResponse { error: Some(WireError::new(kind, message)), ..Default::default() }
 }
 
-fn parse_object(text: &str, what: &str) -> Result<PyObject, FlowError> {
-    match python_json::loads(text) {
-        Ok(PyValue::Object(object)) => Ok(object),
+fn parse_object(text: &str, what: &str) -> Result<Mapping, FlowError> {
+    match pyjson::loads(text) {
+        Ok(Value::Mapping(object)) => Ok(object),
         Ok(_) => refuse(format!("{what} is not a JSON object")),
         Err(err) => refuse(format!("{what} is not valid JSON: {err}")),
     }
@@ -290,38 +290,38 @@ fn parse_object(text: &str, what: &str) -> Result<PyObject, FlowError> {
 fn resolve_parameters(
     update: &Update<'_>,
     workspace: &str,
-    blueprint: &PyObject,
+    blueprint: &Mapping,
     user: &BTreeMap<String, String>,
-) -> Result<PyObject, FlowError> {
-    let mut resolved = PyObject::new();
+) -> Result<Mapping, FlowError> {
+    let mut resolved = Mapping::new();
     let Some(declared) = blueprint.get("parameters") else {
         for (name, value) in user {
-            resolved.insert(name.clone(), PyValue::String(value.clone()));
+            resolved.insert(name.clone(), Value::String(value.clone()));
         }
         return Ok(resolved);
     };
-    let Some(declared) = declared.as_object() else {
+    let Some(declared) = declared.as_mapping() else {
         return refuse("Blueprint's 'parameters' is not an object");
     };
 
-    let mut type_definitions = BTreeMap::<String, PyObject>::new();
+    let mut type_definitions = BTreeMap::<String, Mapping>::new();
     for (name, meta) in declared.iter() {
         if let Some(value) = user.get(name) {
-            resolved.insert(name, PyValue::String(value.clone()));
+            resolved.insert(name, Value::String(value.clone()));
             continue;
         }
-        let Some(meta) = meta.as_object() else {
+        let Some(meta) = meta.as_mapping() else {
             return refuse(format!("Blueprint parameter '{name}' is not an object"));
         };
-        let Some(type_name) = meta.get("type").and_then(PyValue::as_str).filter(|t| !t.is_empty()) else {
+        let Some(type_name) = meta.get("type").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
             continue;
         };
         let definition = type_definitions
             .entry(type_name.to_owned())
             .or_insert_with(|| parameter_type(update, workspace, type_name));
         if let Some(default) = definition.get("default") {
-            resolved.insert(name, PyValue::String(default_string(default)));
-        } else if definition.get("required").is_some_and(PyValue::is_truthy) {
+            resolved.insert(name, Value::String(default_string(default)));
+        } else if definition.get("required").is_some_and(Value::is_truthy) {
             return refuse(format!("Required parameter '{name}' not provided and has no default"));
         }
     }
@@ -331,26 +331,26 @@ fn resolve_parameters(
             continue;
         }
         // Every unset parameter's meta is an object: the first pass refused the others.
-        let Some(controller) = meta.as_object().and_then(|meta| meta.get("controlled-by")) else {
+        let Some(controller) = meta.as_mapping().and_then(|meta| meta.get("controlled-by")) else {
             continue;
         };
         if let Some(value) = controller.as_str().and_then(|c| resolved.get(c)).cloned() {
             resolved.insert(name, value);
         } else if let Some(default) = meta
-            .as_object()
+            .as_mapping()
             .and_then(|meta| meta.get("type"))
-            .and_then(PyValue::as_str)
+            .and_then(Value::as_str)
             .and_then(|type_name| type_definitions.get(type_name))
             .and_then(|definition| definition.get("default"))
         {
             // Upstream has this fallback too; the first pass has already used any default.
-            resolved.insert(name, PyValue::String(default_string(default)));
+            resolved.insert(name, Value::String(default_string(default)));
         }
     }
 
     for (name, value) in user {
         if !resolved.contains_key(name) {
-            resolved.insert(name.clone(), PyValue::String(value.clone()));
+            resolved.insert(name.clone(), Value::String(value.clone()));
         }
     }
     Ok(resolved)
@@ -358,36 +358,36 @@ fn resolve_parameters(
 
 /// A `parameter-type` definition; an empty one if it is missing or unreadable, which upstream
 /// logs and carries on with.
-fn parameter_type(update: &Update<'_>, workspace: &str, type_name: &str) -> PyObject {
+fn parameter_type(update: &Update<'_>, workspace: &str, type_name: &str) -> Mapping {
     match update.get(workspace, PARAMETER_TYPE, type_name) {
-        Ok(Some(text)) if !text.is_empty() => match python_json::loads(&text) {
-            Ok(PyValue::Object(definition)) => definition,
+        Ok(Some(text)) if !text.is_empty() => match pyjson::loads(&text) {
+            Ok(Value::Mapping(definition)) => definition,
             Ok(_) => {
                 warn!(type_name, "parameter type definition is not a JSON object");
-                PyObject::new()
+                Mapping::new()
             }
             Err(err) => {
                 warn!(type_name, %err, "parameter type definition is not valid JSON");
-                PyObject::new()
+                Mapping::new()
             }
         },
         Ok(_) => {
             warn!(type_name, "parameter type not found in config");
-            PyObject::new()
+            Mapping::new()
         }
         Err(err) => {
             warn!(type_name, %err, "cannot read parameter type");
-            PyObject::new()
+            Mapping::new()
         }
     }
 }
 
 /// A default as upstream stores it: booleans as JSON spells them, anything else as `str()`.
-fn default_string(default: &PyValue) -> String {
+fn default_string(default: &Value) -> String {
     match default {
-        PyValue::Bool(true) => "true".to_owned(),
-        PyValue::Bool(false) => "false".to_owned(),
-        other => py_str(other),
+        Value::Bool(true) => "true".to_owned(),
+        Value::Bool(false) => "false".to_owned(),
+        other => other.py_str(),
     }
 }
 
@@ -419,14 +419,14 @@ struct Processor<'a> {
     entry: &'a str,
     name: &'a str,
     variant: &'a str,
-    spec: &'a PyObject,
+    spec: &'a Mapping,
 }
 
-fn processors<'a>(blueprint: &'a PyObject, section: &str) -> Result<Vec<Processor<'a>>, FlowError> {
+fn processors<'a>(blueprint: &'a Mapping, section: &str) -> Result<Vec<Processor<'a>>, FlowError> {
     let Some(entries) = blueprint.get(section) else {
         return refuse(format!("Blueprint has no '{section}' section"));
     };
-    let Some(entries) = entries.as_object() else {
+    let Some(entries) = entries.as_mapping() else {
         return refuse(format!("Blueprint's '{section}' section is not an object"));
     };
     entries
@@ -435,7 +435,7 @@ fn processors<'a>(blueprint: &'a PyObject, section: &str) -> Result<Vec<Processo
             let Some((name, variant)) = entry.split_once(':') else {
                 return refuse(format!("Blueprint entry '{entry}' is not of the form processor:variant"));
             };
-            let Some(spec) = spec.as_object() else {
+            let Some(spec) = spec.as_mapping() else {
                 return refuse(format!("Blueprint entry '{entry}' is not an object"));
             };
             Ok(Processor { entry, name, variant, spec })
@@ -444,16 +444,16 @@ fn processors<'a>(blueprint: &'a PyObject, section: &str) -> Result<Vec<Processo
 }
 
 /// `spec[field]` (absent: empty) with templates applied to its keys and values.
-fn templated_strings(spec: &PyObject, field: &str, templates: &Templates<'_>) -> Result<PyObject, String> {
-    let mut out = PyObject::new();
+fn templated_strings(spec: &Mapping, field: &str, templates: &Templates<'_>) -> Result<Mapping, String> {
+    let mut out = Mapping::new();
     match spec.get(field) {
         None => {}
-        Some(PyValue::Object(items)) => {
+        Some(Value::Mapping(items)) => {
             for (key, value) in items.iter() {
                 let Some(value) = value.as_str() else {
                     return Err(format!("{field} '{key}' is not a string"));
                 };
-                out.insert(templates.apply(key), PyValue::String(templates.apply(value)));
+                out.insert(templates.apply(key), Value::String(templates.apply(value)));
             }
         }
         Some(_) => return Err(format!("'{field}' is not an object")),

@@ -9,7 +9,6 @@
 mod config_svc;
 mod flow_svc;
 mod group_commit;
-mod python_json;
 mod store;
 
 use std::path::Path;
