@@ -92,6 +92,7 @@ const SDK_MANIFEST: &str = include_str!("../templates/rust/bootstrap-guest.Cargo
 /// The source files of the crate the SDK shares with the runtime (`guest-sdk/upstream/`), copied
 /// into the project's SDK as `upstream/`.
 const UPSTREAM_SOURCES: &[(&str, &str)] = &[
+    ("src/builtins.rs", include_str!("../../guest-sdk/upstream/src/builtins.rs")),
     ("src/lib.rs", include_str!("../../guest-sdk/upstream/src/lib.rs")),
     ("src/pyjson/mod.rs", include_str!("../../guest-sdk/upstream/src/pyjson/mod.rs")),
     ("src/pyjson/tests.rs", include_str!("../../guest-sdk/upstream/src/pyjson/tests.rs")),
