@@ -1,6 +1,6 @@
 use super::*;
 
-// From the runtime's copy (runtime/src/embedded/python_json.rs).
+// From the runtime's former copy (runtime/src/embedded/python_json.rs).
 
 #[test]
 fn loads_keeps_order_and_python_duplicate_rules() {
@@ -64,7 +64,7 @@ fn truthiness() {
     }
 }
 
-// From the guest SDK's copy (guest-sdk/src/pyjson.rs).
+// From the guest SDK's former copy (guest-sdk/src/pyjson.rs).
 
 #[test]
 fn dumps_matches_python_separators_and_keeps_order() {
