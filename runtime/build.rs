@@ -28,6 +28,8 @@ const WATCHED: [&str; 8] = [
     "initialisers/template-seed",
     "initialisers/workspace-init",
     "initialisers/default-flow-start",
+    // With the crate it shares with the runtime, `guest-sdk/upstream` (cargo watches a
+    // directory's whole tree).
     "guest-sdk",
     "wit",
 ];

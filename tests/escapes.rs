@@ -230,7 +230,7 @@ async fn a_slow_run_does_not_hold_back_the_flags_of_runs_that_finished_beside_it
     // the flags are stored while the spinner still runs.
     let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
     let stored = loop {
-        let stored = services.store().values("__system__", "init-state").unwrap();
+        let stored = services.store().snapshot().unwrap().values("__system__", "init-state").unwrap();
         if stored.len() == probes.len() || tokio::time::Instant::now() > give_up {
             break stored;
         }

@@ -164,7 +164,7 @@ async fn failed_runs_never_stop_the_others_and_are_retried_on_the_next_wake() {
         assert_eq!(report.outcomes[4].1, probe_outcome, "wake {wake}");
     }
 
-    let store = services.store();
+    let store = services.store().snapshot().unwrap();
     assert_eq!(store.values("__system__", "init-state").unwrap(), [("probe".to_owned(), "\"v1\"".to_owned())]);
     // The probe ran once, on the first wake, with no previous flag.
     assert_eq!(

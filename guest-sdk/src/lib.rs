@@ -56,9 +56,11 @@ pub mod flow;
 pub mod http;
 pub mod log;
 mod params;
-pub mod pyjson;
 pub mod seed;
 
+// JSON as Python's `json` module writes it, shared with the runtime (`guest-sdk/upstream`).
+#[doc(inline)]
+pub use bootstrap_upstream::pyjson;
 pub use error::{Context, Error, HostError};
 pub use params::{Parameters, Params, ParamsError};
 

@@ -7,8 +7,9 @@ use crate::config::{self, ConfigEntry};
 use crate::pyjson::{self, Value};
 use crate::{Context, Error, HostError};
 
-/// The reserved workspace that holds the template new workspaces are copied from.
-pub const TEMPLATE_WORKSPACE: &str = "__template__";
+// The reserved workspace that holds the template new workspaces are copied from: the one the
+// runtime grants the core initialisers that use it.
+pub use bootstrap_upstream::builtins::TEMPLATE_WORKSPACE;
 
 /// Config values by type and key, in the order they were read. Values are JSON; they are
 /// stored as their JSON text (see [`pyjson`]).
@@ -46,7 +47,7 @@ impl SeedTree {
             let Value::Mapping(entries) = entries else {
                 return Err(format!("config type `{config_type}` must be a mapping of keys to values"));
             };
-            tree.types.push((config_type, entries));
+            tree.types.push((config_type, entries.into_iter().collect()));
         }
         Ok(tree)
     }

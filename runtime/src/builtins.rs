@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use bootstrap_upstream::builtins::{TEMPLATE_WORKSPACE, default_flow_start, pulsar_topology, workspace_init};
 use serde_json::Value;
 
 use crate::init_file::resolve;
@@ -25,7 +26,6 @@ pub enum Builtin {
 }
 
 const UPSTREAM_PACKAGE: &str = "trustgraph.bootstrap.initialisers";
-const TEMPLATE_WORKSPACE: &str = "__template__";
 
 impl Builtin {
     pub const ALL: [Builtin; 4] =
@@ -112,7 +112,8 @@ impl Builtin {
 
     /// The params as the guest will see them (seed-file paths made absolute against the init
     /// file's directory) and exactly the grants they need. Params of the wrong type are left for
-    /// the guest's `validate` to report.
+    /// the guest's `validate` to report. A param left out has the default the guest reads it
+    /// with: both sides take it from `bootstrap_upstream::builtins`.
     pub fn prepare(self, params: &Value, base_dir: &Path) -> (Value, Grants) {
         let mut params = params.clone();
         let text = |params: &Value, key: &str, default: &str| {
@@ -121,7 +122,7 @@ impl Builtin {
         let mut grants = Grants::default();
         match self {
             Self::PulsarTopology => {
-                let admin_url = text(&params, "admin_url", "http://pulsar:8080");
+                let admin_url = text(&params, "admin_url", pulsar_topology::ADMIN_URL);
                 grants.http.extend(Origin::parse(&admin_url));
             }
             Self::TemplateSeed => {
@@ -130,17 +131,17 @@ impl Builtin {
                 grants.files.extend(absolute_path_param(&mut params, "config_file", base_dir));
             }
             Self::WorkspaceInit => {
-                let workspace = text(&params, "workspace", "default");
+                let workspace = text(&params, "workspace", workspace_init::WORKSPACE);
                 grants.config_read.push(WorkspacePattern::new(workspace.clone()));
                 grants.config_write.push(WorkspacePattern::new(workspace));
-                if text(&params, "source", "template") == "seed-file" {
+                if text(&params, "source", workspace_init::SOURCE_TEMPLATE) == workspace_init::SOURCE_SEED_FILE {
                     grants.files.extend(absolute_path_param(&mut params, "seed_file", base_dir));
                 } else {
                     grants.config_read.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
                 }
             }
             Self::DefaultFlowStart => {
-                grants.flow.push(WorkspacePattern::new(text(&params, "workspace", "default")));
+                grants.flow.push(WorkspacePattern::new(text(&params, "workspace", default_flow_start::WORKSPACE)));
             }
         }
         (params, grants)
@@ -205,6 +206,19 @@ mod tests {
         assert!(grants.may_write_config("acme"));
         assert!(!grants.may_write_config("__template__"));
         assert!(grants.files.is_empty());
+    }
+
+    /// Params left out: the grants cover what the guests then do, with TrustGraph's defaults.
+    #[test]
+    fn left_out_params_are_granted_at_their_defaults() {
+        let (_, grants) = Builtin::PulsarTopology.prepare(&json!({}), Path::new("/"));
+        assert_eq!(grants.http, vec![Origin::parse("http://pulsar:8080").unwrap()]);
+        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({}), Path::new("/"));
+        assert!(grants.may_write_config("default") && grants.may_read_config("__template__"));
+        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({"source": "seed-file"}), Path::new("/"));
+        assert!(grants.may_write_config("default") && !grants.may_read_config("__template__"));
+        let (_, grants) = Builtin::DefaultFlowStart.prepare(&json!({}), Path::new("/"));
+        assert!(grants.may_use_flow("default") && !grants.may_use_flow("other"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! The project builds anywhere, with no checkout of this repository: everything of ours it
 //! needs travels in the binary and is written beside the source. That is the WIT it builds
 //! against (`wit/bootstrap.wit`) and, for Rust, the guest SDK's source (`bootstrap-guest/`,
-//! whose `wit_bindgen::generate!` reads `../wit`, so the project's own `wit/`). The rest comes
+//! whose `wit_bindgen::generate!` reads `../wit`, so the project's own `wit/`), with the crate
+//! the SDK shares with the runtime inside it (`bootstrap-guest/upstream/`, from
+//! `guest-sdk/upstream/`, a path dependency of the SDK there as here). The rest comes
 //! from the language's package registry, pinned as this repository's own examples pin it
 //! (`initialisers/examples/`).
 //!
@@ -83,11 +85,21 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../guest-sdk/src/lib.rs")),
     ("log.rs", include_str!("../../guest-sdk/src/log.rs")),
     ("params.rs", include_str!("../../guest-sdk/src/params.rs")),
-    ("pyjson.rs", include_str!("../../guest-sdk/src/pyjson.rs")),
     ("seed.rs", include_str!("../../guest-sdk/src/seed.rs")),
 ];
 /// The SDK's manifest, standalone: the workspace's dependency versions made concrete.
 const SDK_MANIFEST: &str = include_str!("../templates/rust/bootstrap-guest.Cargo.toml");
+/// The source files of the crate the SDK shares with the runtime (`guest-sdk/upstream/`), copied
+/// into the project's SDK as `upstream/`.
+const UPSTREAM_SOURCES: &[(&str, &str)] = &[
+    ("src/builtins.rs", include_str!("../../guest-sdk/upstream/src/builtins.rs")),
+    ("src/lib.rs", include_str!("../../guest-sdk/upstream/src/lib.rs")),
+    ("src/pyjson/mod.rs", include_str!("../../guest-sdk/upstream/src/pyjson/mod.rs")),
+    ("src/pyjson/tests.rs", include_str!("../../guest-sdk/upstream/src/pyjson/tests.rs")),
+    ("src/pyjson/text.rs", include_str!("../../guest-sdk/upstream/src/pyjson/text.rs")),
+];
+/// Its manifest, standalone, as [`SDK_MANIFEST`] is.
+const UPSTREAM_MANIFEST: &str = include_str!("../templates/rust/bootstrap-upstream.Cargo.toml");
 
 /// A language's own files, as (path in the project, template, executable).
 fn templates(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
@@ -122,6 +134,8 @@ const RESERVED: &[&str] = &[
     "test",
     "bootstrap-guest",
     "bootstrap_guest",
+    "bootstrap-upstream",
+    "bootstrap_upstream",
     "wit",
     "as",
     "async",
@@ -197,7 +211,7 @@ fn vars(lang: Lang, name: &str) -> Vec<(&'static str, String)> {
             "Rust",
             "src/lib.rs".to_owned(),
             "cargo (with rustup, it adds the `wasm32-wasip2` target)",
-            "- `bootstrap-guest/`: the guest SDK (a copy that travels with the project; its\n  bindings come from `wit/`). `cargo doc --open` documents it.\n",
+            "- `bootstrap-guest/`: the guest SDK (a copy that travels with the project; its\n  bindings come from `wit/`, and `upstream/` in it is the JSON it shares with the\n  runtime). `cargo doc --open` documents it.\n",
         ),
         Lang::Python => {
             ("Python", "app.py".to_owned(), "python3 with venv (componentize-py 0.25.1 goes into `.venv/`)", "")
@@ -238,9 +252,13 @@ pub fn files(lang: Lang, name: &str) -> Vec<File> {
     files.extend(templates(lang).iter().map(|(path, template, executable)| file(path, template, *executable)));
     if lang == Lang::Rust {
         files.push(file("bootstrap-guest/Cargo.toml", SDK_MANIFEST, false));
-        // The SDK's source as it is (no placeholders in it).
-        files.extend(SDK_SOURCES.iter().map(|(path, source)| File {
-            path: format!("bootstrap-guest/src/{path}"),
+        files.push(file("bootstrap-guest/upstream/Cargo.toml", UPSTREAM_MANIFEST, false));
+        // The sources as they are (no placeholders in them).
+        let sdk = SDK_SOURCES.iter().map(|(path, source)| (format!("bootstrap-guest/src/{path}"), source));
+        let upstream =
+            UPSTREAM_SOURCES.iter().map(|(path, source)| (format!("bootstrap-guest/upstream/{path}"), source));
+        files.extend(sdk.chain(upstream).map(|(path, source)| File {
+            path,
             contents: (*source).to_owned(),
             executable: false,
         }));
@@ -326,8 +344,8 @@ mod tests {
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             for file in files(lang, "my-init") {
                 assert!(!file.path.contains("{{"), "{lang:?} {}", file.path);
-                // The SDK's source is copied as it is; every template is fully filled.
-                if !file.path.starts_with("bootstrap-guest/src/") {
+                // The SDK's sources are copied as they are; every template is fully filled.
+                if !(file.path.starts_with("bootstrap-guest/") && file.path.ends_with(".rs")) {
                     assert!(!file.contents.contains("{{"), "{lang:?} {} keeps a placeholder", file.path);
                 }
             }
@@ -339,25 +357,43 @@ mod tests {
         assert!(js.iter().any(|file| file.path == "my-init.js"));
     }
 
-    /// The copy of the SDK is the whole SDK: every source file, every dependency.
+    /// The copy of the SDK is the whole SDK, with the crate it shares with the runtime: every
+    /// source file, every dependency.
     #[test]
     fn the_sdk_copy_matches_the_sdk() {
         let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-        let mut sources: Vec<String> = std::fs::read_dir(sdk.join("src"))
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
+        assert_copy_matches(&sdk, "src", SDK_SOURCES, SDK_MANIFEST);
+        assert_copy_matches(&sdk.join("upstream"), "", UPSTREAM_SOURCES, UPSTREAM_MANIFEST);
+    }
+
+    /// The `.rs` files under `crate_dir/under` are `copied` (paths relative to `under`), and
+    /// each dependency of the crate's manifest is in `manifest`.
+    fn assert_copy_matches(crate_dir: &Path, under: &str, copied: &[(&str, &str)], manifest: &str) {
+        let mut sources = Vec::new();
+        let mut dirs = vec![crate_dir.join(under)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    let relative = path.strip_prefix(crate_dir.join(under)).unwrap();
+                    sources.push(relative.to_str().unwrap().to_owned());
+                }
+            }
+        }
         sources.sort();
-        let copied: Vec<&str> = SDK_SOURCES.iter().map(|(path, _)| *path).collect();
-        assert_eq!(sources, copied, "guest-sdk/src changed: update SDK_SOURCES");
-        let manifest = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap();
-        let dependencies = manifest.split("[dependencies]").nth(1).unwrap();
+        let copied: Vec<&str> = copied.iter().map(|(path, _)| *path).collect();
+        assert_eq!(sources, copied, "{} changed: update the copy's source list", crate_dir.display());
+        let own_manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        let dependencies = own_manifest.split("[dependencies]").nth(1).unwrap();
         for line in dependencies.lines().take_while(|line| !line.starts_with('[')) {
             if let Some((dependency, _)) = line.split_once('=') {
                 let dependency = dependency.trim().trim_end_matches(".workspace");
                 assert!(
-                    SDK_MANIFEST.contains(&format!("\n{dependency} = ")),
-                    "{dependency} is missing from the SDK copy's manifest"
+                    manifest.contains(&format!("\n{dependency} = ")),
+                    "{dependency} is missing from {}'s copied manifest",
+                    crate_dir.display()
                 );
             }
         }

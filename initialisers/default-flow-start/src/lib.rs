@@ -18,15 +18,16 @@
 use bootstrap_guest::pyjson;
 use bootstrap_guest::{Context, Description, Error, Initialiser, Parameters, Params, ParamsError};
 use bootstrap_guest::{export_initialiser, flow, info};
+use bootstrap_upstream::builtins::default_flow_start::{DESCRIPTION, FLOW_ID, WORKSPACE};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 /// The parameters this initialiser reads.
 #[derive(Debug, Deserialize, PartialEq)]
 struct Settings {
-    #[serde(default = "default_name")]
+    #[serde(default = "default_workspace")]
     workspace: String,
-    #[serde(default = "default_name")]
+    #[serde(default = "default_flow_id")]
     flow_id: String,
     blueprint: String,
     #[serde(default = "default_description")]
@@ -43,12 +44,16 @@ struct Settings {
     start_timeout: Option<Number>,
 }
 
-fn default_name() -> String {
-    "default".into()
+fn default_workspace() -> String {
+    WORKSPACE.into()
+}
+
+fn default_flow_id() -> String {
+    FLOW_ID.into()
 }
 
 fn default_description() -> String {
-    "Default".into()
+    DESCRIPTION.into()
 }
 
 impl Parameters for Settings {

@@ -15,6 +15,7 @@
 use bootstrap_guest::http::{self, Response};
 use bootstrap_guest::{Context, Description, Error, Initialiser, Parameters, Params};
 use bootstrap_guest::{bail, debug, export_initialiser, info};
+use bootstrap_upstream::builtins::pulsar_topology::{ADMIN_URL, TENANT};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -31,11 +32,11 @@ struct Settings {
 impl Parameters for Settings {}
 
 fn default_admin_url() -> String {
-    "http://pulsar:8080".into()
+    ADMIN_URL.into()
 }
 
 fn default_tenant() -> String {
-    "tg".into()
+    TENANT.into()
 }
 
 /// Bounds connecting and each wait for response bytes, per request.

@@ -17,10 +17,12 @@
 use bootstrap_guest::seed::{SeedTree, WriteMode};
 use bootstrap_guest::{Description, Error, Initialiser, Parameters, Params, ParamsError};
 use bootstrap_guest::{debug, export_initialiser, info};
+use bootstrap_upstream::builtins::workspace_init;
 use serde::Deserialize;
 use serde_json::Number;
 
-/// Where the workspace's contents come from.
+/// Where the workspace's contents come from. serde's names must be literals: a test checks
+/// them against `workspace_init::SOURCE_*`, which the runtime grants by.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 enum Source {
     /// The whole `__template__` workspace.
@@ -50,7 +52,7 @@ struct Settings {
 }
 
 fn default_workspace() -> String {
-    "default".into()
+    workspace_init::WORKSPACE.into()
 }
 
 impl Parameters for Settings {
@@ -125,6 +127,14 @@ mod tests {
                 iam_timeout: None,
             }
         );
+    }
+
+    /// The runtime grants the template workspace or the seed file by these names.
+    #[test]
+    fn sources_are_spelled_as_the_runtime_grants_them() {
+        let source = |name: &str| serde_json::from_value::<Source>(serde_json::json!(name)).unwrap();
+        assert_eq!(source(workspace_init::SOURCE_TEMPLATE), Source::Template);
+        assert_eq!(source(workspace_init::SOURCE_SEED_FILE), Source::SeedFile);
     }
 
     #[test]

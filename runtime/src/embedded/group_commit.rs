@@ -148,6 +148,6 @@ mod tests {
         store.put_many("w", [("t", "k2", "\"v2\"")]).unwrap();
         drop(store);
         let reopened = ConfigStore::open(&path).unwrap();
-        assert_eq!(reopened.get("w", "t", "k2").unwrap().as_deref(), Some("\"v2\""));
+        assert_eq!(reopened.snapshot().unwrap().get("w", "t", "k2").unwrap().as_deref(), Some("\"v2\""));
     }
 }

@@ -9,7 +9,6 @@
 mod config_svc;
 mod flow_svc;
 mod group_commit;
-mod python_json;
 mod store;
 
 use std::path::Path;
@@ -20,7 +19,7 @@ use async_trait::async_trait;
 pub use config_svc::ConfigService;
 pub use flow_svc::{BLUEPRINT_TYPE, FLOW_TYPE, FlowService, PARAMETER_TYPE};
 pub use group_commit::DEFAULT_SYNC_WINDOW;
-pub use store::{ConfigStore, Snapshot, StoreError, Update, WorkspaceConfig};
+pub use store::{ConfigStore, Snapshot, StoreError, Tables, Update, WorkspaceConfig};
 
 use crate::services::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services, WireError};
 
@@ -68,8 +67,8 @@ impl EmbeddedServices {
     /// strings, not parsed.
     pub fn dump(&self, workspace: Option<&str>) -> Result<serde_json::Value, StoreError> {
         let dumped = match workspace {
-            Some(workspace) => serde_json::to_value(self.store.workspace(workspace)?),
-            None => serde_json::to_value(self.store.all()?),
+            Some(workspace) => serde_json::to_value(self.store.snapshot()?.workspace(workspace)?),
+            None => serde_json::to_value(self.store.snapshot()?.all()?),
         };
         Ok(dumped.expect("maps of strings always serialise"))
     }
@@ -201,6 +200,6 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(answer.error, None);
-        assert_eq!(embedded.store().keys("w", BLUEPRINT_TYPE).unwrap(), ["bp"]);
+        assert_eq!(embedded.store().snapshot().unwrap().keys("w", BLUEPRINT_TYPE).unwrap(), ["bp"]);
     }
 }
