@@ -2,18 +2,12 @@
 //!
 //! They are ordinary guests (built from `initialisers/` by `build.rs` with the guest SDK) and run
 //! in the same sandbox as any other component. What makes them "builtin" is only that the
-//! runtime knows their parameters, so it can map upstream's `class:` names onto them and derive
-//! the exact grants their params need: an upstream init file, which has no `grants:`, runs
+//! runtime knows them: it maps upstream's `class:` names onto them, loads them from the
+//! artefacts the build precompiled, and derives the exact grants their params need (in
+//! `initialiser::builtin_params`), so that an upstream init file, which has no `grants:`, runs
 //! unchanged and each core initialiser still reaches nothing else.
 
-use std::path::Path;
-
-use bootstrap_upstream::builtins::{TEMPLATE_WORKSPACE, default_flow_start, pulsar_topology, workspace_init};
-use serde_json::Value;
-
-use crate::init_file::resolve;
 use crate::integrity::Digest;
-use crate::policy::{Grants, Origin, WorkspacePattern};
 use crate::sandbox::ComponentCode;
 
 /// One of the four core initialisers.
@@ -109,56 +103,11 @@ impl Builtin {
             Self::DefaultFlowStart => guest!("default_flow_start"),
         }
     }
-
-    /// The params as the guest will see them (seed-file paths made absolute against the init
-    /// file's directory) and exactly the grants they need. Params of the wrong type are left for
-    /// the guest's `validate` to report. A param left out has the default the guest reads it
-    /// with: both sides take it from `bootstrap_upstream::builtins`.
-    pub fn prepare(self, params: &Value, base_dir: &Path) -> (Value, Grants) {
-        let mut params = params.clone();
-        let text = |params: &Value, key: &str, default: &str| {
-            params.get(key).and_then(Value::as_str).unwrap_or(default).to_owned()
-        };
-        let mut grants = Grants::default();
-        match self {
-            Self::PulsarTopology => {
-                let admin_url = text(&params, "admin_url", pulsar_topology::ADMIN_URL);
-                grants.http.extend(Origin::parse(&admin_url));
-            }
-            Self::TemplateSeed => {
-                grants.config_read.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
-                grants.config_write.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
-                grants.files.extend(absolute_path_param(&mut params, "config_file", base_dir));
-            }
-            Self::WorkspaceInit => {
-                let workspace = text(&params, "workspace", workspace_init::WORKSPACE);
-                grants.config_read.push(WorkspacePattern::new(workspace.clone()));
-                grants.config_write.push(WorkspacePattern::new(workspace));
-                if text(&params, "source", workspace_init::SOURCE_TEMPLATE) == workspace_init::SOURCE_SEED_FILE {
-                    grants.files.extend(absolute_path_param(&mut params, "seed_file", base_dir));
-                } else {
-                    grants.config_read.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
-                }
-            }
-            Self::DefaultFlowStart => {
-                grants.flow.push(WorkspacePattern::new(text(&params, "workspace", default_flow_start::WORKSPACE)));
-            }
-        }
-        (params, grants)
-    }
-}
-
-/// Make the string param `key` absolute and return the path, if it is a string.
-fn absolute_path_param(params: &mut Value, key: &str, base_dir: &Path) -> Option<std::path::PathBuf> {
-    let path = resolve(base_dir, params.get(key)?.as_str()?);
-    params[key] = Value::String(path.to_string_lossy().into_owned());
-    Some(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn the_builds_digests_are_the_components_sha256() {
@@ -186,46 +135,5 @@ mod tests {
         );
         assert_eq!(Builtin::from_class("acme.initialisers.TemplateSeed"), None);
         assert_eq!(Builtin::from_class("TemplateSeed"), None);
-    }
-
-    #[test]
-    fn template_seed_gets_its_seed_file_and_the_template_workspace() {
-        let (params, grants) =
-            Builtin::TemplateSeed.prepare(&json!({"config_file": "seed.json"}), Path::new("/etc/tg"));
-        assert_eq!(params["config_file"], "/etc/tg/seed.json");
-        assert_eq!(grants.files, vec![std::path::PathBuf::from("/etc/tg/seed.json")]);
-        assert!(grants.may_write_config("__template__"));
-        assert!(!grants.may_write_config("default"));
-        assert!(grants.http.is_empty() && grants.flow.is_empty());
-    }
-
-    #[test]
-    fn workspace_init_from_template_reads_template_and_writes_only_its_workspace() {
-        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({"workspace": "acme"}), Path::new("/"));
-        assert!(grants.may_read_config("__template__"));
-        assert!(grants.may_write_config("acme"));
-        assert!(!grants.may_write_config("__template__"));
-        assert!(grants.files.is_empty());
-    }
-
-    /// Params left out: the grants cover what the guests then do, with TrustGraph's defaults.
-    #[test]
-    fn left_out_params_are_granted_at_their_defaults() {
-        let (_, grants) = Builtin::PulsarTopology.prepare(&json!({}), Path::new("/"));
-        assert_eq!(grants.http, vec![Origin::parse("http://pulsar:8080").unwrap()]);
-        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({}), Path::new("/"));
-        assert!(grants.may_write_config("default") && grants.may_read_config("__template__"));
-        let (_, grants) = Builtin::WorkspaceInit.prepare(&json!({"source": "seed-file"}), Path::new("/"));
-        assert!(grants.may_write_config("default") && !grants.may_read_config("__template__"));
-        let (_, grants) = Builtin::DefaultFlowStart.prepare(&json!({}), Path::new("/"));
-        assert!(grants.may_use_flow("default") && !grants.may_use_flow("other"));
-    }
-
-    #[test]
-    fn pulsar_topology_reaches_only_its_admin_url() {
-        let (_, grants) = Builtin::PulsarTopology.prepare(&json!({"admin_url": "http://127.0.0.1:9/"}), Path::new("/"));
-        assert!(grants.may_reach(&Origin::parse("http://127.0.0.1:9").unwrap()));
-        assert!(!grants.may_reach(&Origin::parse("http://pulsar:8080").unwrap()));
-        assert!(!grants.may_read_config("default"));
     }
 }

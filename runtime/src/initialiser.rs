@@ -6,6 +6,8 @@
 //! it `validate` its params, so that every configuration problem is reported (as a
 //! [`ConfigError`]) before the first wake and before anything is written.
 
+mod builtin_params;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -136,7 +138,7 @@ impl Initialiser {
         described: Option<Description>,
     ) -> Result<Self, NotReady> {
         let (params, derived_grants) = match spec.code {
-            Code::Builtin(builtin) => builtin.prepare(&spec.params, base_dir),
+            Code::Builtin(builtin) => builtin_params::prepare(builtin, &spec.params, base_dir),
             Code::Component(_) => (spec.params.clone(), Grants::default()),
         };
         let grants = Arc::new(spec.grants.clone().unwrap_or(derived_grants));
