@@ -1,28 +1,32 @@
 //! bootstrap-wasm: TrustGraph's bootstrapper, with initialisers as sandboxed WebAssembly
 //! components.
 //!
-//! The pieces, each in its own module, in the order a start-up uses them:
-//! - [`init_file`] reads and checks the operator's init file, and [`flag`] is an initialiser's
-//!   flag as configured there and as stored in `__system__`;
-//! - [`builtins`] are the core initialisers compiled into the binary, with the grants their
-//!   params imply;
+//! The pieces, each in its own module, lowest layer first; a module imports only from layers
+//! below its own (`.ci/layers` checks it, and docs/design.md draws it):
+//! - data and contracts: [`policy`] is what each initialiser may touch (grants) and consume
+//!   (limits); [`integrity`] hashes code and checks it against its `sha256:` pin; `wit`
+//!   holds the bindings generated from `wit/`, the contract with guests;
 //! - [`guest_text`] makes what a guest says safe to log: one line, escaped, bounded;
-//! - [`integrity`] hashes each initialiser's code and checks it against its `sha256:` pin;
-//! - [`policy`] is what each initialiser may touch (grants) and consume (limits);
-//! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance;
-//! - `wit` (crate-private) holds the bindings generated from `wit/`, the contract with guests;
-//! - `host` (crate-private) implements the WIT imports (`config`, `flow`, `log`) a guest calls;
-//! - [`services`] carries config-svc and flow-svc requests to a backend ([`embedded`]
-//!   runs both in-process on a local store);
+//! - [`services`] is the port to config-svc and flow-svc: the [`services::Services`] trait,
+//!   TrustGraph's records, typed clients and the wake's read cache;
+//! - behind the port: [`broker`] carries requests over Pulsar or RabbitMQ, and [`embedded`]
+//!   answers them in-process on a local store;
+//! - [`flag`] is an initialiser's flag, as configured and as stored in `__system__`
+//!   ([`flag::FlagStore`]);
+//! - [`sandbox`] compiles components and runs each call in a fresh, bounded instance, generic
+//!   over the imports it links ([`sandbox::Imports`]); [`schedule`] finds which initialisers
+//!   may run at once;
+//! - [`builtins`] are the core initialisers compiled into the binary;
+//! - [`init_file`] reads and checks the operator's init file; [`host`] implements the WIT
+//!   imports (`config`, `flow`, `log`) a guest calls; [`lease`] makes one replica of a
+//!   deployment the one that runs it;
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
-//! - [`reconcile`] is the loop that brings each one to its configured flag, running several
-//!   at once where [`schedule`] finds their grants apart;
-//! - [`lease`] makes one replica of a deployment the one that runs it, the others standbys;
-//! - [`metrics`] records what the loop reports for Prometheus (`--metrics`);
-//! - [`check`] reviews a loaded file for an operator (`bootstrap-wasm check`);
-//! - [`scaffold`] writes a new initialiser project for an author (`bootstrap-wasm new`).
+//! - [`reconcile`] is the loop that brings each one to its configured flag; [`check`] reviews
+//!   a loaded file for an operator; [`scaffold`] writes a new initialiser project;
+//! - [`deployment`] is the composition root: it picks the backend and runs one replica
+//!   (lease, services, loop); [`metrics`] records what the loop reports for Prometheus.
 //!
-//! The binary (`main.rs`) is a thin command line over this library.
+//! The binary (`src/bin/bootstrap-wasm/`) is a thin command line over this library.
 
 pub mod broker;
 pub mod builtins;

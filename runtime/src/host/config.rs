@@ -59,13 +59,13 @@ impl config::Host for HostState {
         self.hand_over(entries, bytes, "config.get-workspace's answer")
     }
 
-    /// Unused at run time (see [`add_list_checks`]), but the same checks.
+    /// Unused at run time (see `add_list_checks`), but the same checks.
     async fn put(&mut self, workspace: String, entries: Vec<ConfigEntry>) -> Result<(), HostError> {
         self.usage.call(PUT, &workspace)?;
         self.put_counted(workspace, entries).await
     }
 
-    /// Unused at run time (see [`add_list_checks`]), but the same checks.
+    /// Unused at run time (see `add_list_checks`), but the same checks.
     async fn delete(&mut self, workspace: String, keys: Vec<ConfigKey>) -> Result<(), HostError> {
         self.usage.call(DELETE, &workspace)?;
         self.delete_counted(workspace, keys).await
