@@ -13,6 +13,7 @@ pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod running;
+pub mod trustgraph;
 pub mod upstream;
 
 use std::os::unix::process::ExitStatusExt;

@@ -37,6 +37,17 @@ impl Queue {
         Self { class: QueueClass::Response, topicspace: TOPICSPACE.into(), topic: service.into() }
     }
 
+    /// `request:tg:<service>:<workspace>`: a service's request queue for one workspace, as
+    /// flow-svc serves it from TrustGraph 2.4.13 on (upstream's `f"{flow_request_queue}:{ws}"`).
+    pub fn request_for(service: &str, workspace: &str) -> Self {
+        Self::request(&format!("{service}:{workspace}"))
+    }
+
+    /// `response:tg:<service>:<workspace>`, where [`Queue::request_for`] is answered.
+    pub fn response_for(service: &str, workspace: &str) -> Self {
+        Self::response(&format!("{service}:{workspace}"))
+    }
+
     /// Whether consumers share one subscription (and so split the messages between them).
     pub fn is_shared(&self) -> bool {
         matches!(self.class, QueueClass::Flow | QueueClass::Request)
@@ -75,6 +86,20 @@ impl fmt::Display for Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workspace_queue_keeps_its_colon_as_upstream_maps_it() {
+        // Upstream splits `class:topicspace:topic` at the first two colons only.
+        let request = Queue::request_for("flow", "acme");
+        assert_eq!(request.to_string(), "request:tg:flow:acme");
+        assert_eq!(request.pulsar_topic(), "non-persistent://tg/request/flow:acme");
+        assert_eq!(request.rabbitmq_exchange(), "tg.request.flow:acme");
+        assert!(request.is_shared());
+        let response = Queue::response_for("flow", "acme");
+        assert_eq!(response.pulsar_topic(), "non-persistent://tg/response/flow:acme");
+        assert_eq!(response.rabbitmq_exchange(), "tg.response.flow:acme");
+        assert!(!response.is_shared());
+    }
 
     #[test]
     fn names_follow_upstream() {

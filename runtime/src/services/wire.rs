@@ -1,8 +1,10 @@
-//! The request and response records of TrustGraph's config-svc and flow-svc.
+//! The request and response records of TrustGraph's config-svc and flow-svc, and of IAM's
+//! `create-workspace` (TrustGraph 2.4.13 and later).
 //!
 //! Field names and shapes follow TrustGraph 2.4 (`trustgraph-base/trustgraph/schema/services/
-//! {config,flow}.py`), so these records serialise to exactly the JSON bodies the real services
-//! exchange over Pulsar or RabbitMQ. Every field is optional on the wire: a missing field
+//! {config,flow}.py`) and, for IAM, 2.11 (`schema/iam.py`), so these records serialise to
+//! exactly the JSON bodies the real services exchange over Pulsar or RabbitMQ (an IAM request
+//! carries only the fields this runtime sends; upstream reads the others at their defaults). Every field is optional on the wire: a missing field
 //! deserialises to its default, as upstream's dataclasses do.
 
 use std::collections::BTreeMap;
@@ -101,6 +103,50 @@ pub struct FlowResponse {
     pub error: Option<WireError>,
 }
 
+/// A workspace as IAM's `create-workspace` takes it: upstream's `WorkspaceInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceInput {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+}
+
+impl Default for WorkspaceInput {
+    /// Enabled, as upstream's default.
+    fn default() -> Self {
+        Self { id: String::new(), name: String::new(), enabled: true }
+    }
+}
+
+/// An IAM request: upstream's `IamRequest`, of which the bootstrapper sends `operation` and
+/// `workspace_record`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct IamRequest {
+    pub operation: String,
+    pub workspace_record: Option<WorkspaceInput>,
+}
+
+/// A workspace as IAM answers it: upstream's `WorkspaceRecord`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct WorkspaceRecord {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub created: String,
+}
+
+/// An IAM response: upstream's `IamResponse`, of which the bootstrapper reads `workspace` and
+/// `error` (`duplicate` when the workspace exists already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct IamResponse {
+    pub workspace: Option<WorkspaceRecord>,
+    pub error: Option<WireError>,
+}
+
 /// Names one service's operations as the wire spells them: an enum with `as_str`, `parse` and
 /// `ALL`, so that no operation is a string literal outside this module.
 macro_rules! operations {
@@ -154,6 +200,13 @@ operations! {
         GetFlow => "get-flow",
         StartFlow => "start-flow",
         StopFlow => "stop-flow",
+    }
+}
+
+operations! {
+    /// IAM's operations that the bootstrapper uses.
+    IamOperation {
+        CreateWorkspace => "create-workspace",
     }
 }
 

@@ -15,6 +15,8 @@ fn decode_all(bytes: &[u8]) {
     decode::<ConfigResponse>(bytes);
     decode::<FlowRequest>(bytes);
     decode::<FlowResponse>(bytes);
+    decode::<IamRequest>(bytes);
+    decode::<IamResponse>(bytes);
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -181,4 +183,36 @@ fn every_operation_is_parsed_from_its_wire_name_and_nothing_else() {
     assert_eq!(FlowOperation::parse("get"), None);
     let reads: Vec<&str> = FlowOperation::ALL.iter().filter(|op| op.only_reads()).map(|op| op.as_str()).collect();
     assert_eq!(reads, ["list-blueprints", "get-blueprint", "list-flows", "get-flow"]);
+}
+
+#[test]
+fn a_create_workspace_request_is_upstreams_body() {
+    let request = IamRequest {
+        operation: IamOperation::CreateWorkspace.as_str().into(),
+        workspace_record: Some(WorkspaceInput { id: "acme".into(), name: "Acme".into(), enabled: true }),
+    };
+    let body = serde_json::to_value(&request).unwrap();
+    let expected = serde_json::json!({
+        "operation": "create-workspace",
+        "workspace_record": {"id": "acme", "name": "Acme", "enabled": true},
+    });
+    assert_eq!(body, expected);
+    assert_eq!(IamOperation::parse("create-workspace"), Some(IamOperation::CreateWorkspace));
+}
+
+#[test]
+fn an_iam_answer_is_read_with_the_fields_this_runtime_does_not_use() {
+    // What upstream's `dataclass_to_dict` makes of an `IamResponse` refusing a duplicate: every
+    // field, `None` as null.
+    let body = r#"{"user": null, "users": [], "workspace": null, "workspaces": [], "jwt": "",
+        "decision_allow": false, "decision_ttl_seconds": 0,
+        "error": {"type": "duplicate", "message": "workspace acme exists"}}"#;
+    let response: IamResponse = serde_json::from_str(body).unwrap();
+    assert_eq!(response.error, Some(WireError::new("duplicate", "workspace acme exists")));
+    assert_eq!(response.workspace, None);
+
+    let created = r#"{"workspace": {"id": "acme", "name": "Acme", "enabled": true, "created": "2026-12-03"}}"#;
+    let response: IamResponse = serde_json::from_str(created).unwrap();
+    assert_eq!(response.workspace.map(|w| w.id), Some("acme".to_owned()));
+    assert_eq!(response.error, None);
 }

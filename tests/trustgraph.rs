@@ -1,0 +1,118 @@
+//! The wire protocol of current TrustGraph, checked against its own services: trustgraph-flow
+//! 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM), from PyPI, over a real RabbitMQ.
+//!
+//! From 2.4.13 on, flow-svc serves each workspace on a queue of its own, and only once IAM
+//! has registered the workspace; these tests hold the records and queue names the runtime
+//! speaks against what those services answer.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
+use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
+use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
+use bootstrap_wasm::services::{ConfigClient, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services as _};
+use serde_json::{Value, json};
+use support::rabbitmq::TestVhost;
+use support::trustgraph::TrustGraph;
+
+/// How long the services may take to act on a registration (config-svc's copy of the
+/// template, flow-svc's subscription to the new workspace's queue) before a test gives up.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// A client of one service's request and response queues, as the runtime makes them.
+fn client(transport: &Arc<dyn Transport>, request: Queue, response: Queue, timeout: Duration) -> RequestResponse {
+    RequestResponse::new(
+        transport.clone(),
+        request,
+        response,
+        format!("bootstrap--test--{}", uuid::Uuid::new_v4()),
+        timeout,
+    )
+}
+
+/// `check` until it returns something, or panic after [`SETTLE`].
+async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let give_up = Instant::now() + SETTLE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < give_up, "{what}: not within {SETTLE:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_queue() {
+    let vhost = TestVhost::create();
+    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
+    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+    let services = BrokerServices::new(transport.clone(), Duration::from_secs(10));
+    let config = ConfigClient(&services);
+
+    // What a new workspace starts from.
+    let blueprint = json!({"description": "Everything", "class": {}, "flow": {}}).to_string();
+    let template = vec![("flow-blueprint".to_owned(), "everything".to_owned(), blueprint)];
+    config.put("__template__", template).await.unwrap();
+
+    // WorkspaceInit's registration, as upstream's 2.11.1 sends it.
+    let iam = client(&transport, Queue::request("iam"), Queue::response("iam"), Duration::from_secs(10));
+    let create = IamRequest {
+        operation: IamOperation::CreateWorkspace.as_str().into(),
+        workspace_record: Some(WorkspaceInput { id: "acme".into(), name: "Acme".into(), enabled: true }),
+    };
+    let answer: IamResponse = iam.request(&create).await.unwrap();
+    assert_eq!(answer.error, None);
+
+    // IAM registered it where flow-svc looks, and config-svc copied the template into it.
+    let registered = config.values("__workspaces__", "workspace").await.unwrap();
+    let acme = registered.iter().find(|(key, _)| key == "acme").map(|(_, value)| value.as_str());
+    let acme: Value = serde_json::from_str(acme.expect("acme is registered")).unwrap();
+    assert_eq!(acme["enabled"], json!(true));
+    let copied = eventually("the template copied into acme", || async {
+        let values = config.values("acme", "flow-blueprint").await.unwrap();
+        (!values.is_empty()).then_some(values)
+    })
+    .await;
+    assert_eq!(copied.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["everything"]);
+
+    // flow-svc answers for acme on acme's own queue, once it has subscribed to it.
+    let list = FlowRequest { operation: FlowOperation::ListBlueprints.as_str().into(), ..Default::default() };
+    let acme_flow = client(
+        &transport,
+        Queue::request_for("flow", "acme"),
+        Queue::response_for("flow", "acme"),
+        Duration::from_secs(1),
+    );
+    let answer: FlowResponse = eventually("flow-svc answering on request:tg:flow:acme", || async {
+        acme_flow.request::<_, FlowResponse>(&list).await.ok()
+    })
+    .await;
+    assert_eq!(answer.error, None);
+    assert_eq!(answer.blueprint_names, ["everything"]);
+
+    // Nobody listens on the shared flow queue of TrustGraph 2.4.4 to 2.4.10 any more.
+    let legacy = BrokerServices::new(transport.clone(), Duration::from_secs(2));
+    let asked = legacy.flow(FlowRequest { workspace: "acme".into(), ..list.clone() }).await;
+    assert!(matches!(asked, Err(ServiceError::Timeout(_))), "{asked:?}");
+}
+
+#[tokio::test]
+async fn flow_svc_does_not_answer_for_a_workspace_iam_never_registered() {
+    let vhost = TestVhost::create();
+    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
+    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+
+    let list = FlowRequest { operation: FlowOperation::ListBlueprints.as_str().into(), ..Default::default() };
+    let unknown = client(
+        &transport,
+        Queue::request_for("flow", "nobody"),
+        Queue::response_for("flow", "nobody"),
+        Duration::from_secs(3),
+    );
+    let asked = unknown.request::<_, FlowResponse>(&list).await;
+    assert!(matches!(asked, Err(ServiceError::Timeout(_))), "{asked:?}");
+}
