@@ -15,8 +15,9 @@ use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
 use bootstrap_wasm::services::{ConfigClient, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services as _};
 use serde_json::{Value, json};
-use support::rabbitmq::TestVhost;
+use support::rabbitmq::{TestVhost, backend_args};
 use support::trustgraph::TrustGraph;
+use support::{Scratch, bin};
 
 /// How long the services may take to act on a registration (config-svc's copy of the
 /// template, flow-svc's subscription to the new workspace's queue) before a test gives up.
@@ -115,4 +116,43 @@ async fn flow_svc_does_not_answer_for_a_workspace_iam_never_registered() {
     );
     let asked = unknown.request::<_, FlowResponse>(&list).await;
     assert!(matches!(asked, Err(ServiceError::Timeout(_))), "{asked:?}");
+}
+
+#[tokio::test]
+async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_stays_closed() {
+    let vhost = TestVhost::create();
+    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
+    let scratch = Scratch::new();
+    let seed = scratch.write("seed.json", r#"{"flow-blueprint": {"everything": {"description": "Everything"}}}"#);
+    let init = scratch.init_file(&[json!({
+        "class": "trustgraph.bootstrap.initialisers.TemplateSeed",
+        "name": "template-seed",
+        "flag": "v1",
+        "params": {"config_file": seed},
+    })]);
+    let run = |protocol: &str| {
+        let mut command = bin();
+        command.arg("-c").arg(&init).arg("--once").args(["--protocol", protocol]);
+        command.args(backend_args(vhost.options())).args(["--request-timeout", "2s", "--no-compile-cache"]);
+        command.output().unwrap()
+    };
+
+    // flow-svc 2.11 answers nobody on the shared flow queue: the legacy gate never opens.
+    let legacy = run("legacy");
+    let log = String::from_utf8_lossy(&legacy.stderr);
+    assert_eq!(legacy.status.code(), Some(1), "{log}");
+    assert!(log.contains("gate closed"), "{log}");
+
+    // The workspace protocol's gate asks config-svc only, as upstream's does.
+    let workspaces = run("workspaces");
+    let log = String::from_utf8_lossy(&workspaces.stderr);
+    assert_eq!(workspaces.status.code(), Some(0), "{log}");
+
+    // The flag and the template, in TrustGraph's own config-svc.
+    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+    let services = BrokerServices::new(transport, Duration::from_secs(10));
+    let config = ConfigClient(&services);
+    assert_eq!(config.values("__system__", "init-state").await.unwrap(), [("template-seed".into(), r#""v1""#.into())]);
+    let template = config.values("__template__", "flow-blueprint").await.unwrap();
+    assert_eq!(template.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["everything"]);
 }

@@ -21,7 +21,7 @@ use crate::embedded::{EmbeddedServices, StoreError};
 use crate::initialiser::Initialiser;
 use crate::lease::{self, Lease, LeaseError, Timing};
 use crate::reconcile::{Cadence, Reconciler, WakeReport};
-use crate::services::Services;
+use crate::services::{Protocol, Services};
 
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]
@@ -35,20 +35,25 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The services. Broker backends connect lazily, so this succeeds while the broker is
-    /// still down (the gate then stays closed until it is up); the embedded backend opens its
-    /// store now. Each broker request times out after `request_timeout`.
-    pub fn open(&self, request_timeout: Duration) -> Result<Arc<dyn Services>, StoreError> {
+    /// The services, speaking `protocol` to a broker's. Broker backends connect lazily, so
+    /// this succeeds while the broker is still down (the gate then stays closed until it is
+    /// up); the embedded backend opens its store now. Each broker request times out after
+    /// `request_timeout`.
+    pub fn open(&self, request_timeout: Duration, protocol: Protocol) -> Result<Arc<dyn Services>, StoreError> {
         Ok(match self {
             Self::Embedded { state, sync_window } => {
                 Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?)
             }
-            Self::Pulsar(options) => {
-                Arc::new(BrokerServices::new(Arc::new(PulsarTransport::new(options.clone())), request_timeout))
-            }
-            Self::RabbitMq(options) => {
-                Arc::new(BrokerServices::new(Arc::new(RabbitTransport::new(options.clone())), request_timeout))
-            }
+            Self::Pulsar(options) => Arc::new(BrokerServices::speaking(
+                protocol,
+                Arc::new(PulsarTransport::new(options.clone())),
+                request_timeout,
+            )),
+            Self::RabbitMq(options) => Arc::new(BrokerServices::speaking(
+                protocol,
+                Arc::new(RabbitTransport::new(options.clone())),
+                request_timeout,
+            )),
         })
     }
 }
@@ -85,6 +90,8 @@ pub struct ReplicaOptions {
     pub lease_name: String,
     /// How long to wait for each config-svc or flow-svc answer.
     pub request_timeout: Duration,
+    /// What a broker's services speak.
+    pub protocol: Protocol,
     pub cadence: Cadence,
     /// How many initialisers may run at once.
     pub concurrency: NonZeroUsize,
@@ -141,9 +148,9 @@ pub async fn run_replica<E>(
         () = &mut shutdown => return Ok(shutting_down()),
     };
     let services = backend
-        .open(options.request_timeout)
+        .open(options.request_timeout, options.protocol)
         .map_err(|source| ReplicaError::Open { backend: backend.to_string(), source })?;
-    tracing::info!("backend: {backend}");
+    tracing::info!(protocol = options.protocol.name(), "backend: {backend}");
     let mut reconciler =
         Reconciler::new(initialisers, services.clone(), options.cadence).with_concurrency(options.concurrency);
     let ended = if options.once {

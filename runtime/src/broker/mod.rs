@@ -4,7 +4,10 @@
 //!
 //! A service listens on a request queue and answers on a response queue; queues are named
 //! `class:topicspace:topic` ([`Queue`]): config-svc on `request:tg:config` /
-//! `response:tg:config`, flow-svc on `request:tg:flow` / `response:tg:flow`. A request is the
+//! `response:tg:config`; flow-svc on `request:tg:flow` / `response:tg:flow` in the legacy
+//! protocol, and in the workspace protocol (TrustGraph 2.4.13 on) on
+//! `request:tg:flow:<workspace>` / `response:tg:flow:<workspace>`, beside IAM on
+//! `request:tg:iam` / `response:tg:iam`. A request is the
 //! UTF-8 JSON of the request record, carrying a fresh UUID in its `id` property (Pulsar) or
 //! header (RabbitMQ); the answer carries the same `id`, and every client sees every answer on
 //! the response queue, so each keeps only its own.
@@ -29,7 +32,9 @@ use tokio::sync::mpsc;
 pub use queue::{Queue, QueueClass};
 pub use rpc::RequestResponse;
 
-use crate::services::{ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, ServiceError, Services};
+use crate::services::{
+    ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, IamRequest, IamResponse, Protocol, ServiceError, Services,
+};
 
 /// What travels on a queue: the body (JSON text) and the correlation `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,27 +119,56 @@ pub trait Transport: Send + Sync + 'static {
 /// bootstrapper names its own.
 const CLIENT_ID: &str = "bootstrap";
 
-/// config-svc and flow-svc over one broker.
+/// config-svc, flow-svc and (in the workspace protocol) IAM over one broker.
 pub struct BrokerServices {
     transport: Arc<dyn Transport>,
+    timeout: Duration,
+    protocol: Protocol,
     config: RequestResponse,
+    /// The legacy protocol's one flow-svc client.
     flow: RequestResponse,
+    /// The workspace protocol's flow-svc clients, one per workspace, made on first use.
+    workspace_flows: std::sync::Mutex<std::collections::HashMap<String, Arc<RequestResponse>>>,
+    iam: RequestResponse,
 }
 
 impl BrokerServices {
-    /// Clients for both services on `transport`, each request timing out after `timeout`.
+    /// Clients for the services on `transport` in the legacy protocol, each request timing out
+    /// after `timeout`. None subscribes before its first request.
     pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
-        let client = |service: &str| {
-            RequestResponse::new(
-                transport.clone(),
-                Queue::request(service),
-                Queue::response(service),
-                format!("{CLIENT_ID}--{service}--{}", uuid::Uuid::new_v4()),
-                timeout,
-            )
-        };
-        Self { config: client("config"), flow: client("flow"), transport }
+        Self::speaking(Protocol::Legacy, transport, timeout)
     }
+
+    /// The same, in `protocol`.
+    pub fn speaking(protocol: Protocol, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        let client = |request: Queue, response: Queue| client(&transport, request, response, timeout);
+        Self {
+            config: client(Queue::request("config"), Queue::response("config")),
+            flow: client(Queue::request("flow"), Queue::response("flow")),
+            iam: client(Queue::request("iam"), Queue::response("iam")),
+            workspace_flows: Default::default(),
+            protocol,
+            timeout,
+            transport,
+        }
+    }
+
+    /// The workspace protocol's flow-svc client for `workspace`.
+    fn workspace_flow(&self, workspace: &str) -> Arc<RequestResponse> {
+        let mut clients = self.workspace_flows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let made = || {
+            let (request, response) = (Queue::request_for("flow", workspace), Queue::response_for("flow", workspace));
+            Arc::new(client(&self.transport, request, response, self.timeout))
+        };
+        clients.entry(workspace.to_owned()).or_insert_with(made).clone()
+    }
+}
+
+/// A request/response client on `request` and `response`, subscribed as upstream's
+/// bootstrapper subscribes (`bootstrap--<service>--<uuid>`).
+fn client(transport: &Arc<dyn Transport>, request: Queue, response: Queue, timeout: Duration) -> RequestResponse {
+    let subscription = format!("{CLIENT_ID}--{}--{}", request.topic, uuid::Uuid::new_v4());
+    RequestResponse::new(transport.clone(), request, response, subscription, timeout)
 }
 
 #[async_trait]
@@ -148,17 +182,38 @@ impl Services for BrokerServices {
     }
 
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
-        let response: FlowResponse = self.flow.request(&request).await?;
+        let response: FlowResponse = match self.protocol {
+            Protocol::Legacy => self.flow.request(&request).await?,
+            Protocol::Workspaces => self.workspace_flow(&request.workspace).request(&request).await?,
+        };
         match response.error {
             Some(error) => Err(ServiceError::Remote(error)),
             None => Ok(response),
         }
     }
 
-    /// Stop reading answers (which ends both subscriptions), then close the transport.
+    async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
+        if self.protocol == Protocol::Legacy {
+            return Err(ServiceError::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into()));
+        }
+        // An error answer is the caller's to read: `duplicate` is how IAM says "already there".
+        self.iam.request(&request).await
+    }
+
+    fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Stop reading answers (which ends every subscription), then close the transport.
     async fn close(&self) {
         self.config.stop_listening().await;
         self.flow.stop_listening().await;
+        self.iam.stop_listening().await;
+        let workspace_flows: Vec<_> =
+            self.workspace_flows.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for flow in workspace_flows {
+            flow.stop_listening().await;
+        }
         self.transport.close().await;
     }
 }

@@ -16,7 +16,7 @@ use super::{Outcome, Reconciler, RunStats, WakeReport};
 use crate::flag::{Flag, FlagStore};
 use crate::policy::SYSTEM_WORKSPACE;
 use crate::schedule::{Footprint, Plan};
-use crate::services::{ConfigClient, FlowClient, ServiceError, Services};
+use crate::services::{ConfigClient, FlowClient, Protocol, ServiceError, Services};
 
 /// What one wake has found so far.
 struct Wake {
@@ -165,8 +165,10 @@ impl Reconciler {
     }
 }
 
-/// The gate: config-svc answered the flags' read (asked again if it had not) and flow-svc
-/// answers `list-blueprints`. Open, the stored flags.
+/// The gate: config-svc answered the flags' read (asked again if it had not) and, in the legacy
+/// protocol, flow-svc answers `list-blueprints` (in the workspace protocol flow-svc serves only
+/// registered workspaces, so the gate asks config-svc only, as upstream's does). Open, the
+/// stored flags.
 async fn open_gate(
     services: &Arc<dyn Services>,
     stored: Result<HashMap<String, Flag>, ServiceError>,
@@ -175,7 +177,9 @@ async fn open_gate(
         Ok(stored) => stored,
         Err(_) => FlagStore(ConfigClient(services.as_ref())).read_all().await?,
     };
-    FlowClient(services.as_ref()).list_blueprints(SYSTEM_WORKSPACE).await?;
+    if services.protocol() == Protocol::Legacy {
+        FlowClient(services.as_ref()).list_blueprints(SYSTEM_WORKSPACE).await?;
+    }
     Ok(stored)
 }
 

@@ -19,8 +19,32 @@ pub use read_cache::WakeReadCache;
 
 pub use wire::{
     ConfigKey, ConfigOperation, ConfigRequest, ConfigResponse, ConfigValue, FlowOperation, FlowRequest, FlowResponse,
-    WireError,
+    IamRequest, IamResponse, WireError,
 };
+
+/// Which generation of TrustGraph's protocol the services speak. The config queues and records
+/// are the same in both; flow-svc's queues, IAM and the gate differ (docs/design.md, "Two
+/// protocols").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// TrustGraph 2.4.4 to 2.4.10: one flow-svc queue for every workspace, no IAM; the gate
+    /// asks config-svc and flow-svc.
+    #[default]
+    Legacy,
+    /// TrustGraph 2.4.13 and later: flow-svc serves each workspace IAM registered on a queue
+    /// of its own; the gate asks config-svc only.
+    Workspaces,
+}
+
+impl Protocol {
+    /// As `--protocol` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Legacy => "legacy",
+            Self::Workspaces => "workspaces",
+        }
+    }
+}
 
 /// Why a service call produced no answer, or an error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +69,19 @@ pub enum ServiceError {
 pub trait Services: Send + Sync {
     /// One config-svc round trip.
     async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError>;
-    /// One flow-svc round trip.
+    /// One flow-svc round trip, for the workspace the request names.
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError>;
+
+    /// One IAM round trip. Services of the legacy protocol have no IAM, and refuse.
+    async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
+        let _ = request;
+        Err(ServiceError::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into()))
+    }
+
+    /// The protocol these services speak.
+    fn protocol(&self) -> Protocol {
+        Protocol::Legacy
+    }
 
     /// Close the connections behind the services, for a clean exit: after this, requests
     /// fail. The default has nothing to close.

@@ -32,8 +32,12 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::{
-    ConfigOperation, ConfigRequest, ConfigResponse, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services,
+    ConfigOperation, ConfigRequest, ConfigResponse, FlowOperation, FlowRequest, FlowResponse, IamRequest, IamResponse,
+    Protocol, ServiceError, Services,
 };
+
+/// Where IAM registers workspaces (config-svc then copies `__template__` into a new one).
+const WORKSPACES_REGISTRY: &str = "__workspaces__";
 
 /// Whether the cache keeps the answer to `operation`: the config-svc reads of one workspace.
 /// (`getvalues-all-ws` reads every workspace, so no write of one could tell it is stale.)
@@ -167,6 +171,21 @@ impl Services for WakeReadCache {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.inner.flow(request).await
     }
+
+    /// An IAM call may register a workspace: it writes `__workspaces__`, and config-svc then
+    /// fills the workspace from the template.
+    async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
+        self.forget_workspace(WORKSPACES_REGISTRY);
+        if let Some(workspace) = &request.workspace_record {
+            self.forget_workspace(&workspace.id);
+        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.iam(request).await
+    }
+
+    fn protocol(&self) -> Protocol {
+        self.inner.protocol()
+    }
 }
 
 /// The bytes of an answer's text, about what keeping it costs.
@@ -270,6 +289,23 @@ mod tests {
         flow.put_blueprint("w", "bp", "{}").await.unwrap();
         config.keys("w", "flow").await.unwrap();
         assert_eq!(cache.requests_sent(), 5);
+    }
+
+    #[tokio::test]
+    async fn an_iam_call_drops_the_registry_and_the_workspace_it_names() {
+        let (_dir, cache) = cache();
+        let config = ConfigClient(&cache);
+        for workspace in [WORKSPACES_REGISTRY, "acme", "other"] {
+            config.keys(workspace, "workspace").await.unwrap();
+        }
+        let record = crate::services::wire::WorkspaceInput { id: "acme".into(), ..Default::default() };
+        let register = IamRequest { operation: "create-workspace".into(), workspace_record: Some(record) };
+        // The embedded services answer no IAM; what was read is dropped before it is asked.
+        assert!(cache.iam(register).await.is_err());
+        for workspace in [WORKSPACES_REGISTRY, "acme", "other"] {
+            config.keys(workspace, "workspace").await.unwrap();
+        }
+        assert_eq!(cache.requests_sent(), 6, "3 reads, the IAM call, the re-reads of the registry and acme");
     }
 
     /// Answers `get` with an error the first time, then from the embedded store.

@@ -15,6 +15,7 @@ use bootstrap_wasm::deployment::Backend;
 use bootstrap_wasm::init_file::parse_duration;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::scaffold;
+use bootstrap_wasm::services::Protocol;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Failure;
@@ -202,6 +203,27 @@ pub(crate) struct BackendArgs {
     /// How long to wait for each config-svc or flow-svc answer.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub(crate) request_timeout: Duration,
+    /// The protocol of the deployment's TrustGraph: `legacy` for 2.4.4 to 2.4.10, `workspaces`
+    /// for 2.4.13 and later (a flow-svc queue per workspace, IAM).
+    #[arg(long, env = "BOOTSTRAP_WASM_PROTOCOL", value_enum, default_value = "legacy")]
+    pub(crate) protocol: ProtocolArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ProtocolArg {
+    /// TrustGraph 2.4.4 to 2.4.10.
+    Legacy,
+    /// TrustGraph 2.4.13 and later.
+    Workspaces,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(protocol: ProtocolArg) -> Self {
+        match protocol {
+            ProtocolArg::Legacy => Protocol::Legacy,
+            ProtocolArg::Workspaces => Protocol::Workspaces,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

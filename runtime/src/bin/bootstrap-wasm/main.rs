@@ -105,6 +105,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let options = ReplicaOptions {
         lease_name: args.lease_name,
         request_timeout: args.backend.request_timeout,
+        protocol: args.backend.protocol.into(),
         cadence: Cadence {
             gate_backoff: args.gate_backoff,
             init_retry: args.init_retry,
@@ -156,11 +157,11 @@ async fn check(init_path: &Path, format: Format, cache: &CacheArgs) -> Result<Ex
 
 /// `status`: one row per initialiser, like `flyway info`. Exit 0 when none is pending.
 async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Failure> {
-    let timeout = backend.request_timeout;
+    let (timeout, protocol) = (backend.request_timeout, backend.protocol.into());
     let init_file = InitFile::load(init_path)?;
     let backend = backend.backend()?;
-    let services = backend.open(timeout).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
-    tracing::info!("backend: {backend}");
+    let services = backend.open(timeout, protocol).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
+    tracing::info!(protocol = protocol.name(), "backend: {backend}");
     let configured = init_file.initialisers.iter().map(|spec| (spec.name.as_str(), &spec.flag));
     let rows = FlagStore(ConfigClient(services.as_ref()))
         .status(configured)
