@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
+use bootstrap_wasm::broker::{BrokerServices, NOT_REGISTERED, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
-use bootstrap_wasm::services::{ConfigClient, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services as _};
+use bootstrap_wasm::services::{
+    ConfigClient, FlowOperation, FlowRequest, FlowResponse, Protocol, ServiceError, Services as _,
+};
 use serde_json::{Value, json};
 use support::rabbitmq::{TestVhost, backend_args};
 use support::trustgraph::TrustGraph;
@@ -95,6 +97,11 @@ async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_q
     assert_eq!(answer.error, None);
     assert_eq!(answer.blueprint_names, ["everything"]);
 
+    // The runtime's own flow client in the workspace protocol finds acme registered.
+    let workspaces = BrokerServices::speaking(Protocol::Workspaces, transport.clone(), Duration::from_secs(10));
+    let answer = workspaces.flow(FlowRequest { workspace: "acme".into(), ..list.clone() }).await.unwrap();
+    assert_eq!(answer.blueprint_names, ["everything"]);
+
     // Nobody listens on the shared flow queue of TrustGraph 2.4.4 to 2.4.10 any more.
     let legacy = BrokerServices::new(transport.clone(), Duration::from_secs(2));
     let asked = legacy.flow(FlowRequest { workspace: "acme".into(), ..list.clone() }).await;
@@ -102,7 +109,7 @@ async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_q
 }
 
 #[tokio::test]
-async fn flow_svc_does_not_answer_for_a_workspace_iam_never_registered() {
+async fn a_flow_call_for_a_workspace_iam_never_registered_fails_at_once_where_flow_svc_would_stay_silent() {
     let vhost = TestVhost::create();
     let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
     let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
@@ -116,6 +123,13 @@ async fn flow_svc_does_not_answer_for_a_workspace_iam_never_registered() {
     );
     let asked = unknown.request::<_, FlowResponse>(&list).await;
     assert!(matches!(asked, Err(ServiceError::Timeout(_))), "{asked:?}");
+
+    // The runtime asks config-svc first, and says why without waiting out a timeout.
+    let workspaces = BrokerServices::speaking(Protocol::Workspaces, transport, Duration::from_secs(600));
+    let asked = workspaces.flow(FlowRequest { workspace: "nobody".into(), ..list }).await;
+    let Err(ServiceError::Remote(error)) = asked else { panic!("{asked:?}") };
+    assert_eq!(error.kind, NOT_REGISTERED);
+    assert!(error.message.contains("'nobody' is not registered"), "{}", error.message);
 }
 
 #[tokio::test]

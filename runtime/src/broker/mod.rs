@@ -22,6 +22,7 @@ mod queue;
 pub mod rabbitmq;
 mod rpc;
 mod waiters;
+mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 
 pub use queue::{Queue, QueueClass};
 pub use rpc::RequestResponse;
+pub use workspaces::NOT_REGISTERED;
 
 use crate::services::{
     ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, IamRequest, IamResponse, Protocol, ServiceError, Services,
@@ -127,8 +129,8 @@ pub struct BrokerServices {
     config: RequestResponse,
     /// The legacy protocol's one flow-svc client.
     flow: RequestResponse,
-    /// The workspace protocol's flow-svc clients, one per workspace, made on first use.
-    workspace_flows: std::sync::Mutex<std::collections::HashMap<String, Arc<RequestResponse>>>,
+    /// The workspace protocol's flow-svc clients, one per registered workspace.
+    workspace_flows: workspaces::WorkspaceFlows,
     iam: RequestResponse,
 }
 
@@ -152,16 +154,6 @@ impl BrokerServices {
             transport,
         }
     }
-
-    /// The workspace protocol's flow-svc client for `workspace`.
-    fn workspace_flow(&self, workspace: &str) -> Arc<RequestResponse> {
-        let mut clients = self.workspace_flows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let made = || {
-            let (request, response) = (Queue::request_for("flow", workspace), Queue::response_for("flow", workspace));
-            Arc::new(client(&self.transport, request, response, self.timeout))
-        };
-        clients.entry(workspace.to_owned()).or_insert_with(made).clone()
-    }
 }
 
 /// A request/response client on `request` and `response`, subscribed as upstream's
@@ -184,7 +176,10 @@ impl Services for BrokerServices {
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
         let response: FlowResponse = match self.protocol {
             Protocol::Legacy => self.flow.request(&request).await?,
-            Protocol::Workspaces => self.workspace_flow(&request.workspace).request(&request).await?,
+            Protocol::Workspaces => {
+                let flows = &self.workspace_flows;
+                flows.client(self, &self.transport, &request.workspace, self.timeout).await?.request(&request).await?
+            }
         };
         match response.error {
             Some(error) => Err(ServiceError::Remote(error)),
@@ -209,9 +204,7 @@ impl Services for BrokerServices {
         self.config.stop_listening().await;
         self.flow.stop_listening().await;
         self.iam.stop_listening().await;
-        let workspace_flows: Vec<_> =
-            self.workspace_flows.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        for flow in workspace_flows {
+        for flow in self.workspace_flows.clients() {
             flow.stop_listening().await;
         }
         self.transport.close().await;
