@@ -1,5 +1,6 @@
 //! The wire protocol of current TrustGraph, checked against its own services: trustgraph-flow
-//! 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM), from PyPI, over a real RabbitMQ.
+//! 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM), from PyPI, over a real RabbitMQ and
+//! over pulsar-lite (which serves 2.11's Pulsar client, `:` in topic names included).
 //!
 //! From 2.4.13 on, flow-svc serves each workspace on a queue of its own, and only once IAM
 //! has registered the workspace; these tests hold the records and queue names the runtime
@@ -10,6 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, NOT_REGISTERED, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
@@ -17,9 +19,67 @@ use bootstrap_wasm::services::{
     ConfigClient, FlowOperation, FlowRequest, FlowResponse, Protocol, ServiceError, Services as _,
 };
 use serde_json::{Value, json};
+use support::pulsar::PulsarLite;
 use support::rabbitmq::{TestVhost, backend_args};
 use support::trustgraph::TrustGraph;
 use support::{Scratch, bin};
+
+/// A broker for one test, with TrustGraph's services on it.
+struct Deployment {
+    broker: Broker,
+    _trustgraph: TrustGraph,
+}
+
+enum Broker {
+    RabbitMq(TestVhost),
+    Pulsar(PulsarLite),
+}
+
+impl Deployment {
+    fn on(broker: Broker) -> Self {
+        let trustgraph = TrustGraph::start(&broker.args());
+        Self { broker, _trustgraph: trustgraph }
+    }
+
+    /// A new connection to the broker.
+    fn transport(&self) -> Arc<dyn Transport> {
+        match &self.broker {
+            Broker::RabbitMq(vhost) => Arc::new(RabbitTransport::new(vhost.options())),
+            Broker::Pulsar(pulsar) => Arc::new(PulsarTransport::new(pulsar.options())),
+        }
+    }
+
+    /// `--pubsub-backend ...`, as both bootstrap-wasm and TrustGraph's services take them.
+    fn args(&self) -> Vec<String> {
+        self.broker.args()
+    }
+}
+
+impl Broker {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Broker::RabbitMq(vhost) => backend_args(vhost.options()),
+            Broker::Pulsar(pulsar) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.url()],
+        }
+    }
+}
+
+/// `$test` as a test on each broker.
+macro_rules! on_each_broker {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test]
+            async fn on_rabbitmq() {
+                super::$test(super::Deployment::on(super::Broker::RabbitMq(super::TestVhost::create()))).await;
+            }
+
+            #[tokio::test]
+            async fn on_pulsar() {
+                super::$test(super::Deployment::on(super::Broker::Pulsar(super::PulsarLite::start()))).await;
+            }
+        }
+    };
+}
 
 /// How long the services may take to act on a registration (config-svc's copy of the
 /// template, flow-svc's subscription to the new workspace's queue) before a test gives up.
@@ -48,11 +108,9 @@ async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: imp
     }
 }
 
-#[tokio::test]
-async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_queue() {
-    let vhost = TestVhost::create();
-    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
-    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+on_each_broker!(a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_queue);
+async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_queue(deployment: Deployment) {
+    let transport = deployment.transport();
     let services = BrokerServices::new(transport.clone(), Duration::from_secs(10));
     let config = ConfigClient(&services);
 
@@ -108,11 +166,11 @@ async fn a_workspace_registered_through_iam_gets_the_template_and_its_own_flow_q
     assert!(matches!(asked, Err(ServiceError::Timeout(_))), "{asked:?}");
 }
 
-#[tokio::test]
-async fn a_flow_call_for_a_workspace_iam_never_registered_fails_at_once_where_flow_svc_would_stay_silent() {
-    let vhost = TestVhost::create();
-    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
-    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+on_each_broker!(a_flow_call_for_a_workspace_iam_never_registered_fails_at_once_where_flow_svc_would_stay_silent);
+async fn a_flow_call_for_a_workspace_iam_never_registered_fails_at_once_where_flow_svc_would_stay_silent(
+    deployment: Deployment,
+) {
+    let transport = deployment.transport();
 
     let list = FlowRequest { operation: FlowOperation::ListBlueprints.as_str().into(), ..Default::default() };
     let unknown = client(
@@ -132,10 +190,8 @@ async fn a_flow_call_for_a_workspace_iam_never_registered_fails_at_once_where_fl
     assert!(error.message.contains("'nobody' is not registered"), "{}", error.message);
 }
 
-#[tokio::test]
-async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_stays_closed() {
-    let vhost = TestVhost::create();
-    let _trustgraph = TrustGraph::start_on_rabbitmq(&vhost.options());
+on_each_broker!(the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_stays_closed);
+async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_stays_closed(deployment: Deployment) {
     let scratch = Scratch::new();
     let seed = scratch.write("seed.json", r#"{"flow-blueprint": {"everything": {"description": "Everything"}}}"#);
     let init = scratch.init_file(&[json!({
@@ -147,7 +203,7 @@ async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_s
     let run = |protocol: &str| {
         let mut command = bin();
         command.arg("-c").arg(&init).arg("--once").args(["--protocol", protocol]);
-        command.args(backend_args(vhost.options())).args(["--request-timeout", "2s", "--no-compile-cache"]);
+        command.args(deployment.args()).args(["--request-timeout", "2s", "--no-compile-cache"]);
         command.output().unwrap()
     };
 
@@ -163,7 +219,7 @@ async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_s
     assert_eq!(workspaces.status.code(), Some(0), "{log}");
 
     // The flag and the template, in TrustGraph's own config-svc.
-    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
+    let transport = deployment.transport();
     let services = BrokerServices::new(transport, Duration::from_secs(10));
     let config = ConfigClient(&services);
     assert_eq!(config.values("__system__", "init-state").await.unwrap(), [("template-seed".into(), r#""v1""#.into())]);

@@ -1,5 +1,6 @@
 //! TrustGraph's own services, started for one test: config-svc, flow-svc and no-auth-svc (as
-//! IAM) of trustgraph-flow 2.11.1 from PyPI, on the test's RabbitMQ vhost.
+//! IAM) of trustgraph-flow 2.11.1 from PyPI, on the test's broker (a RabbitMQ vhost, or
+//! pulsar-lite).
 //!
 //! `.ci/setup` installs them in `.venv-trustgraph`; `trustgraph_services.py` runs each as
 //! upstream's own process, except that config-svc keeps its table in memory instead of
@@ -7,8 +8,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-
-use bootstrap_wasm::broker::rabbitmq::RabbitOptions;
 
 use super::running::Running;
 
@@ -28,9 +27,10 @@ pub struct TrustGraph {
 }
 
 impl TrustGraph {
-    /// Start them on RabbitMQ at `options`, config-svc first (the others read their config
-    /// from it as they start), and wait until each serves.
-    pub fn start_on_rabbitmq(options: &RabbitOptions) -> Self {
+    /// Start them with `broker_args` (upstream's `--pubsub-backend ...` arguments, which are
+    /// bootstrap-wasm's too), config-svc first (the others read their config from it as they
+    /// start), and wait until each serves.
+    pub fn start(broker_args: &[String]) -> Self {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let python = repo.join(".venv-trustgraph/bin/python");
         assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
@@ -42,10 +42,7 @@ impl TrustGraph {
                     Command::new(&python)
                         .arg(&script)
                         .arg(service)
-                        .args(["--pubsub-backend", "rabbitmq", "--rabbitmq-host", &options.host])
-                        .args(["--rabbitmq-port", &options.port.to_string()])
-                        .args(["--rabbitmq-username", &options.username, "--rabbitmq-password", &options.password])
-                        .args(["--rabbitmq-vhost", &options.vhost])
+                        .args(broker_args)
                         .args(["--no-metrics", "--no-loki-enabled"]),
                 );
                 running.wait_for(ready);
