@@ -189,7 +189,7 @@ impl Services for BrokerServices {
 
     async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
         if self.protocol == Protocol::Legacy {
-            return Err(ServiceError::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into()));
+            return Err(ServiceError::no_iam());
         }
         // An error answer is the caller's to read: `duplicate` is how IAM says "already there".
         self.iam.request(&request).await

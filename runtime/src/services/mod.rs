@@ -63,6 +63,13 @@ pub enum ServiceError {
     Remote(WireError),
 }
 
+impl ServiceError {
+    /// An IAM call where the services have no IAM (the legacy protocol's).
+    pub fn no_iam() -> Self {
+        Self::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into())
+    }
+}
+
 /// A backend that carries config-svc and flow-svc requests. Implementations decide how a request
 /// travels; they do not interpret it beyond turning an `error` field into [`ServiceError::Remote`].
 #[async_trait]
@@ -75,7 +82,7 @@ pub trait Services: Send + Sync {
     /// One IAM round trip. Services of the legacy protocol have no IAM, and refuse.
     async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
         let _ = request;
-        Err(ServiceError::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into()))
+        Err(ServiceError::no_iam())
     }
 
     /// The protocol these services speak.
