@@ -35,12 +35,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The services, speaking `protocol` to a broker's. Broker backends connect lazily, so
-    /// this succeeds while the broker is still down (the gate then stays closed until it is
-    /// up); the embedded backend opens its store now. Each broker request times out after
-    /// `request_timeout`.
+    /// The services, speaking `protocol` to a broker's, with the start-up log line that says
+    /// which and where. Broker backends connect lazily, so this succeeds while the broker is
+    /// still down (the gate then stays closed until it is up); the embedded backend opens its
+    /// store now. Each broker request times out after `request_timeout`.
     pub fn open(&self, request_timeout: Duration, protocol: Protocol) -> Result<Arc<dyn Services>, StoreError> {
-        Ok(match self {
+        let services: Arc<dyn Services> = match self {
             Self::Embedded { state, sync_window } => {
                 Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?)
             }
@@ -54,7 +54,9 @@ impl Backend {
                 Arc::new(RabbitTransport::new(options.clone())),
                 request_timeout,
             )),
-        })
+        };
+        tracing::info!(protocol = services.protocol().name(), "backend: {self}");
+        Ok(services)
     }
 }
 
@@ -150,7 +152,6 @@ pub async fn run_replica<E>(
     let services = backend
         .open(options.request_timeout, options.protocol)
         .map_err(|source| ReplicaError::Open { backend: backend.to_string(), source })?;
-    tracing::info!(protocol = options.protocol.name(), "backend: {backend}");
     let mut reconciler =
         Reconciler::new(initialisers, services.clone(), options.cadence).with_concurrency(options.concurrency);
     let ended = if options.once {

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Queue, RequestResponse, Transport, client};
+use crate::services::wire::WORKSPACE_REGISTRY;
 use crate::services::{ConfigClient, ServiceError, Services, WireError};
-
-/// Where IAM registers workspaces, and under which type.
-const REGISTRY: (&str, &str) = ("__workspaces__", "workspace");
 
 /// The error kind of a call for a workspace IAM has not registered.
 pub const NOT_REGISTERED: &str = "not-registered";
@@ -37,7 +35,7 @@ impl WorkspaceFlows {
         timeout: Duration,
     ) -> Result<Arc<RequestResponse>, ServiceError> {
         if !lock(&self.registered).contains(workspace) {
-            let (registry, kind) = REGISTRY;
+            let (registry, kind) = WORKSPACE_REGISTRY;
             if ConfigClient(config).get(registry, kind, workspace).await?.is_none() {
                 let message = format!(
                     "workspace '{workspace}' is not registered ({registry} has no entry for it), so flow-svc \

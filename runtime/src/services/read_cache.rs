@@ -31,13 +31,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
+use super::wire::WORKSPACE_REGISTRY;
 use super::{
     ConfigOperation, ConfigRequest, ConfigResponse, FlowOperation, FlowRequest, FlowResponse, IamRequest, IamResponse,
     Protocol, ServiceError, Services,
 };
-
-/// Where IAM registers workspaces (config-svc then copies `__template__` into a new one).
-const WORKSPACES_REGISTRY: &str = "__workspaces__";
 
 /// Whether the cache keeps the answer to `operation`: the config-svc reads of one workspace.
 /// (`getvalues-all-ws` reads every workspace, so no write of one could tell it is stale.)
@@ -175,7 +173,7 @@ impl Services for WakeReadCache {
     /// An IAM call may register a workspace: it writes `__workspaces__`, and config-svc then
     /// fills the workspace from the template.
     async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
-        self.forget_workspace(WORKSPACES_REGISTRY);
+        self.forget_workspace(WORKSPACE_REGISTRY.0);
         if let Some(workspace) = &request.workspace_record {
             self.forget_workspace(&workspace.id);
         }
@@ -295,14 +293,14 @@ mod tests {
     async fn an_iam_call_drops_the_registry_and_the_workspace_it_names() {
         let (_dir, cache) = cache();
         let config = ConfigClient(&cache);
-        for workspace in [WORKSPACES_REGISTRY, "acme", "other"] {
+        for workspace in [WORKSPACE_REGISTRY.0, "acme", "other"] {
             config.keys(workspace, "workspace").await.unwrap();
         }
         let record = crate::services::wire::WorkspaceInput { id: "acme".into(), ..Default::default() };
         let register = IamRequest { operation: "create-workspace".into(), workspace_record: Some(record) };
         // The embedded services answer no IAM; what was read is dropped before it is asked.
         assert!(cache.iam(register).await.is_err());
-        for workspace in [WORKSPACES_REGISTRY, "acme", "other"] {
+        for workspace in [WORKSPACE_REGISTRY.0, "acme", "other"] {
             config.keys(workspace, "workspace").await.unwrap();
         }
         assert_eq!(cache.requests_sent(), 6, "3 reads, the IAM call, the re-reads of the registry and acme");

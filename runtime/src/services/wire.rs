@@ -103,6 +103,11 @@ pub struct FlowResponse {
     pub error: Option<WireError>,
 }
 
+/// Where IAM registers workspaces (TrustGraph 2.4.13 and later): config workspace
+/// `__workspaces__`, one key per workspace under type `workspace`. config-svc then copies
+/// `__template__` into a new one, and flow-svc starts serving it.
+pub const WORKSPACE_REGISTRY: (&str, &str) = ("__workspaces__", "workspace");
+
 /// A workspace as IAM's `create-workspace` takes it: upstream's `WorkspaceInput`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -161,7 +161,6 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
     let init_file = InitFile::load(init_path)?;
     let backend = backend.backend()?;
     let services = backend.open(timeout, protocol).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
-    tracing::info!(protocol = protocol.name(), "backend: {backend}");
     let configured = init_file.initialisers.iter().map(|spec| (spec.name.as_str(), &spec.flag));
     let rows = FlagStore(ConfigClient(services.as_ref()))
         .status(configured)
