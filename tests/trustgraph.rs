@@ -1,6 +1,7 @@
-//! The wire protocol of current TrustGraph, checked against its own services: trustgraph-flow
-//! 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM), from PyPI, over a real RabbitMQ and
-//! over pulsar-lite (which serves 2.11's Pulsar client, `:` in topic names included).
+//! Both protocols, checked against TrustGraph's own services from PyPI over a real RabbitMQ and
+//! over pulsar-lite: trustgraph-flow 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM)
+//! for the workspace protocol (pulsar-lite serves 2.11's Pulsar client, `:` in topic names
+//! included), and 2.4.4's config-svc and flow-svc for the legacy one.
 //!
 //! From 2.4.13 on, flow-svc serves each workspace on a queue of its own, and only once IAM
 //! has registered the workspace; these tests hold the records and queue names the runtime
@@ -16,12 +17,12 @@ use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, NOT_REGISTERED, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
 use bootstrap_wasm::services::{
-    ConfigClient, FlowOperation, FlowRequest, FlowResponse, Protocol, ServiceError, Services as _,
+    ConfigClient, FlowClient, FlowOperation, FlowRequest, FlowResponse, Protocol, ServiceError, Services as _,
 };
 use serde_json::{Value, json};
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{TestVhost, backend_args};
-use support::trustgraph::TrustGraph;
+use support::trustgraph::{TrustGraph, Version};
 use support::{Scratch, bin};
 
 /// A broker for one test, with TrustGraph's services on it.
@@ -36,8 +37,8 @@ enum Broker {
 }
 
 impl Deployment {
-    fn on(broker: Broker) -> Self {
-        let trustgraph = TrustGraph::start(&broker.args());
+    fn on(version: Version, broker: Broker) -> Self {
+        let trustgraph = TrustGraph::start(version, &broker.args());
         Self { broker, _trustgraph: trustgraph }
     }
 
@@ -64,18 +65,23 @@ impl Broker {
     }
 }
 
-/// `$test` as a test on each broker.
+/// `$test` as a test on each broker, against TrustGraph `$version` (2.11.1 if not given).
 macro_rules! on_each_broker {
     ($test:ident) => {
+        on_each_broker!($test, V2_11_1);
+    };
+    ($test:ident, $version:ident) => {
         mod $test {
+            use super::{Broker, Deployment, PulsarLite, TestVhost, Version};
+
             #[tokio::test]
             async fn on_rabbitmq() {
-                super::$test(super::Deployment::on(super::Broker::RabbitMq(super::TestVhost::create()))).await;
+                super::$test(Deployment::on(Version::$version, Broker::RabbitMq(TestVhost::create()))).await;
             }
 
             #[tokio::test]
             async fn on_pulsar() {
-                super::$test(super::Deployment::on(super::Broker::Pulsar(super::PulsarLite::start()))).await;
+                super::$test(Deployment::on(Version::$version, Broker::Pulsar(PulsarLite::start()))).await;
             }
         }
     };
@@ -225,4 +231,46 @@ async fn the_runtime_in_the_workspace_protocol_converges_where_the_legacy_gate_s
     assert_eq!(config.values("__system__", "init-state").await.unwrap(), [("template-seed".into(), r#""v1""#.into())]);
     let template = config.values("__template__", "flow-blueprint").await.unwrap();
     assert_eq!(template.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["everything"]);
+}
+
+on_each_broker!(the_runtime_in_the_legacy_protocol_converges_the_example_against_trustgraph_2_4_4, V2_4_4);
+async fn the_runtime_in_the_legacy_protocol_converges_the_example_against_trustgraph_2_4_4(deployment: Deployment) {
+    // examples/init.yaml (TemplateSeed, WorkspaceInit, DefaultFlowStart) and a probe.
+    let scratch = Scratch::new();
+    std::fs::copy(support::example_seed(), scratch.path("seed.json")).unwrap();
+    let example = std::fs::read_to_string(support::repo().join("examples/init.yaml")).unwrap();
+    let probe = support::component("probe");
+    let probe = format!(
+        "  - name: probe\n    flag: v1\n    component: {}\n    params: {{workspace: probed}}\n    grants: {{config: {{write: [probed]}}}}\n",
+        probe.display()
+    );
+    let init = scratch.write("init.yaml", &(example + &probe));
+    let run = || {
+        let mut command = bin();
+        command.arg("-c").arg(&init).args(["--once", "--protocol", "legacy", "--no-compile-cache"]);
+        command.args(deployment.args()).output().unwrap()
+    };
+
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", support::stderr(&first));
+    let second = run();
+    let log = support::stderr(&second);
+    assert_eq!(second.status.code(), Some(0), "{log}");
+    assert!(!log.contains("running (old_flag"), "the second run ran something again:\n{log}");
+
+    // The flags, the probe's record, and the flow 2.4.4's flow-svc started, in its own services.
+    let services = BrokerServices::new(deployment.transport(), Duration::from_secs(10));
+    let config = ConfigClient(&services);
+    let flags = config.values("__system__", "init-state").await.unwrap();
+    let names: Vec<&str> = flags.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["default-flow-start", "probe", "template-seed", "workspace-init"]);
+    assert!(flags.iter().all(|(_, flag)| flag == r#""v1""#), "{flags:?}");
+    assert_eq!(
+        config.values("probed", "probe-runs").await.unwrap(),
+        [("v1".into(), r#"{"new":"v1","old":null}"#.into())]
+    );
+    assert_eq!(FlowClient(&services).list_flows("default").await.unwrap(), ["default"]);
+    let flow = config.values("default", "flow").await.unwrap();
+    let flow: Value = serde_json::from_str(&flow.first().expect("flow-svc stored the flow").1).unwrap();
+    assert_eq!(flow["blueprint-name"], "document-rag");
 }

@@ -1,41 +1,77 @@
-//! TrustGraph's own services, started for one test: config-svc, flow-svc and no-auth-svc (as
-//! IAM) of trustgraph-flow 2.11.1 from PyPI, on the test's broker (a RabbitMQ vhost, or
-//! pulsar-lite).
+//! TrustGraph's own services, started for one test or bench, on its broker (a RabbitMQ vhost, or
+//! pulsar-lite), at either version the runtime speaks to:
+//! - 2.4.4 (the legacy protocol): config-svc and flow-svc of trustgraph-flow 2.4.4 from PyPI,
+//!   installed by `.ci/setup` in `.venv-trustgraph-2.4.4`;
+//! - 2.11.1 (the workspace protocol): config-svc, flow-svc and no-auth-svc (as IAM) of
+//!   trustgraph-flow 2.11.1, in `.venv-trustgraph`.
 //!
-//! `.ci/setup` installs them in `.venv-trustgraph`; `trustgraph_services.py` runs each as
-//! upstream's own process, except that config-svc keeps its table in memory instead of
-//! Cassandra. They stop when dropped.
+//! `trustgraph_services.py` runs each as upstream's own process, except that config-svc keeps
+//! its table in memory instead of Cassandra. They stop when dropped.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use super::running::Running;
 
-/// The version the tests run, as `.ci/setup` pins it.
-pub const VERSION: &str = "2.11.1";
+/// A TrustGraph release the tests run, as `.ci/setup` pins it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The legacy protocol: one shared flow queue, no IAM.
+    V2_4_4,
+    /// The workspace protocol: a flow queue per registered workspace, IAM.
+    V2_11_1,
+}
 
-/// What each service logs once it serves requests.
-const READY: [(&str, &str); 3] = [
-    ("config-svc", "Discovered workspaces"),
-    ("no-auth-svc", "Added producer: response:tg:iam"),
-    ("flow-svc", "Applied startup config version"),
-];
+impl Version {
+    /// As PyPI spells it.
+    pub fn number(self) -> &'static str {
+        match self {
+            Self::V2_4_4 => "2.4.4",
+            Self::V2_11_1 => "2.11.1",
+        }
+    }
 
-/// The three services, running.
+    /// The virtualenv `.ci/setup` installs this version in, under the repository.
+    fn venv(self) -> &'static str {
+        match self {
+            Self::V2_4_4 => ".venv-trustgraph-2.4.4",
+            Self::V2_11_1 => ".venv-trustgraph",
+        }
+    }
+
+    /// The services, in start order (config-svc first: the others read their config from it
+    /// as they start), each with what it logs once it serves requests.
+    fn services(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::V2_4_4 => &[
+                ("config-svc", "Successfully subscribed to topic: request:tg:config"),
+                ("flow-svc", "Successfully subscribed to topic: request:tg:flow"),
+            ],
+            Self::V2_11_1 => &[
+                ("config-svc", "Discovered workspaces"),
+                ("no-auth-svc", "Added producer: response:tg:iam"),
+                ("flow-svc", "Applied startup config version"),
+            ],
+        }
+    }
+}
+
+/// The services of one version, running.
 pub struct TrustGraph {
     _services: Vec<Running>,
 }
 
 impl TrustGraph {
-    /// Start them with `broker_args` (upstream's `--pubsub-backend ...` arguments, which are
-    /// bootstrap-wasm's too), config-svc first (the others read their config from it as they
-    /// start), and wait until each serves.
-    pub fn start(broker_args: &[String]) -> Self {
+    /// Start `version`'s services with `broker_args` (upstream's `--pubsub-backend ...`
+    /// arguments, which are bootstrap-wasm's too), one after the other, and wait until each
+    /// serves.
+    pub fn start(version: Version, broker_args: &[String]) -> Self {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let python = repo.join(".venv-trustgraph/bin/python");
+        let python = repo.join(version.venv()).join("bin/python");
         assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
         let script = repo.join("tests/support/trustgraph_services.py");
-        let services = READY
+        let services = version
+            .services()
             .iter()
             .map(|(service, ready)| {
                 let mut running = Running::spawn(
