@@ -1,6 +1,7 @@
-//! End-to-end tests on real brokers: bootstrap-wasm against config-svc and flow-svc served
-//! over Pulsar (pulsar-lite) and RabbitMQ (the machine's server) by a test peer with
-//! TrustGraph's semantics (`support::peer`). Every scenario runs on both brokers.
+//! End-to-end tests on real brokers: bootstrap-wasm against config-svc and flow-svc (and, in
+//! the workspace protocol, IAM) served over Pulsar (pulsar-lite) and RabbitMQ (the machine's
+//! server) by a test peer with TrustGraph's semantics (`support::peer`). Every scenario runs on
+//! both brokers, in both protocols: `legacy` (TrustGraph 2.4.4) and `workspaces` (2.11.1).
 
 mod support;
 
@@ -13,7 +14,10 @@ use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::broker::{BrokerServices, Transport};
 use bootstrap_wasm::embedded::EmbeddedServices;
-use bootstrap_wasm::services::Services;
+use bootstrap_wasm::services::wire::{
+    IamOperation, IamRequest, REGISTERED_WORKSPACE, WORKSPACE_REGISTRY, WorkspaceInput,
+};
+use bootstrap_wasm::services::{FlowClient, Protocol, Services};
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};
@@ -21,19 +25,25 @@ use support::pulsar::PulsarLite;
 use support::rabbitmq::{Relay, TestVhost};
 use support::{Scratch, bin, entry, logged, stderr, stored_flags};
 
-/// A broker for one test, and how to make it go away and come back.
-enum Broker {
+/// A broker for one test, the protocol its services speak, and how to make the broker go away
+/// and come back.
+struct Broker {
+    kind: BrokerKind,
+    protocol: Protocol,
+}
+
+enum BrokerKind {
     Pulsar(PulsarLite),
     RabbitMq { vhost: TestVhost, relay: Relay },
 }
 
 impl Broker {
-    fn pulsar() -> Self {
-        Broker::Pulsar(PulsarLite::start())
+    fn pulsar(protocol: Protocol) -> Self {
+        Broker { kind: BrokerKind::Pulsar(PulsarLite::start()), protocol }
     }
 
-    fn rabbitmq() -> Self {
-        Broker::RabbitMq { vhost: TestVhost::create(), relay: Relay::start() }
+    fn rabbitmq(protocol: Protocol) -> Self {
+        Broker { kind: BrokerKind::RabbitMq { vhost: TestVhost::create(), relay: Relay::start() }, protocol }
     }
 
     fn rabbitmq_options(vhost: &TestVhost, relay: &Relay) -> RabbitOptions {
@@ -42,46 +52,76 @@ impl Broker {
 
     /// A new connection to the broker.
     fn transport(&self) -> Arc<dyn Transport> {
-        match self {
-            Broker::Pulsar(broker) => Arc::new(PulsarTransport::new(broker.options())),
-            Broker::RabbitMq { vhost, relay } => Arc::new(RabbitTransport::new(Self::rabbitmq_options(vhost, relay))),
+        match &self.kind {
+            BrokerKind::Pulsar(broker) => Arc::new(PulsarTransport::new(broker.options())),
+            BrokerKind::RabbitMq { vhost, relay } => {
+                Arc::new(RabbitTransport::new(Self::rabbitmq_options(vhost, relay)))
+            }
         }
     }
 
     /// The services through the broker, as the runtime uses them.
     fn services(&self, timeout: Duration) -> Arc<dyn Services> {
-        Arc::new(BrokerServices::new(self.transport(), timeout))
+        Arc::new(BrokerServices::speaking(self.protocol, self.transport(), timeout))
     }
 
-    /// The binary's backend arguments for this broker.
+    /// The binary's arguments for this broker and protocol.
     fn args(&self) -> Vec<String> {
-        match self {
-            Broker::Pulsar(broker) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), broker.url()],
-            Broker::RabbitMq { vhost, relay } => support::rabbitmq::backend_args(Self::rabbitmq_options(vhost, relay)),
-        }
+        let mut args = match &self.kind {
+            BrokerKind::Pulsar(broker) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), broker.url()],
+            BrokerKind::RabbitMq { vhost, relay } => {
+                support::rabbitmq::backend_args(Self::rabbitmq_options(vhost, relay))
+            }
+        };
+        args.extend(["--protocol".into(), self.protocol.name().into()]);
+        args
     }
 
     /// The broker stops (Pulsar: the process is killed) or becomes unreachable (RabbitMQ: its
     /// connections are cut; the machine's server is shared by other tests).
     fn go_away(&mut self) {
-        match self {
-            Broker::Pulsar(broker) => broker.stop(),
-            Broker::RabbitMq { relay, .. } => relay.cut(),
+        match &mut self.kind {
+            BrokerKind::Pulsar(broker) => broker.stop(),
+            BrokerKind::RabbitMq { relay, .. } => relay.cut(),
         }
     }
 
     fn come_back(&mut self) {
-        match self {
-            Broker::Pulsar(broker) => broker.restart(),
-            Broker::RabbitMq { relay, .. } => relay.restore(),
+        match &mut self.kind {
+            BrokerKind::Pulsar(broker) => broker.restart(),
+            BrokerKind::RabbitMq { relay, .. } => relay.restore(),
         }
     }
+
+    /// In the workspace protocol, register `workspace` with the peer's IAM, as WorkspaceInit
+    /// does before DefaultFlowStart uses the workspace's flow queue; nothing in the legacy one.
+    async fn register(&self, workspace: &str) {
+        if self.protocol == Protocol::Legacy {
+            return;
+        }
+        let record = WorkspaceInput { id: workspace.into(), name: workspace.into(), enabled: true };
+        let request =
+            IamRequest { operation: IamOperation::CreateWorkspace.as_str().into(), workspace_record: Some(record) };
+        let services = self.services(Duration::from_secs(10));
+        let answer = services.iam(request).await.unwrap();
+        assert_eq!(answer.error, None);
+        services.close().await;
+    }
+}
+
+/// A peer serving the store `services` opened in `scratch` over `broker`, in its protocol.
+async fn peer_on(broker: &Broker, store: EmbeddedServices, behaviour: Behaviour) -> (ServicePeer, EmbeddedServices) {
+    let store = store.speaking(broker.protocol);
+    (ServicePeer::start(broker.transport(), store.clone(), behaviour).await, store)
 }
 
 /// A peer serving a fresh store in `scratch` over `broker`.
 async fn peer(broker: &Broker, scratch: &Scratch, behaviour: Behaviour) -> (ServicePeer, EmbeddedServices) {
-    let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
-    (ServicePeer::start(broker.transport(), store.clone(), behaviour).await, store)
+    peer_on(broker, fresh_store(scratch), behaviour).await
+}
+
+fn fresh_store(scratch: &Scratch) -> EmbeddedServices {
+    EmbeddedServices::open(&scratch.path("peer.redb")).unwrap()
 }
 
 /// `bootstrap-wasm -c init --once` on `broker`, run off the async executor.
@@ -109,13 +149,17 @@ async fn reconciler(init: &Path, services: Arc<dyn Services>) -> Reconciler {
 
 async fn converges_and_then_only_skips(broker: Broker) {
     let scratch = Scratch::new();
-    let (_peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
+    let (peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
+    broker.register("default").await;
 
     let first = run_once(&broker, &examples_init(), &[]).await;
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let dump = store.dump(None).unwrap();
     assert!(dump["default"]["flow"]["default"].is_string(), "no flow started: {dump}");
     assert_eq!(stored_flags(&dump).as_object().unwrap().len(), 3);
+    if broker.protocol == Protocol::Workspaces {
+        assert_eq!(peer.flow_workspaces().await, ["default"], "flow-svc serves the registered workspace only");
+    }
 
     let second = run_once(&broker, &examples_init(), &[]).await;
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
@@ -125,13 +169,23 @@ async fn converges_and_then_only_skips(broker: Broker) {
 
 async fn reads_upstream_state_as_converged(broker: Broker) {
     let scratch = Scratch::new();
-    let (_peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
+    // What upstream's bootstrapper leaves: its flags, and in the workspace protocol the
+    // workspace IAM registered, which the peer's flow-svc serves from its start.
+    let store = fresh_store(&scratch);
     let flags = [
         ("init-state", "template-seed", "\"v1\""),
         ("init-state", "workspace-init", "\"v1\""),
         ("init-state", "default-flow-start", "\"v1\""),
     ];
     store.store().put_many("__system__", flags).unwrap();
+    if broker.protocol == Protocol::Workspaces {
+        let (registry, kind) = WORKSPACE_REGISTRY;
+        store.store().put_many(registry, [(kind, "default", REGISTERED_WORKSPACE)]).unwrap();
+    }
+    let (peer, store) = peer_on(&broker, store, Behaviour::default()).await;
+    if broker.protocol == Protocol::Workspaces {
+        assert_eq!(peer.flow_workspaces().await, ["default"]);
+    }
 
     let output = run_once(&broker, &examples_init(), &[]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -159,6 +213,7 @@ async fn survives_the_broker_going_away_mid_cycle(mut broker: Broker) {
     // A slow peer, so that the broker goes away while the wake is under way.
     let (_peer, store) =
         peer(&broker, &scratch, Behaviour { delay: Duration::from_millis(100), ..Default::default() }).await;
+    broker.register("probed").await;
     let names: Vec<String> = (0..6).map(|i| format!("probe-{i}")).collect();
     let entries: Vec<Value> = names.iter().map(|name| probe(name)).collect();
     let mut loop_ = reconciler(&scratch.init_file(&entries), broker.services(Duration::from_secs(2))).await;
@@ -187,6 +242,9 @@ async fn survives_the_broker_going_away_mid_cycle(mut broker: Broker) {
         assert_eq!(stored_flags(&dump)[name], "\"v1\"");
     }
     assert_eq!(dump["probed"]["probe-runs"]["v1"], r#"{"new":"v1","old":null}"#);
+    // flow-svc came back too, on the workspace's own queue in the workspace protocol.
+    let services = broker.services(Duration::from_secs(10));
+    assert_eq!(FlowClient(&*services).list_flows("probed").await.unwrap(), Vec::<String>::new());
 }
 
 async fn no_flag_is_stored_for_work_that_did_not_finish(broker: Broker) {
@@ -207,6 +265,7 @@ async fn no_flag_is_stored_for_work_that_did_not_finish(broker: Broker) {
 async fn ignores_other_clients_answers_and_malformed_json(broker: Broker) {
     let scratch = Scratch::new();
     let (_peer, store) = peer(&broker, &scratch, Behaviour { noisy: true, ..Default::default() }).await;
+    broker.register("default").await;
     let output = run_once(&broker, &examples_init(), &[]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stderr(&output).contains("not JSON"), "the malformed answers were not logged:\n{}", stderr(&output));
@@ -237,49 +296,62 @@ async fn status_shows_configured_and_stored_flags(broker: Broker) {
     );
 }
 
-/// Every scenario, on one broker.
+/// Every scenario, on one broker, in one protocol.
 macro_rules! on_broker {
-    ($broker:ident) => {
-        mod $broker {
+    ($broker:ident, $protocol:ident, $speaking:expr) => {
+        mod $protocol {
             use super::*;
+
+            fn broker() -> Broker {
+                Broker::$broker($speaking)
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn converges_and_then_only_skips() {
-                super::converges_and_then_only_skips(Broker::$broker()).await;
+                super::super::converges_and_then_only_skips(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reads_upstream_state_as_converged() {
-                super::reads_upstream_state_as_converged(Broker::$broker()).await;
+                super::super::reads_upstream_state_as_converged(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn without_services_the_gate_stays_closed() {
-                super::without_services_the_gate_stays_closed(Broker::$broker()).await;
+                super::super::without_services_the_gate_stays_closed(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn survives_the_broker_going_away_mid_cycle() {
-                super::survives_the_broker_going_away_mid_cycle(Broker::$broker()).await;
+                super::super::survives_the_broker_going_away_mid_cycle(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn no_flag_is_stored_for_work_that_did_not_finish() {
-                super::no_flag_is_stored_for_work_that_did_not_finish(Broker::$broker()).await;
+                super::super::no_flag_is_stored_for_work_that_did_not_finish(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ignores_other_clients_answers_and_malformed_json() {
-                super::ignores_other_clients_answers_and_malformed_json(Broker::$broker()).await;
+                super::super::ignores_other_clients_answers_and_malformed_json(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn status_shows_configured_and_stored_flags() {
-                super::status_shows_configured_and_stored_flags(Broker::$broker()).await;
+                super::super::status_shows_configured_and_stored_flags(broker()).await;
             }
         }
     };
 }
 
-on_broker!(pulsar);
-on_broker!(rabbitmq);
+mod pulsar {
+    use super::*;
+    on_broker!(pulsar, legacy, Protocol::Legacy);
+    on_broker!(pulsar, workspaces, Protocol::Workspaces);
+}
+
+mod rabbitmq {
+    use super::*;
+    on_broker!(rabbitmq, legacy, Protocol::Legacy);
+    on_broker!(rabbitmq, workspaces, Protocol::Workspaces);
+}

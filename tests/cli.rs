@@ -310,7 +310,9 @@ async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0
 
     let broker = support::pulsar::PulsarLite::start();
     let scratch = Scratch::new();
-    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb"))
+        .unwrap()
+        .speaking(bootstrap_wasm::services::Protocol::Legacy);
     let _peer = support::peer::ServicePeer::start(
         std::sync::Arc::new(PulsarTransport::new(broker.options())),
         store.clone(),
@@ -329,7 +331,9 @@ async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
 
     let vhost = support::rabbitmq::TestVhost::create();
     let scratch = Scratch::new();
-    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb"))
+        .unwrap()
+        .speaking(bootstrap_wasm::services::Protocol::Legacy);
     let _peer = support::peer::ServicePeer::start(
         std::sync::Arc::new(RabbitTransport::new(vhost.options())),
         store.clone(),

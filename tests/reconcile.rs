@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::RunFailure;
 use bootstrap_wasm::services::{
-    ConfigRequest, ConfigResponse, FlowClient, FlowRequest, FlowResponse, ServiceError, Services,
+    ConfigRequest, ConfigResponse, FlowClient, FlowRequest, FlowResponse, Protocol, ServiceError, Services,
 };
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox, WakeReport};
 use serde_json::{Value, json};
@@ -27,8 +27,14 @@ async fn reconciler(init: &Path, services: Arc<dyn Services>) -> Reconciler {
     Reconciler::new(initialisers, services, Cadence::default())
 }
 
+/// The embedded services on `scratch`'s store, in the legacy protocol, where flow-svc serves
+/// every workspace unregistered (the wrappers below speak legacy too: the trait's default).
 fn embedded(scratch: &Scratch) -> Arc<EmbeddedServices> {
-    Arc::new(EmbeddedServices::open(&scratch.state()).unwrap())
+    Arc::new(legacy(scratch))
+}
+
+fn legacy(scratch: &Scratch) -> EmbeddedServices {
+    EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy)
 }
 
 /// The outcomes of a wake, by name, in file order.
@@ -318,7 +324,7 @@ async fn a_wake_reads_the_template_once_stores_its_flags_together_and_a_steady_w
         entries.push(json!({"builtin": "workspace-init", "name": format!("init-{tenant}"), "flag": "v1",
                             "params": {"workspace": tenant}}));
     }
-    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+    let store = legacy(&scratch);
     let services = Arc::new(Counted {
         store,
         requests: Default::default(),
@@ -393,8 +399,7 @@ async fn initialisers_with_separate_grants_run_at_once_and_those_sharing_a_works
     for (concurrency, expected_at_once) in [(1, 1), (4, 3)] {
         let scratch = Scratch::new();
         let init = scratch.init_file(&entries);
-        let held =
-            Arc::new(Held { store: EmbeddedServices::open(&scratch.state()).unwrap(), events: Default::default() });
+        let held = Arc::new(Held { store: legacy(&scratch), events: Default::default() });
         let concurrency = std::num::NonZeroUsize::new(concurrency).unwrap();
         let mut loop_ = reconciler(&init, held.clone()).await.with_concurrency(concurrency);
 

@@ -1,4 +1,5 @@
-//! One active replica, on every backend: two real `bootstrap-wasm` processes on one deployment.
+//! One active replica, on every backend, in both protocols (`legacy` and `workspaces`): two
+//! real `bootstrap-wasm` processes on one deployment.
 //! While both live, only the lease holder runs initialisers and the other says it is on
 //! standby; after the holder is SIGKILLed, the standby takes the lease and runs. The runs of
 //! the two never interleave in time (compared by their log lines' timestamps). On the brokers,
@@ -22,6 +23,7 @@ use bootstrap_wasm::broker::Transport;
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::embedded::EmbeddedServices;
+use bootstrap_wasm::services::Protocol;
 use serde_json::json;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;
@@ -227,68 +229,90 @@ async fn a_lost_lease_stops_the_runs_until_it_is_taken_again(
     assert_eq!(runs_between, 0, "ran without the lease:\n{}", replica.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded() {
-    let scratch = Scratch::new();
-    let backend = ["--pubsub-backend".to_owned(), "embedded".into(), "--state".into(), path_arg(&scratch.state())];
-    one_replica_runs_and_the_standby_takes_over("embedded", &scratch, &backend).await;
+/// The lease scenarios, on every backend, in one protocol.
+macro_rules! in_protocol {
+    ($protocol:ident, $speaking:expr) => {
+        mod $protocol {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded() {
+                let scratch = Scratch::new();
+                let state = path_arg(&scratch.state());
+                let backend =
+                    speaking($speaking, vec!["--pubsub-backend".into(), "embedded".into(), "--state".into(), state]);
+                one_replica_runs_and_the_standby_takes_over("embedded", &scratch, &backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn pulsar() {
+                let scratch = Scratch::new();
+                let (_broker, _peer, backend) = pulsar_deployment(&scratch, $speaking).await;
+                one_replica_runs_and_the_standby_takes_over("pulsar", &scratch, &backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn rabbitmq() {
+                let scratch = Scratch::new();
+                let vhost = TestVhost::create();
+                let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch, $speaking).await;
+                let backend = rabbitmq_args(&vhost.options(), $speaking);
+                one_replica_runs_and_the_standby_takes_over("rabbitmq", &scratch, &backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn pulsar_lease_lost_and_taken_again() {
+                let scratch = Scratch::new();
+                let (broker, _peer, backend) = pulsar_deployment(&scratch, $speaking).await;
+                let (go_away, come_back) = (|| broker.pause(), || broker.resume());
+                a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, go_away, come_back).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn rabbitmq_lease_lost_and_taken_again() {
+                let scratch = Scratch::new();
+                let vhost = TestVhost::create();
+                let relay = Relay::start();
+                // The peer reaches the server directly; the replica through the relay, which is cut.
+                let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch, $speaking).await;
+                let backend = rabbitmq_args(&vhost.options_via(&relay), $speaking);
+                let (go_away, come_back) = (|| relay.cut(), || relay.restore());
+                a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, go_away, come_back).await;
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pulsar() {
-    let scratch = Scratch::new();
-    let (_broker, _peer, backend) = pulsar_deployment(&scratch).await;
-    one_replica_runs_and_the_standby_takes_over("pulsar", &scratch, &backend).await;
+in_protocol!(legacy, Protocol::Legacy);
+in_protocol!(workspaces, Protocol::Workspaces);
+
+/// `backend` (the binary's arguments), speaking `protocol`.
+fn speaking(protocol: Protocol, mut backend: Vec<String>) -> Vec<String> {
+    backend.extend(["--protocol".into(), protocol.name().into()]);
+    backend
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rabbitmq() {
-    let scratch = Scratch::new();
-    let vhost = TestVhost::create();
-    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
-    let backend = rabbitmq_args(&vhost.options());
-    one_replica_runs_and_the_standby_takes_over("rabbitmq", &scratch, &backend).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pulsar_lease_lost_and_taken_again() {
-    let scratch = Scratch::new();
-    let (broker, _peer, backend) = pulsar_deployment(&scratch).await;
-    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || broker.pause(), || broker.resume())
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rabbitmq_lease_lost_and_taken_again() {
-    let scratch = Scratch::new();
-    let vhost = TestVhost::create();
-    let relay = Relay::start();
-    // The peer reaches the server directly; the replica through the relay, which is cut.
-    let _peer = peer(Arc::new(RabbitTransport::new(vhost.options())), &scratch).await;
-    let backend = rabbitmq_args(&vhost.options_via(&relay));
-    a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, || relay.cut(), || relay.restore()).await;
-}
-
-/// pulsar-lite with config-svc and flow-svc on it, and the binary's arguments to reach it.
-async fn pulsar_deployment(scratch: &Scratch) -> (PulsarLite, ServicePeer, Vec<String>) {
+/// pulsar-lite with the services on it, and the binary's arguments to reach it.
+async fn pulsar_deployment(scratch: &Scratch, protocol: Protocol) -> (PulsarLite, ServicePeer, Vec<String>) {
     let broker = PulsarLite::start();
-    let peer = peer(Arc::new(PulsarTransport::new(broker.options())), scratch).await;
-    let backend = vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    let peer = peer(Arc::new(PulsarTransport::new(broker.options())), scratch, protocol).await;
+    let backend = speaking(protocol, vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()]);
     (broker, peer, backend)
 }
 
 /// The binary's arguments for the RabbitMQ server of `options`.
-fn rabbitmq_args(options: &RabbitOptions) -> Vec<String> {
+fn rabbitmq_args(options: &RabbitOptions, protocol: Protocol) -> Vec<String> {
     let port = options.port.to_string();
     let pairs = [("host", options.host.as_str()), ("port", &port), ("vhost", &options.vhost)];
     let mut args = vec!["--pubsub-backend".to_owned(), "rabbitmq".to_owned()];
     args.extend(pairs.iter().flat_map(|(name, value)| [format!("--rabbitmq-{name}"), (*value).to_owned()]));
-    args
+    speaking(protocol, args)
 }
 
-/// config-svc and flow-svc for the replicas, over `transport`, on a store of their own.
-async fn peer(transport: Arc<dyn Transport>, scratch: &Scratch) -> ServicePeer {
-    let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap();
+/// The services for the replicas, over `transport`, on a store of their own, speaking
+/// `protocol`.
+async fn peer(transport: Arc<dyn Transport>, scratch: &Scratch, protocol: Protocol) -> ServicePeer {
+    let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap().speaking(protocol);
     ServicePeer::start(transport, store, Behaviour::default()).await
 }
 

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::broker::{BrokerServices, NOT_REGISTERED, Queue, RequestResponse, Transport};
+use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
 use bootstrap_wasm::services::{
-    ConfigClient, FlowClient, FlowOperation, FlowRequest, FlowResponse, Protocol, ServiceError, Services as _,
+    ConfigClient, FlowClient, FlowOperation, FlowRequest, FlowResponse, NOT_REGISTERED, Protocol, ServiceError,
+    Services as _,
 };
 use serde_json::{Value, json};
 use support::pulsar::PulsarLite;

@@ -15,7 +15,7 @@ use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, Transport};
 use bootstrap_wasm::embedded::EmbeddedServices;
-use bootstrap_wasm::services::{ConfigClient, Services};
+use bootstrap_wasm::services::{ConfigClient, Protocol, Services};
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::json;
 use support::peer::{Behaviour, ServicePeer};
@@ -34,7 +34,7 @@ async fn main() {
         [("pulsar (pulsar-lite)", pulsar_transport()), ("rabbitmq", Arc::new(RabbitTransport::new(vhost.options())))];
     for (name, transport) in cases {
         let scratch = support::Scratch::new();
-        let store = EmbeddedServices::open(&scratch.state()).unwrap();
+        let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
         store.store().put_many("default", [("prompt", "system", "\"hello\"")]).unwrap();
         let _peer = ServicePeer::start(transport.clone(), store, Behaviour::default()).await;
         let services = BrokerServices::new(transport, Duration::from_secs(10));
@@ -70,7 +70,7 @@ async fn round_trips(services: &dyn Services, count: usize) -> Vec<Duration> {
 /// Converge `count` probes, then count the requests and time of one more wake.
 async fn steady_wake(transport: Arc<dyn Transport>, count: usize) -> (usize, Duration) {
     let scratch = support::Scratch::new();
-    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+    let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
     let peer = ServicePeer::start(transport.clone(), store, Behaviour::default()).await;
     let entries: Vec<_> = (0..count)
         .map(|i| {

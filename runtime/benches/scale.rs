@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::embedded::EmbeddedServices;
+use bootstrap_wasm::services::Protocol;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
 use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};
@@ -119,7 +120,7 @@ fn start_peer(
     pulsar: &support::pulsar::PulsarLite,
     scratch: &Scratch,
 ) -> ServicePeer {
-    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+    let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
     let transport = Arc::new(PulsarTransport::new(pulsar.direct_options()));
     runtime.block_on(ServicePeer::start(transport, store, Behaviour::default()))
 }
@@ -182,7 +183,7 @@ fn steady_wake_in_process(runtime: &tokio::runtime::Runtime, cache: &Path) {
     let tenants = 1000;
     let scratch = Scratch::new();
     let file = InitFile::load(&scratch.init_file(&entries(tenants))).unwrap();
-    let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap());
+    let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy));
     let mut reconciler = runtime.block_on(async {
         let sandbox = Sandbox::new().unwrap().with_compile_cache(cache.to_path_buf());
         let initialisers = Initialiser::prepare_all(&file, &sandbox).await.unwrap();

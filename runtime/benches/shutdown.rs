@@ -14,6 +14,7 @@ use bootstrap_wasm::broker::Transport;
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::embedded::EmbeddedServices;
+use bootstrap_wasm::services::Protocol;
 use support::peer::{Behaviour, ServicePeer};
 use support::running::Running;
 use support::{Scratch, bin};
@@ -52,7 +53,7 @@ async fn main() {
         let mut times = Vec::with_capacity(TRIALS);
         for _ in 0..TRIALS {
             let trial = Scratch::new();
-            let store = EmbeddedServices::open(&trial.path("peer.redb")).unwrap();
+            let store = EmbeddedServices::open(&trial.path("peer.redb")).unwrap().speaking(Protocol::Legacy);
             let _peer = match &transport {
                 Some(transport) => {
                     Some(ServicePeer::start(transport.clone(), store.clone(), Behaviour::default()).await)

@@ -24,6 +24,7 @@ use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::SandboxOptions;
+use bootstrap_wasm::services::Protocol;
 use support::peer::{Behaviour, ServicePeer};
 use support::upstream::Upstream;
 
@@ -67,7 +68,7 @@ async fn bench() {
                 let _peer = if backend == "embedded" {
                     None
                 } else {
-                    let store = EmbeddedServices::open(&scratch.state()).unwrap();
+                    let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
                     Some(
                         ServicePeer::start(peer_transport(backend, &pulsar, &vhost), store, Behaviour::default()).await,
                     )
@@ -130,7 +131,7 @@ async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vho
                 "pulsar" => vec!["-p".into(), pulsar.direct_url()],
                 _ => support::rabbitmq::backend_args(vhost.options()),
             };
-            let store = EmbeddedServices::open(&scratch.state()).unwrap();
+            let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
             let peer = ServicePeer::start(peer_transport(backend, pulsar, vhost), store, Behaviour::default()).await;
             let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
             assert_eq!(run.completed, 3, "upstream did not converge: {run:?}");

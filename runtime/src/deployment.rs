@@ -35,14 +35,15 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The services, speaking `protocol` to a broker's, with the start-up log line that says
-    /// which and where. Broker backends connect lazily, so this succeeds while the broker is
-    /// still down (the gate then stays closed until it is up); the embedded backend opens its
-    /// store now. Each broker request times out after `request_timeout`.
+    /// The services, speaking `protocol` (to a broker's, or in-process as the embedded ones
+    /// do), with the start-up log line that says which and where. Broker backends connect
+    /// lazily, so this succeeds while the broker is still down (the gate then stays closed
+    /// until it is up); the embedded backend opens its store now. Each broker request times
+    /// out after `request_timeout`.
     pub fn open(&self, request_timeout: Duration, protocol: Protocol) -> Result<Arc<dyn Services>, StoreError> {
         let services: Arc<dyn Services> = match self {
             Self::Embedded { state, sync_window } => {
-                Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?)
+                Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?.speaking(protocol))
             }
             Self::Pulsar(options) => Arc::new(BrokerServices::speaking(
                 protocol,
@@ -92,7 +93,7 @@ pub struct ReplicaOptions {
     pub lease_name: String,
     /// How long to wait for each config-svc or flow-svc answer.
     pub request_timeout: Duration,
-    /// What a broker's services speak.
+    /// What the services speak (a broker's, or the embedded backend's own).
     pub protocol: Protocol,
     pub cadence: Cadence,
     /// How many initialisers may run at once.

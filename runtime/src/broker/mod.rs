@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 
 pub use queue::{Queue, QueueClass};
 pub use rpc::RequestResponse;
-pub use workspaces::NOT_REGISTERED;
 
 use crate::services::{
     ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, IamRequest, IamResponse, Protocol, ServiceError, Services,

@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use super::{Queue, RequestResponse, Transport, client};
 use crate::services::wire::WORKSPACE_REGISTRY;
-use crate::services::{ConfigClient, ServiceError, Services, WireError};
-
-/// The error kind of a call for a workspace IAM has not registered.
-pub const NOT_REGISTERED: &str = "not-registered";
+use crate::services::{ConfigClient, ServiceError, Services};
 
 /// The per-workspace flow-svc clients, and the workspaces known to be registered.
 #[derive(Default)]
@@ -37,11 +34,7 @@ impl WorkspaceFlows {
         if !lock(&self.registered).contains(workspace) {
             let (registry, kind) = WORKSPACE_REGISTRY;
             if ConfigClient(config).get(registry, kind, workspace).await?.is_none() {
-                let message = format!(
-                    "workspace '{workspace}' is not registered ({registry} has no entry for it), so flow-svc \
-                     does not serve it: IAM's create-workspace registers it"
-                );
-                return Err(ServiceError::Remote(WireError::new(NOT_REGISTERED, message)));
+                return Err(ServiceError::not_registered(workspace));
             }
             lock(&self.registered).insert(workspace.to_owned());
         }

@@ -1,5 +1,7 @@
 //! config-svc, in-process: answers [`ConfigRequest`]s from the [`ConfigStore`] with TrustGraph
-//! 2.4.4's semantics (`trustgraph-flow/trustgraph/config/service/config.py`).
+//! 2.4.4's semantics (`trustgraph-flow/trustgraph/config/service/config.py`), and in the
+//! workspace protocol with 2.11.1's: the same, plus a put that registers a workspace copies
+//! `__template__` into it ([`super::registry`]).
 //!
 //! The handler is a plain synchronous function from request to response, so the same code can
 //! sit behind [`super::EmbeddedServices`] or be served over a broker by a test peer.
@@ -17,21 +19,24 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::registry;
 use super::store::{ConfigStore, StoreError};
+use crate::services::Protocol;
 use crate::services::wire::{ConfigOperation, ConfigRequest, ConfigResponse, ConfigValue, WireError};
 
 /// The error type upstream's config-svc reports any failure of an operation as.
 const CONFIG_ERROR: &str = "config-error";
 
-/// config-svc over a [`ConfigStore`].
+/// config-svc over a [`ConfigStore`], as the services of one protocol answer it.
 #[derive(Debug, Clone)]
 pub struct ConfigService {
     store: Arc<ConfigStore>,
+    protocol: Protocol,
 }
 
 impl ConfigService {
-    pub fn new(store: Arc<ConfigStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<ConfigStore>, protocol: Protocol) -> Self {
+        Self { store, protocol }
     }
 
     /// Answers one request. Never fails: every failure is an answer with `error` set.
@@ -115,11 +120,16 @@ impl ConfigService {
 
     // put and delete answer an empty response (version 0), as upstream does.
     fn put(&self, request: &ConfigRequest) -> Result<ConfigResponse, StoreError> {
-        let entries = request
+        let entries: Vec<_> = request
             .values
             .iter()
-            .map(|value| (value.kind.as_str(), value.key.as_str(), value.value.as_deref().unwrap_or_default()));
-        self.store.put_many(&request.workspace, entries)?;
+            .map(|value| (value.kind.as_str(), value.key.as_str(), value.value.as_deref().unwrap_or_default()))
+            .collect();
+        if self.protocol == Protocol::Workspaces && registry::registers(&request.workspace, &entries) {
+            registry::put_registering(&self.store, &entries)?;
+        } else {
+            self.store.put_many(&request.workspace, entries)?;
+        }
         Ok(ConfigResponse::default())
     }
 
@@ -151,7 +161,7 @@ mod tests {
     fn service() -> (tempfile::TempDir, ConfigService) {
         let dir = tempfile::tempdir().unwrap();
         let store = ConfigStore::open(&dir.path().join("config.redb")).unwrap();
-        (dir, ConfigService::new(Arc::new(store)))
+        (dir, ConfigService::new(Arc::new(store), Protocol::Legacy))
     }
 
     fn request(operation: &str, workspace: &str) -> ConfigRequest {
@@ -280,10 +290,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.redb");
         {
-            let service = ConfigService::new(Arc::new(ConfigStore::open(&path).unwrap()));
+            let service = ConfigService::new(Arc::new(ConfigStore::open(&path).unwrap()), Protocol::Legacy);
             put(&service, "w", vec![value("t", "k", "v")]);
         }
-        let service = ConfigService::new(Arc::new(ConfigStore::open(&path).unwrap()));
+        let service = ConfigService::new(Arc::new(ConfigStore::open(&path).unwrap()), Protocol::Legacy);
         let got = service.handle(ConfigRequest { keys: vec![key("t", "k")], ..request("get", "w") });
         assert_eq!((got.version, got.values), (1, vec![value("t", "k", "v")]));
     }

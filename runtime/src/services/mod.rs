@@ -63,10 +63,25 @@ pub enum ServiceError {
     Remote(WireError),
 }
 
+/// The error kind of a flow call for a workspace IAM has not registered (workspace protocol).
+pub const NOT_REGISTERED: &str = "not-registered";
+
 impl ServiceError {
     /// An IAM call where the services have no IAM (the legacy protocol's).
     pub fn no_iam() -> Self {
         Self::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into())
+    }
+
+    /// A flow call for `workspace`, which IAM has not registered, so flow-svc does not serve
+    /// it (workspace protocol). Upstream's flow-svc does not answer at all; both backends
+    /// say so at once instead.
+    pub fn not_registered(workspace: &str) -> Self {
+        let (registry, _) = wire::WORKSPACE_REGISTRY;
+        let message = format!(
+            "workspace '{workspace}' is not registered ({registry} has no entry for it), so flow-svc does not \
+             serve it: IAM's create-workspace registers it"
+        );
+        Self::Remote(WireError::new(NOT_REGISTERED, message))
     }
 }
 

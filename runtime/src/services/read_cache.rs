@@ -205,9 +205,15 @@ mod tests {
     use crate::embedded::EmbeddedServices;
     use crate::services::ConfigClient;
 
+    /// A cache over embedded services speaking the legacy protocol (flow-svc serves any
+    /// workspace).
     fn cache() -> (tempfile::TempDir, WakeReadCache) {
+        cache_speaking(crate::services::Protocol::Legacy)
+    }
+
+    fn cache_speaking(protocol: crate::services::Protocol) -> (tempfile::TempDir, WakeReadCache) {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let store = EmbeddedServices::open(&dir.path().join("state.redb")).unwrap().speaking(protocol);
         (dir, WakeReadCache::new(Arc::new(store)))
     }
 
@@ -291,16 +297,17 @@ mod tests {
 
     #[tokio::test]
     async fn an_iam_call_drops_the_registry_and_the_workspace_it_names() {
-        let (_dir, cache) = cache();
+        let (_dir, cache) = cache_speaking(crate::services::Protocol::Workspaces);
         let config = ConfigClient(&cache);
         for workspace in [WORKSPACE_REGISTRY.0, "acme", "other"] {
             config.keys(workspace, "workspace").await.unwrap();
         }
         let record = crate::services::wire::WorkspaceInput { id: "acme".into(), ..Default::default() };
         let register = IamRequest { operation: "create-workspace".into(), workspace_record: Some(record) };
-        // The embedded services answer no IAM; what was read is dropped before it is asked.
-        assert!(cache.iam(register).await.is_err());
-        for workspace in [WORKSPACE_REGISTRY.0, "acme", "other"] {
+        assert_eq!(cache.iam(register).await.unwrap().error, None);
+        // What was read of the registry is dropped: the re-read sees the registration.
+        assert_eq!(config.keys(WORKSPACE_REGISTRY.0, WORKSPACE_REGISTRY.1).await.unwrap(), ["acme"]);
+        for workspace in ["acme", "other"] {
             config.keys(workspace, "workspace").await.unwrap();
         }
         assert_eq!(cache.requests_sent(), 6, "3 reads, the IAM call, the re-reads of the registry and acme");

@@ -108,6 +108,14 @@ pub struct FlowResponse {
 /// `__template__` into a new one, and flow-svc starts serving it.
 pub const WORKSPACE_REGISTRY: (&str, &str) = ("__workspaces__", "workspace");
 
+/// The value IAM registers a workspace with in [`WORKSPACE_REGISTRY`] (TrustGraph 2.11's
+/// iam-svc and no-auth-svc alike).
+pub const REGISTERED_WORKSPACE: &str = r#"{"enabled": true}"#;
+
+/// The workspace whose config config-svc copies into each workspace IAM registers (missing
+/// keys only), from TrustGraph 2.4.13 on; TemplateSeed fills it.
+pub const TEMPLATE_WORKSPACE: &str = "__template__";
+
 /// A workspace as IAM's `create-workspace` takes it: upstream's `WorkspaceInput`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
