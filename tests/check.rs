@@ -112,6 +112,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
     acme["grants"] = json!({
         "config": {"read": ["acme", "shared-*"], "write": ["acme"]},
         "flow": {"workspaces": ["acme"]},
+        "iam": {"workspaces": ["acme", "acme-*"]},
         "http": ["http://127.0.0.1:9"],
         "files": [granted, scratch.path("absent.json")],
     });
@@ -128,6 +129,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
     assert_eq!(row(acme, "config read"), "acme, shared-*");
     assert_eq!(row(acme, "config write"), "acme");
     assert_eq!(row(acme, "flow"), "acme");
+    assert_eq!(row(acme, "iam"), "acme, acme-*");
     assert_eq!(row(acme, "http"), "http://127.0.0.1:9");
     assert_eq!(
         row(acme, "files"),
@@ -139,7 +141,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
 
     let bare = block(&report, "bare");
     assert_eq!(row(bare, "grants"), "none: no grants: in the entry");
-    for grant in ["config read", "config write", "flow", "http", "files"] {
+    for grant in ["config read", "config write", "flow", "iam", "http", "files"] {
         assert_eq!(row(bare, grant), "none", "{bare}");
     }
 }

@@ -69,7 +69,7 @@ impl Default for SandboxOptions {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    #[error("does not fit the runtime's `initialiser-component` world (trustgraph:bootstrap@0.1.0): {0}")]
+    #[error("does not fit the runtime's `initialiser-component` world (trustgraph:bootstrap@{version}): {0}", version = crate::wit::VERSION)]
     WrongWorld(String),
 }
 
