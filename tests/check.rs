@@ -85,8 +85,10 @@ fn the_example_checks_clean_and_shows_each_builtins_derived_grants() {
     let workspace = block(&report, "workspace-init");
     assert_eq!(row(workspace, "config read"), "default, __template__");
     assert_eq!(row(workspace, "config write"), "default");
+    assert_eq!(row(workspace, "iam"), "default");
     assert_eq!(row(workspace, "files"), "none");
     assert_eq!(row(block(&report, "default-flow-start"), "flow"), "default");
+    assert_eq!(row(block(&report, "default-flow-start"), "iam"), "none");
 }
 
 #[test]
@@ -168,6 +170,8 @@ fn json_output_carries_the_same_review() {
     assert_eq!(seed["grants"]["config_write"], json!(["__template__"]));
     assert_eq!(seed["grants"]["files"], json!([support::example_seed()]));
     assert_eq!(seed["grants"]["http"], json!([]));
+    assert_eq!(seed["grants"]["iam"], json!([]));
+    assert_eq!(report["initialisers"][1]["grants"]["iam"], json!(["default"]));
     assert_eq!(report["initialisers"].as_array().unwrap().len(), 3);
 }
 
