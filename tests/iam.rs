@@ -1,6 +1,6 @@
 //! The `iam` interface as guests see it, on the embedded backend (which speaks TrustGraph's
 //! legacy protocol: no IAM, every workspace served): each call passes only with its grant; IAM's
-//! registry, `__workspaces__`, is out of every guest's reach through `config`, whatever the
+//! registry, `__workspaces__`, is out of every guest's reach through `config` and `flow`, whatever the
 //! grants say; and a component built against the WIT before `iam` existed
 //! (`trustgraph:bootstrap@0.1.0`, `tests/components/wit-0.1.0/`) loads and runs unchanged.
 //! tests/trustgraph.rs has the same calls against TrustGraph 2.11.1's own IAM.
@@ -98,7 +98,7 @@ fn iam_calls_pass_only_with_their_grant() {
 }
 
 #[test]
-fn the_registry_is_out_of_reach_of_config_calls_whatever_the_grants() {
+fn the_registry_is_out_of_reach_of_config_and_flow_calls_whatever_the_grants() {
     let grants = json!({"config": {"read": ["*", "__workspaces__"], "write": ["*", "__workspaces__"]},
                         "flow": {"workspaces": ["*"]}, "iam": {"workspaces": ["*"]}});
     let (log, dump) = run(vec![
@@ -106,10 +106,18 @@ fn the_registry_is_out_of_reach_of_config_calls_whatever_the_grants() {
         registrar("reader", json!({"registry": true}), json!({"config": {"read": ["__workspaces__"]}})),
     ]);
     let reason = "reserved for IAM's registry of workspaces (register one with iam.create-workspace)";
-    const CONFIG_CALLS: [&str; 6] =
-        ["config.get", "config.list-keys", "config.get-values", "config.get-workspace", "config.put", "config.delete"];
+    const CALLS: [&str; 8] = [
+        "config.get",
+        "config.list-keys",
+        "config.get-values",
+        "config.get-workspace",
+        "config.put",
+        "config.delete",
+        "flow.list-flows",
+        "flow.put-blueprint",
+    ];
     for (name, extra) in [("forger", Some("iam.is-registered")), ("reader", None)] {
-        for call in CONFIG_CALLS.into_iter().chain(extra) {
+        for call in CALLS.into_iter().chain(extra) {
             let reported = format!("{call} __workspaces__: denied: {call} on '__workspaces__': ");
             assert!(logged(&log, name, &[&reported]), "{name} {call}:\n{log}");
         }

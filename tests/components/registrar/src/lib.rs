@@ -7,13 +7,15 @@
 //!   most `timeout_ms` if given);
 //! - `ask`: ids to ask `iam.is-registered` about;
 //! - `registry`: `true` to also read the registry with every `config` read (`get`,
-//!   `list-keys`, `get-values`, `get-workspace`) and write it with `put` and `delete`.
+//!   `list-keys`, `get-values`, `get-workspace`), write it with `put` and `delete`, and aim
+//!   `flow.list-flows` and `flow.put-blueprint` at it (flow-svc keeps its records in config).
 //!
 //! It logs `registers-workspaces: <bool>`, then one line `<call> <target>: <outcome>` per call
 //! (the outcome `ok <answer>`, or the host's error), and succeeds.
 
 use bootstrap_guest::config::{self, ConfigEntry, ConfigKey};
-use bootstrap_guest::{Description, Error, HostError, Initialiser, Parameters, Params, export_initialiser, iam, info};
+use bootstrap_guest::{Description, Error, HostError, Initialiser, Parameters, Params};
+use bootstrap_guest::{export_initialiser, flow, iam, info};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -69,6 +71,8 @@ impl Initialiser for Registrar {
             let forged = ConfigEntry::new("workspace", new_flag, r#"{"enabled": true}"#);
             report("config.put", REGISTRY, config::put(REGISTRY, &[forged]));
             report("config.delete", REGISTRY, config::delete(REGISTRY, &[ConfigKey::new("workspace", "default")]));
+            report("flow.list-flows", REGISTRY, flow::list_flows(REGISTRY));
+            report("flow.put-blueprint", REGISTRY, flow::put_blueprint(REGISTRY, "workspace", "{}"));
         }
         Ok(())
     }
