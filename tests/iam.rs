@@ -1,7 +1,7 @@
 //! The `iam` interface as guests see it, on the embedded backend (which speaks TrustGraph's
 //! legacy protocol: no IAM, every workspace served): each call passes only with its grant; IAM's
-//! registry, `__workspaces__`, is out of every guest's reach through `config` and `flow`, whatever the
-//! grants say; and a component built against the WIT before `iam` existed
+//! registry, `__workspaces__`, is out of every guest's reach through `config` and `flow`,
+//! whatever the grants say; and a component built against the WIT before `iam` existed
 //! (`trustgraph:bootstrap@0.1.0`, `tests/components/wit-0.1.0/`) loads and runs unchanged.
 //! tests/trustgraph.rs has the same calls against TrustGraph 2.11.1's own IAM.
 
