@@ -173,17 +173,17 @@ pub struct Limits {
     pub timeout: Duration,
     /// Linear memory, in bytes, across all the component's memories (`limits.memory`).
     pub memory: usize,
-    /// Bytes per config type, key or value a `config.put` writes, and per blueprint
-    /// definition (`limits.value_size`).
+    /// Bytes per config type, key or value a `config.put` writes, per blueprint definition,
+    /// and per name `iam.create-workspace` registers (`limits.value_size`).
     pub value_size: usize,
     /// Entries per `config.put`, keys per `config.delete` (`limits.put_entries`).
     pub put_entries: usize,
-    /// Bytes one run may write through config and flow in all: types, keys and values put,
-    /// keys deleted, blueprint names and definitions, flow ids, descriptions and parameters
-    /// (`limits.written`).
+    /// Bytes one run may write through config, flow and iam in all: types, keys and values
+    /// put, keys deleted, blueprint names and definitions, flow ids, descriptions and
+    /// parameters, workspace ids and names registered (`limits.written`).
     pub written: usize,
-    /// Calls one run may make to the runtime's own interfaces (`config`, `flow` and `log`,
-    /// refused ones included) (`limits.host_calls`).
+    /// Calls one run may make to the runtime's own interfaces (`config`, `flow`, `iam` but
+    /// `registers-workspaces`, and `log`, refused ones included) (`limits.host_calls`).
     pub host_calls: usize,
     /// Lines one run may send to the runtime's log: `log` calls and stdout and stderr lines
     /// together (`limits.log_lines`).
