@@ -85,8 +85,10 @@ fn the_example_checks_clean_and_shows_each_builtins_derived_grants() {
     let workspace = block(&report, "workspace-init");
     assert_eq!(row(workspace, "config read"), "default, __template__");
     assert_eq!(row(workspace, "config write"), "default");
+    assert_eq!(row(workspace, "iam"), "default");
     assert_eq!(row(workspace, "files"), "none");
     assert_eq!(row(block(&report, "default-flow-start"), "flow"), "default");
+    assert_eq!(row(block(&report, "default-flow-start"), "iam"), "none");
 }
 
 #[test]
@@ -112,6 +114,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
     acme["grants"] = json!({
         "config": {"read": ["acme", "shared-*"], "write": ["acme"]},
         "flow": {"workspaces": ["acme"]},
+        "iam": {"workspaces": ["acme", "acme-*"]},
         "http": ["http://127.0.0.1:9"],
         "files": [granted, scratch.path("absent.json")],
     });
@@ -128,6 +131,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
     assert_eq!(row(acme, "config read"), "acme, shared-*");
     assert_eq!(row(acme, "config write"), "acme");
     assert_eq!(row(acme, "flow"), "acme");
+    assert_eq!(row(acme, "iam"), "acme, acme-*");
     assert_eq!(row(acme, "http"), "http://127.0.0.1:9");
     assert_eq!(
         row(acme, "files"),
@@ -139,7 +143,7 @@ fn a_component_shows_its_explicit_grants_and_the_limits_it_changed() {
 
     let bare = block(&report, "bare");
     assert_eq!(row(bare, "grants"), "none: no grants: in the entry");
-    for grant in ["config read", "config write", "flow", "http", "files"] {
+    for grant in ["config read", "config write", "flow", "iam", "http", "files"] {
         assert_eq!(row(bare, grant), "none", "{bare}");
     }
 }
@@ -166,6 +170,8 @@ fn json_output_carries_the_same_review() {
     assert_eq!(seed["grants"]["config_write"], json!(["__template__"]));
     assert_eq!(seed["grants"]["files"], json!([support::example_seed()]));
     assert_eq!(seed["grants"]["http"], json!([]));
+    assert_eq!(seed["grants"]["iam"], json!([]));
+    assert_eq!(report["initialisers"][1]["grants"]["iam"], json!(["default"]));
     assert_eq!(report["initialisers"].as_array().unwrap().len(), 3);
 }
 

@@ -17,8 +17,8 @@ use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
 use bootstrap_wasm::services::{
-    ConfigClient, FlowClient, FlowOperation, FlowRequest, FlowResponse, NOT_REGISTERED, Protocol, ServiceError,
-    Services as _,
+    ConfigClient, ConfigRequest, FlowClient, FlowOperation, FlowRequest, FlowResponse, NOT_REGISTERED, Protocol,
+    ServiceError, Services as _,
 };
 use serde_json::{Value, json};
 use support::pulsar::PulsarLite;
@@ -87,6 +87,10 @@ macro_rules! on_each_broker {
         }
     };
 }
+
+// After the macro, which it uses.
+#[path = "trustgraph/registration.rs"]
+mod registration;
 
 /// How long the services may take to act on a registration (config-svc's copy of the
 /// template, flow-svc's subscription to the new workspace's queue) before a test gives up.

@@ -4,7 +4,8 @@
 //! An initialiser is a type that implements [`Initialiser`]; one line,
 //! [`export_initialiser!`], turns it into the `initialiser` export of the
 //! `trustgraph:bootstrap` world. Inside `run` it talks to TrustGraph through [`config`] and
-//! [`flow`], writes to the runtime's log through [`log`] (or plain `println!`), reads the files
+//! [`flow`], registers workspaces with TrustGraph's IAM through [`iam`] (TrustGraph 2.4.13 and
+//! later), writes to the runtime's log through [`log`] (or plain `println!`), reads the files
 //! the operator granted with `std::fs`, and reaches granted HTTP origins through [`http`].
 //! [`seed`] holds the `{type: {key: value}}` seeding logic that TrustGraph's own initialisers
 //! share.
@@ -54,6 +55,7 @@ mod error;
 mod field_names;
 pub mod flow;
 pub mod http;
+pub mod iam;
 pub mod log;
 mod params;
 pub mod seed;
@@ -61,6 +63,9 @@ pub mod seed;
 // JSON as Python's `json` module writes it, shared with the runtime (`guest-sdk/upstream`).
 #[doc(inline)]
 pub use bootstrap_upstream::pyjson;
+// Python's `str` methods, as TrustGraph applies them (`title()` names a registered workspace).
+#[doc(inline)]
+pub use bootstrap_upstream::pystr;
 pub use error::{Context, Error, HostError};
 pub use params::{Parameters, Params, ParamsError};
 

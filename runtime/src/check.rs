@@ -126,13 +126,14 @@ impl Entry {
     }
 
     /// Each grant as `(name, values)`, in a fixed order.
-    fn grant_rows(&self) -> [(&'static str, Vec<String>); 5] {
+    fn grant_rows(&self) -> [(&'static str, Vec<String>); 6] {
         let patterns = |list: &[WorkspacePattern]| list.iter().map(|p| p.as_str().to_owned()).collect();
         let files = self.grants.files.iter().map(|f| f.display().to_string()).collect();
         [
             ("config_read", patterns(&self.grants.config_read)),
             ("config_write", patterns(&self.grants.config_write)),
             ("flow", patterns(&self.grants.flow)),
+            ("iam", patterns(&self.grants.iam)),
             ("http", self.grants.http.iter().map(ToString::to_string).collect()),
             ("files", files),
         ]

@@ -18,7 +18,7 @@
 //!   may run at once;
 //! - [`builtins`] are the core initialisers compiled into the binary;
 //! - [`init_file`] reads and checks the operator's init file; [`host`] implements the WIT
-//!   imports (`config`, `flow`, `log`) a guest calls; [`lease`] makes one replica of a
+//!   imports (`config`, `flow`, `iam`, `log`) a guest calls; [`lease`] makes one replica of a
 //!   deployment the one that runs it;
 //! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
 //! - [`reconcile`] is the loop that brings each one to its configured flag; [`check`] reviews
@@ -53,7 +53,7 @@ pub use init_file::{ConfigError, InitFile};
 pub use initialiser::Initialiser;
 pub use reconcile::{Cadence, Outcome, Reconciler, WakeReport};
 
-/// The sandbox with the runtime's own imports (`config`, `flow`, `log`): what loads and runs
+/// The sandbox with the runtime's own imports (`config`, `flow`, `iam`, `log`): what loads and runs
 /// initialisers.
 pub type Sandbox = sandbox::Sandbox<host::HostState>;
 /// A component loaded in a [`Sandbox`].

@@ -2,14 +2,31 @@
 //!
 //! This module holds policy only: plain data that the init file produces and the host checks
 //! against. The sandbox and the host interfaces enforce it; they never decide it. Everything is
-//! denied unless granted, and the reserved workspace `__system__` (where the runtime keeps its
-//! own state) is denied to every guest whatever its grants say.
+//! denied unless granted, and the two reserved workspaces are denied to every guest whatever its
+//! grants say: `__system__`, where the runtime keeps its own state, and `__workspaces__`, the
+//! registry IAM keeps of the workspaces TrustGraph 2.4.13 and later serve (a guest registers a
+//! workspace through IAM, with an `iam` grant, never by writing the registry).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The workspace where the runtime stores initialiser flags. No guest may read or write it.
 pub const SYSTEM_WORKSPACE: &str = "__system__";
+
+/// The workspace where IAM registers the workspaces TrustGraph serves (2.4.13 and later). No
+/// guest may read or write it: `iam.create-workspace` registers, `iam.is-registered` asks.
+pub const REGISTRY_WORKSPACE: &str = "__workspaces__";
+
+/// Why `workspace` is out of every guest's reach whatever its grants say, if it is reserved.
+pub fn reserved(workspace: &str) -> Option<&'static str> {
+    match workspace {
+        SYSTEM_WORKSPACE => Some("reserved for the runtime"),
+        REGISTRY_WORKSPACE => {
+            Some("reserved for IAM's registry of workspaces (register one with iam.create-workspace)")
+        }
+        _ => None,
+    }
+}
 
 /// A workspace name, or a prefix ending in `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +107,8 @@ pub struct Grants {
     pub config_write: Vec<WorkspacePattern>,
     /// Workspaces whose blueprints and flows it may use.
     pub flow: Vec<WorkspacePattern>,
+    /// Workspaces it may register with IAM (`iam.create-workspace`).
+    pub iam: Vec<WorkspacePattern>,
     /// Origins it may send HTTP requests to.
     pub http: Vec<Origin>,
     /// Host files it may read, at the same absolute path inside the sandbox.
@@ -109,13 +128,24 @@ impl Grants {
         allowed(&self.flow, workspace)
     }
 
+    /// Whether it may register `workspace` with IAM.
+    pub fn may_register(&self, workspace: &str) -> bool {
+        allowed(&self.iam, workspace)
+    }
+
+    /// Whether it may ask if `workspace` is registered: with an `iam` grant for it, or a `flow`
+    /// one (a guest that may use a workspace's flows may know whether flow-svc serves it).
+    pub fn may_ask_registration(&self, workspace: &str) -> bool {
+        self.may_register(workspace) || self.may_use_flow(workspace)
+    }
+
     pub fn may_reach(&self, origin: &Origin) -> bool {
         self.http.contains(origin)
     }
 }
 
 fn allowed(patterns: &[WorkspacePattern], workspace: &str) -> bool {
-    workspace != SYSTEM_WORKSPACE && patterns.iter().any(|p| p.matches(workspace))
+    reserved(workspace).is_none() && patterns.iter().any(|p| p.matches(workspace))
 }
 
 /// The largest `params` an entry may have, as JSON text. Params are held for the life of the
@@ -143,17 +173,17 @@ pub struct Limits {
     pub timeout: Duration,
     /// Linear memory, in bytes, across all the component's memories (`limits.memory`).
     pub memory: usize,
-    /// Bytes per config type, key or value a `config.put` writes, and per blueprint
-    /// definition (`limits.value_size`).
+    /// Bytes per config type, key or value a `config.put` writes, per blueprint definition,
+    /// and per name `iam.create-workspace` registers (`limits.value_size`).
     pub value_size: usize,
     /// Entries per `config.put`, keys per `config.delete` (`limits.put_entries`).
     pub put_entries: usize,
-    /// Bytes one run may write through config and flow in all: types, keys and values put,
-    /// keys deleted, blueprint names and definitions, flow ids, descriptions and parameters
-    /// (`limits.written`).
+    /// Bytes one run may write through config, flow and iam in all: types, keys and values
+    /// put, keys deleted, blueprint names and definitions, flow ids, descriptions and
+    /// parameters, workspace ids and names registered (`limits.written`).
     pub written: usize,
-    /// Calls one run may make to the runtime's own interfaces (`config`, `flow` and `log`,
-    /// refused ones included) (`limits.host_calls`).
+    /// Calls one run may make to the runtime's own interfaces (`config`, `flow`, `iam` but
+    /// `registers-workspaces`, and `log`, refused ones included) (`limits.host_calls`).
     pub host_calls: usize,
     /// Lines one run may send to the runtime's log: `log` calls and stdout and stderr lines
     /// together (`limits.log_lines`).
@@ -241,15 +271,35 @@ mod tests {
     }
 
     #[test]
-    fn system_workspace_is_never_granted() {
-        let grants = Grants {
-            config_read: vec![WorkspacePattern::new("*")],
-            config_write: vec![WorkspacePattern::new("__system__")],
-            ..Grants::default()
-        };
-        assert!(grants.may_read_config("acme"));
-        assert!(!grants.may_read_config(SYSTEM_WORKSPACE));
-        assert!(!grants.may_write_config(SYSTEM_WORKSPACE));
+    fn reserved_workspaces_are_never_granted() {
+        for reserved_workspace in [SYSTEM_WORKSPACE, REGISTRY_WORKSPACE] {
+            let everything = vec![WorkspacePattern::new("*"), WorkspacePattern::new(reserved_workspace)];
+            let grants = Grants {
+                config_read: everything.clone(),
+                config_write: everything.clone(),
+                flow: everything.clone(),
+                iam: everything,
+                ..Grants::default()
+            };
+            assert!(grants.may_read_config("acme") && grants.may_register("acme"));
+            assert!(!grants.may_read_config(reserved_workspace));
+            assert!(!grants.may_write_config(reserved_workspace));
+            assert!(!grants.may_use_flow(reserved_workspace));
+            assert!(!grants.may_register(reserved_workspace));
+            assert!(!grants.may_ask_registration(reserved_workspace));
+            assert!(reserved(reserved_workspace).is_some());
+        }
+        assert_eq!(reserved("__template__"), None);
+    }
+
+    #[test]
+    fn registration_may_be_asked_with_an_iam_or_a_flow_grant() {
+        let iam = Grants { iam: vec![WorkspacePattern::new("tenant-*")], ..Grants::default() };
+        assert!(iam.may_register("tenant-1") && iam.may_ask_registration("tenant-1"));
+        assert!(!iam.may_use_flow("tenant-1") && !iam.may_register("acme"));
+        let flow = Grants { flow: vec![WorkspacePattern::new("acme")], ..Grants::default() };
+        assert!(flow.may_ask_registration("acme") && !flow.may_register("acme"));
+        assert!(!flow.may_ask_registration("other"));
     }
 
     #[test]
@@ -257,6 +307,7 @@ mod tests {
         let grants = Grants::default();
         assert!(!grants.may_read_config("acme"));
         assert!(!grants.may_use_flow("acme"));
+        assert!(!grants.may_register("acme") && !grants.may_ask_registration("acme"));
         assert!(!grants.may_reach(&Origin::parse("http://pulsar:8080").unwrap()));
     }
 

@@ -86,6 +86,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("field_names.rs", include_str!("../../guest-sdk/src/field_names.rs")),
     ("flow.rs", include_str!("../../guest-sdk/src/flow.rs")),
     ("http.rs", include_str!("../../guest-sdk/src/http.rs")),
+    ("iam.rs", include_str!("../../guest-sdk/src/iam.rs")),
     ("lib.rs", include_str!("../../guest-sdk/src/lib.rs")),
     ("log.rs", include_str!("../../guest-sdk/src/log.rs")),
     ("params.rs", include_str!("../../guest-sdk/src/params.rs")),
@@ -101,6 +102,7 @@ const UPSTREAM_SOURCES: &[(&str, &str)] = &[
     ("src/pyjson/mod.rs", include_str!("../../guest-sdk/upstream/src/pyjson/mod.rs")),
     ("src/pyjson/tests.rs", include_str!("../../guest-sdk/upstream/src/pyjson/tests.rs")),
     ("src/pyjson/text.rs", include_str!("../../guest-sdk/upstream/src/pyjson/text.rs")),
+    ("src/pystr.rs", include_str!("../../guest-sdk/upstream/src/pystr.rs")),
 ];
 /// Its manifest, standalone, as [`SDK_MANIFEST`] is.
 const UPSTREAM_MANIFEST: &str = include_str!("../templates/rust/bootstrap-upstream.Cargo.toml");

@@ -14,8 +14,17 @@
 //! (flow-svc operations count as writes to their workspace, since flow-svc keeps its flows in
 //! the workspace's config), or when both may send HTTP requests: what those reach is outside
 //! the runtime's view, so any two of them are kept in order.
+//!
+//! An `iam` grant for a workspace counts as a write of it, and as a read of `__template__`:
+//! registering workspace W writes W's entry in IAM's registry (`__workspaces__`), and
+//! config-svc then fills W from the template. The registry as a whole is not counted: no guest
+//! may touch it but by naming W (`iam.is-registered`, or a flow call, whose registration check
+//! reads W's entry), and every such call needs a grant for W, which the write of W already
+//! orders. Counting the registry would put every tenant's registration in one line.
 
 use std::collections::{BTreeSet, HashMap};
+
+use bootstrap_upstream::builtins::TEMPLATE_WORKSPACE;
 
 use crate::policy::{Grants, WorkspacePattern};
 
@@ -30,9 +39,13 @@ pub struct Footprint {
 
 impl Footprint {
     pub fn of(grants: &Grants) -> Self {
+        let mut reads = grants.config_read.clone();
+        if !grants.iam.is_empty() {
+            reads.push(WorkspacePattern::new(TEMPLATE_WORKSPACE));
+        }
         Self {
-            reads: grants.config_read.clone(),
-            writes: grants.config_write.iter().chain(&grants.flow).cloned().collect(),
+            reads,
+            writes: grants.config_write.iter().chain(&grants.flow).chain(&grants.iam).cloned().collect(),
             outside: !grants.http.is_empty(),
         }
     }
@@ -193,6 +206,13 @@ mod tests {
         let tenants = footprint(&["acme-*"], &[]);
         assert!(tenants.conflicts(&footprint(&[], &["acme-1"])));
         assert!(!tenants.conflicts(&footprint(&[], &["beta"])));
+
+        let register = |workspace: &str| Footprint::of(&Grants { iam: patterns(&[workspace]), ..Default::default() });
+        assert!(register("acme").conflicts(&flow_start), "the flow waits for the registration");
+        assert!(register("acme").conflicts(&workspace_init), "and so does the workspace's config");
+        assert!(register("acme").conflicts(&template_seed), "config-svc copies the template on registration");
+        assert!(!register("acme").conflicts(&register("beta")), "tenants register side by side");
+        assert!(!register("acme").conflicts(&other_init));
 
         let http =
             |origin: &str| Footprint::of(&Grants { http: vec![Origin::parse(origin).unwrap()], ..Default::default() });

@@ -14,4 +14,17 @@ wasmtime::component::bindgen!({
 
 pub use exports::trustgraph::bootstrap::initialiser::Description;
 pub use trustgraph::bootstrap::types::{ConfigEntry, ConfigKey, HostError};
-pub use trustgraph::bootstrap::{config, flow, log, types};
+pub use trustgraph::bootstrap::{config, flow, iam, log, types};
+
+/// The WIT package's version. Components built against an earlier, semver-compatible version
+/// (0.1.0) link too: wasmtime resolves their imports and exports to this one's.
+pub const VERSION: &str = "0.1.1";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_is_the_wit_packages() {
+        let wit = include_str!("../../wit/bootstrap.wit");
+        assert!(wit.contains(&format!("package trustgraph:bootstrap@{};", super::VERSION)));
+    }
+}

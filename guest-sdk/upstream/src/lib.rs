@@ -6,6 +6,8 @@
 //!   flow records with it, each byte for byte what upstream writes.
 //! - [`builtins`] holds the core initialisers' parameter defaults: the initialisers read their
 //!   params with them, and the runtime derives their grants from the same values.
+//! - [`pystr`] is Python's `str` methods that TrustGraph applies to what it is given: WorkspaceInit
+//!   names the workspace it registers with IAM `workspace.title()`.
 //!
 //! Plain Rust on serde_json, built for the host and for `wasm32-wasip2` alike. The guest SDK
 //! re-exports [`pyjson`] as `bootstrap_guest::pyjson`.
@@ -14,3 +16,4 @@
 
 pub mod builtins;
 pub mod pyjson;
+pub mod pystr;

@@ -2,6 +2,12 @@
 //! that id is already there. Separate from `WorkspaceInit` so a deployment can have a
 //! workspace without an auto-started flow by leaving this out.
 //!
+//! On TrustGraph 2.4.13 and later (the runtime's `--protocol workspaces`), flow-svc serves
+//! only workspaces IAM has registered, so it first checks that the workspace is registered
+//! and fails with `Workspace '<workspace>' does not exist yet` when not, as upstream 2.11.1
+//! does; the run is then retried on a later wake, after `WorkspaceInit` has registered it. On
+//! TrustGraph 2.4.4 to 2.4.10 there is nothing to check, as in 2.4.4.
+//!
 //! Parameters:
 //! - `workspace` (default `"default"`), `flow_id` (default `"default"`).
 //! - `blueprint` (required): the blueprint to start the flow from; it must already exist in
@@ -9,15 +15,18 @@
 //! - `description` (default `"Default"`).
 //! - `parameters` (optional mapping): overrides of the blueprint's parameters; a value that
 //!   is not a string is passed as its JSON text.
-//! - `list_timeout`, `start_timeout`: accepted (numbers of seconds) so init files written for
-//!   later upstream versions still validate, but they have no effect: the runtime's
-//!   per-request timeout for flow-svc applies to both calls.
+//! - `list_timeout`, `start_timeout`: accepted (numbers of seconds), as upstream takes them,
+//!   but they have no effect: the runtime's per-request timeout for flow-svc
+//!   (`--request-timeout`) applies to both calls, since the WIT's flow calls take none.
 //!
-//! Matches TrustGraph 2.4.4.
+//! Its grant, derived by the runtime: flow `workspace` (which also lets it ask whether the
+//! workspace is registered).
+//!
+//! Matches TrustGraph 2.4.4 and 2.11.1, each in its own protocol.
 
 use bootstrap_guest::pyjson;
 use bootstrap_guest::{Context, Description, Error, Initialiser, Parameters, Params, ParamsError};
-use bootstrap_guest::{export_initialiser, flow, info};
+use bootstrap_guest::{bail, export_initialiser, flow, iam, info};
 use bootstrap_upstream::builtins::default_flow_start::{DESCRIPTION, FLOW_ID, WORKSPACE};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
@@ -97,6 +106,11 @@ impl Initialiser for DefaultFlowStart {
     fn run(params: &Params, _old_flag: Option<&str>, _new_flag: &str) -> Result<(), Error> {
         let settings: Settings = params.read()?;
         let Settings { workspace, flow_id, blueprint, .. } = &settings;
+
+        // Where workspaces are registered, flow-svc serves no other.
+        if iam::registers_workspaces() && !iam::is_registered(workspace).context("registration check failed")? {
+            bail!("Workspace '{workspace}' does not exist yet");
+        }
 
         // Belt and braces beyond the flag: if the flow is running already (the bootstrap
         // state was lost, say), starting it again would fail.

@@ -8,9 +8,9 @@
 //!   grant this origin for HTTP.
 //! - `tenant` (default `"tg"`).
 //!
-//! Matches TrustGraph 2.4.4, plus the check later upstream versions added: an empty
-//! cluster list means the broker is not ready, so the run fails (and is retried) instead
-//! of creating a tenant that may use no cluster.
+//! Matches TrustGraph 2.11.1 (and 2.4.4, which lacks one check): an empty cluster list from
+//! the admin API means the broker is not ready, so the run fails (and is retried) instead of
+//! creating a tenant that may use no cluster.
 
 use bootstrap_guest::http::{self, Response};
 use bootstrap_guest::{Context, Description, Error, Initialiser, Parameters, Params};
@@ -103,11 +103,8 @@ impl Admin {
             return Ok(());
         }
         let clusters = self.clusters()?;
-        if clusters.is_empty() {
-            bail!("Pulsar cluster list is empty — broker not ready yet");
-        }
+        let body = tenant_body(&clusters)?;
         info!("Creating tenant '{tenant}' with clusters {clusters:?}");
-        let body = json!({"adminRoles": [], "allowedClusters": clusters});
         let response = http::put_json(&self.tenant_url(), &body, REQUEST_TIMEOUT)?;
         expect_created(&response, || format!("Tenant '{tenant}'"))
     }
@@ -123,6 +120,15 @@ impl Admin {
         let response = http::put_json(&url, policies, REQUEST_TIMEOUT)?;
         expect_created(&response, || format!("Namespace {name}"))
     }
+}
+
+/// The tenant to create, allowed on `clusters`; refused when there are none (the broker has not
+/// registered its cluster yet), as upstream refuses it.
+fn tenant_body(clusters: &[String]) -> Result<Value, Error> {
+    if clusters.is_empty() {
+        bail!("Pulsar cluster list is empty — broker not ready yet");
+    }
+    Ok(json!({"adminRoles": [], "allowedClusters": clusters}))
 }
 
 /// Pulsar answers a successful create with 204 No Content; anything else is a failure.
@@ -192,6 +198,14 @@ mod tests {
             policies[3].1["retention_policies"],
             json!({"retentionSizeInMB": -1, "retentionTimeInMinutes": 3, "subscriptionExpirationTimeMinutes": 5})
         );
+    }
+
+    #[test]
+    fn a_tenant_is_created_on_the_clusters_listed_and_never_on_none() {
+        let body = tenant_body(&["standalone".to_owned()]).unwrap();
+        assert_eq!(body, json!({"adminRoles": [], "allowedClusters": ["standalone"]}));
+        let refused = tenant_body(&[]).unwrap_err().to_string();
+        assert_eq!(refused, "Pulsar cluster list is empty — broker not ready yet");
     }
 
     #[test]

@@ -1,5 +1,11 @@
-//! WorkspaceInit: fills a workspace's config from the `__template__` workspace (which
-//! `TemplateSeed` fills) or from a JSON seed file `{type: {key: value}}`.
+//! WorkspaceInit: creates a workspace and fills its config from the `__template__` workspace
+//! (which `TemplateSeed` fills) or from a JSON seed file `{type: {key: value}}`.
+//!
+//! On TrustGraph 2.4.13 and later (the runtime's `--protocol workspaces`) it first registers
+//! the workspace with IAM (`create-workspace`, named by Python's `str.title()` of its id), as
+//! upstream 2.11.1 does: IAM records it in `__workspaces__`, config-svc copies the template into
+//! it and flow-svc starts serving it. An answer that it exists already counts as success. On
+//! TrustGraph 2.4.4 to 2.4.10, which have no IAM, it makes no IAM call, as 2.4.4 does not.
 //!
 //! Parameters:
 //! - `workspace` (default `"default"`): the workspace to populate.
@@ -8,14 +14,22 @@
 //!   must grant it.
 //! - `overwrite` (default `false`): on a re-run (the flag changed), `true` rewrites every
 //!   entry; `false` adds only the keys the workspace lacks, keeping in-workspace edits.
-//! - `iam_timeout`: accepted (a number of seconds) so init files written for later upstream
-//!   versions, which also register the workspace with IAM, still validate. TrustGraph 2.4.4,
-//!   which this matches, makes no IAM call, so it has no effect.
+//! - `iam_timeout` (default: the runtime's `--request-timeout`, 10 s unless changed, which is
+//!   upstream's default too): seconds to wait for IAM's answer, more than 0. The runtime's
+//!   `--request-timeout` bounds it: a longer one waits only that long.
 //!
-//! An empty template fails the run, so it is retried once `TemplateSeed` has run.
+//! Its grants, derived by the runtime: config read and write of `workspace`, iam `workspace`,
+//! and read of `__template__` or of the seed file.
+//!
+//! An empty template fails the run (after the registration, as upstream), so it is retried
+//! once `TemplateSeed` has run.
 
+use std::time::Duration;
+
+use bootstrap_guest::iam::{self, Registration};
+use bootstrap_guest::pystr::title;
 use bootstrap_guest::seed::{SeedTree, WriteMode};
-use bootstrap_guest::{Description, Error, Initialiser, Parameters, Params, ParamsError};
+use bootstrap_guest::{Context, Description, Error, Initialiser, Parameters, Params, ParamsError};
 use bootstrap_guest::{debug, export_initialiser, info};
 use bootstrap_upstream::builtins::workspace_init;
 use serde::Deserialize;
@@ -45,9 +59,8 @@ struct Settings {
     seed_file: Option<String>,
     #[serde(default)]
     overwrite: bool,
-    /// Read only to check its type; see the crate docs.
+    /// Seconds; see the crate docs.
     #[serde(default)]
-    #[allow(dead_code)]
     iam_timeout: Option<Number>,
 }
 
@@ -61,11 +74,35 @@ impl Parameters for Settings {
         if self.source == Source::SeedFile && !has_seed_file {
             return Err(ParamsError::new("seed_file", "required when `source` is \"seed-file\""));
         }
-        Ok(())
+        self.iam_timeout().map(drop)
     }
 }
 
 impl Settings {
+    /// `iam_timeout` as a duration, if given.
+    fn iam_timeout(&self) -> Result<Option<Duration>, ParamsError> {
+        let Some(seconds) = &self.iam_timeout else { return Ok(None) };
+        match seconds.as_f64().and_then(|seconds| Duration::try_from_secs_f64(seconds).ok()) {
+            Some(timeout) if !timeout.is_zero() => Ok(Some(timeout)),
+            _ => Err(ParamsError::new("iam_timeout", format!("{seconds} is not a number of seconds more than 0"))),
+        }
+    }
+
+    /// Register the workspace with IAM, where the deployment's services register workspaces.
+    fn register(&self) -> Result<(), Error> {
+        if !iam::registers_workspaces() {
+            return Ok(());
+        }
+        let workspace = &self.workspace;
+        let registration = iam::create_workspace(workspace, &title(workspace), self.iam_timeout()?)
+            .context("IAM create-workspace failed")?;
+        match registration {
+            Registration::AlreadyRegistered => info!("Workspace '{workspace}' already exists in IAM"),
+            Registration::Registered => info!("Workspace '{workspace}' created via IAM"),
+        }
+        Ok(())
+    }
+
     fn load_tree(&self) -> Result<SeedTree, Error> {
         match (&self.source, &self.seed_file) {
             (Source::SeedFile, Some(path)) => SeedTree::load_file(path),
@@ -91,6 +128,7 @@ impl Initialiser for WorkspaceInit {
 
     fn run(params: &Params, old_flag: Option<&str>, _new_flag: &str) -> Result<(), Error> {
         let settings: Settings = params.read()?;
+        settings.register()?;
         let tree = settings.load_tree()?;
         let workspace = &settings.workspace;
         let mode = WriteMode::for_run(old_flag, settings.overwrite);
@@ -152,7 +190,18 @@ mod tests {
         assert_eq!(error, "parameter `source`: unknown variant `file`, expected `template` or `seed-file`");
         let error = settings(r#"{"iam_timeout": "soon"}"#).unwrap_err();
         assert!(error.starts_with("parameter `iam_timeout`: invalid type"), "{error}");
-        assert!(settings(r#"{"iam_timeout": 10}"#).is_ok());
+    }
+
+    #[test]
+    fn iam_timeout_is_a_number_of_seconds_more_than_0() {
+        let timeout = |json: &str| settings(json).map(|settings| settings.iam_timeout().unwrap());
+        assert_eq!(timeout("{}"), Ok(None));
+        assert_eq!(timeout(r#"{"iam_timeout": 10}"#), Ok(Some(Duration::from_secs(10))));
+        assert_eq!(timeout(r#"{"iam_timeout": 2.5}"#), Ok(Some(Duration::from_millis(2500))));
+        for bad in ["0", "-1", "0.0"] {
+            let error = settings(&format!(r#"{{"iam_timeout": {bad}}}"#)).unwrap_err();
+            assert_eq!(error, format!("parameter `iam_timeout`: {bad} is not a number of seconds more than 0"));
+        }
     }
 
     #[test]

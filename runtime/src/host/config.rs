@@ -121,7 +121,7 @@ pub(crate) fn add_list_checks<T: Send + 'static>(
     host: fn(&mut T) -> &mut HostState,
 ) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut config = linker.instance("trustgraph:bootstrap/config@0.1.0")?;
+    let mut config = linker.instance(&format!("trustgraph:bootstrap/config@{}", crate::wit::VERSION))?;
     checked_list(&mut config, host, PUT, "entries", |state, workspace, entries| {
         Box::pin(state.put_counted(workspace, entries))
     })?;

@@ -1,4 +1,4 @@
-//! The host side of the WIT imports: `config`, `flow` and `log`, as one guest sees them.
+//! The host side of the WIT imports: `config`, `flow`, `iam` and `log`, as one guest sees them.
 //!
 //! Each run gets its own [`HostState`]: the initialiser's name, its grants, its limits and the
 //! services. Every call is counted and checked against the grants before anything is sent; a
@@ -10,6 +10,7 @@
 mod budget;
 mod config;
 mod flow;
+mod iam;
 mod log;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use crate::guest_text::{LOGGED_DENIALS, QUOTED_CHARS, abbreviate};
-use crate::policy::{Grants, Limits, SYSTEM_WORKSPACE};
+use crate::policy::{Grants, Limits, reserved};
 use crate::sandbox::{CallContext, GuestLog, Imports, RunMemory, RunState};
 use crate::services::{ServiceError, Services};
 use crate::wit::{HostError, InitialiserComponent};
@@ -104,8 +105,7 @@ impl HostState {
     fn granted(&mut self, allowed: bool, function: &str, target: &str) -> Result<Arc<dyn Services>, HostError> {
         match &self.services {
             Some(services) if allowed => Ok(services.clone()),
-            Some(_) if target == SYSTEM_WORKSPACE => Err(self.deny(function, target, "reserved for the runtime")),
-            Some(_) => Err(self.deny(function, target, "not granted")),
+            Some(_) => Err(self.deny(function, target, reserved(target).unwrap_or("not granted"))),
             None => Err(self.deny(function, target, "host calls are not allowed outside run")),
         }
     }

@@ -236,9 +236,27 @@ fn check_grants(base_dir: &Path, raw: raw::RawGrants) -> Result<Grants, FieldErr
         config_read: patterns(config.read),
         config_write: patterns(config.write),
         flow: patterns(raw.flow.unwrap_or_default().workspaces),
+        iam: check_iam_grants(raw.iam.unwrap_or_default().workspaces)?,
         http,
         files: raw.files.iter().map(|f| resolve(base_dir, f)).collect(),
     })
+}
+
+/// `iam: {workspaces: [...]}`: names or prefixes IAM could register. IAM refuses ids beginning
+/// with `_` (the reserved `__system__`, `__workspaces__`, `__template__` among them), so a grant
+/// of one could never be used: it is refused here, where the operator sees why.
+fn check_iam_grants(workspaces: Vec<String>) -> Result<Vec<WorkspacePattern>, FieldError> {
+    let field = "iam.workspaces";
+    for workspace in &workspaces {
+        if workspace.is_empty() {
+            return Err(FieldError::new(field, "a workspace must not be empty"));
+        }
+        if workspace.starts_with('_') {
+            let message = format!("'{workspace}': workspace ids beginning with '_' are reserved, IAM registers none");
+            return Err(FieldError::new(field, message));
+        }
+    }
+    Ok(workspaces.into_iter().map(WorkspacePattern::new).collect())
 }
 
 /// `path` as an absolute path, relative ones taken from `base_dir`.

@@ -31,7 +31,7 @@ const LIMIT_FIELDS: [&str; 9] =
     ["fuel", "timeout", "memory", "value_size", "put_entries", "written", "host_calls", "log_lines", "log_line_size"];
 
 /// The other keys an init file uses, at any level, and a few it does not.
-const OTHER_KEYS: [&str; 21] = [
+const OTHER_KEYS: [&str; 22] = [
     "initialisers",
     "name",
     "flag",
@@ -46,6 +46,7 @@ const OTHER_KEYS: [&str; 21] = [
     "read",
     "write",
     "flow",
+    "iam",
     "workspaces",
     "http",
     "files",
@@ -137,24 +138,26 @@ fn limits() -> impl Strategy<Value = Value> {
 
 /// `grants:` with some of its parts.
 fn grants() -> impl Strategy<Value = Value> {
-    (mostly((mostly(list()), mostly(list()))), mostly(list()), mostly(list()), mostly(list())).prop_map(
-        |(config, flow, http, files)| {
-            let mut grants = serde_json::Map::new();
-            if let Some((read, write)) = config {
-                grants.insert("config".into(), json!({"read": read, "write": write}));
-            }
-            if let Some(flow) = flow {
-                grants.insert("flow".into(), json!({"workspaces": flow}));
-            }
-            if let Some(http) = http {
-                grants.insert("http".into(), http);
-            }
-            if let Some(files) = files {
-                grants.insert("files".into(), files);
-            }
-            Value::Object(grants)
-        },
-    )
+    let lists = (mostly(list()), mostly(list()), mostly(list()), mostly(list()));
+    (mostly((mostly(list()), mostly(list()))), lists).prop_map(|(config, (flow, iam, http, files))| {
+        let mut grants = serde_json::Map::new();
+        if let Some((read, write)) = config {
+            grants.insert("config".into(), json!({"read": read, "write": write}));
+        }
+        if let Some(flow) = flow {
+            grants.insert("flow".into(), json!({"workspaces": flow}));
+        }
+        if let Some(iam) = iam {
+            grants.insert("iam".into(), json!({"workspaces": iam}));
+        }
+        if let Some(http) = http {
+            grants.insert("http".into(), http);
+        }
+        if let Some(files) = files {
+            grants.insert("files".into(), files);
+        }
+        Value::Object(grants)
+    })
 }
 
 /// One entry, mostly with the right fields and plausible values, so that most cases get past

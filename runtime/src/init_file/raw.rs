@@ -53,7 +53,8 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGrants {
     pub config: Option<RawConfigGrants>,
-    pub flow: Option<RawFlowGrants>,
+    pub flow: Option<RawWorkspaceGrants>,
+    pub iam: Option<RawWorkspaceGrants>,
     #[serde(default)]
     pub http: Vec<String>,
     #[serde(default)]
@@ -69,9 +70,10 @@ pub(super) struct RawConfigGrants {
     pub write: Vec<String>,
 }
 
+/// `flow:` and `iam:`, each a list of workspaces.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawFlowGrants {
+pub(super) struct RawWorkspaceGrants {
     #[serde(default)]
     pub workspaces: Vec<String>,
 }

@@ -71,6 +71,7 @@ initialisers:
     grants:
       config: {read: [acme, __template__], write: [acme]}
       flow: {workspaces: ["acme-*"]}
+      iam: {workspaces: [acme, "tenant-*"]}
       http: ["http://pulsar:8080"]
       files: [seed/acme.json]
 "#,
@@ -86,6 +87,7 @@ initialisers:
     assert!(grants.may_read_config("__template__") && grants.may_write_config("acme"));
     assert!(!grants.may_write_config("__template__"));
     assert!(grants.may_use_flow("acme-7"));
+    assert!(grants.may_register("acme") && grants.may_register("tenant-1") && !grants.may_register("acme-7"));
     assert_eq!(grants.files, vec![base.join("seed/acme.json")]);
     assert_eq!(grants.http, vec![Origin::parse("http://pulsar:8080").unwrap()]);
 }
@@ -166,6 +168,17 @@ fn bad_limits_and_grants_name_the_field() {
         "initialisers:\n  - {name: a, flag: v1, component: a.wasm, grants: {http: [\"pulsar:8080\"]}}\n",
     );
     assert!(message.contains("field 'grants.http'"), "{message}");
+
+    for (workspace, why) in [("__workspaces__", "beginning with '_' are reserved"), ("", "must not be empty")] {
+        let message = error_of(
+            "init.yaml",
+            &format!(
+                "initialisers:\n  - {{name: a, flag: v1, component: a.wasm, grants: {{iam: {{workspaces: [acme, '{workspace}']}}}}}}\n"
+            ),
+        );
+        let expected = "init.yaml: initialiser 'a' (entry 1), field 'grants.iam.workspaces': ";
+        assert!(message.contains(expected) && message.contains(why), "{message}");
+    }
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! A core initialiser's params as its guest will see them, and the grants they imply.
 //!
 //! An upstream init file has no `grants:`, so for the core initialisers the runtime derives
-//! exactly the grants their params need (a workspace, the template, a seed file, the Pulsar
-//! admin URL), and nothing else.
+//! exactly the grants their params need (a workspace, its registration with IAM, the template,
+//! a seed file, the Pulsar admin URL), and nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,9 @@ pub(super) fn prepare(builtin: Builtin, params: &Value, base_dir: &Path) -> (Val
         Builtin::WorkspaceInit => {
             let workspace = text(&params, "workspace", workspace_init::WORKSPACE);
             grants.config_read.push(WorkspacePattern::new(workspace.clone()));
-            grants.config_write.push(WorkspacePattern::new(workspace));
+            grants.config_write.push(WorkspacePattern::new(workspace.clone()));
+            // To register it, where the services register workspaces (TrustGraph 2.4.13 on).
+            grants.iam.push(WorkspacePattern::new(workspace));
             if text(&params, "source", workspace_init::SOURCE_TEMPLATE) == workspace_init::SOURCE_SEED_FILE {
                 grants.files.extend(absolute_path_param(&mut params, "seed_file", base_dir));
             } else {
@@ -78,8 +80,9 @@ mod tests {
         let (_, grants) = prepare(Builtin::WorkspaceInit, &json!({"workspace": "acme"}), Path::new("/"));
         assert!(grants.may_read_config("__template__"));
         assert!(grants.may_write_config("acme"));
+        assert!(grants.may_register("acme") && !grants.may_register("default"));
         assert!(!grants.may_write_config("__template__"));
-        assert!(grants.files.is_empty());
+        assert!(grants.files.is_empty() && grants.flow.is_empty());
     }
 
     /// Params left out: the grants cover what the guests then do, with TrustGraph's defaults.
@@ -91,8 +94,10 @@ mod tests {
         assert!(grants.may_write_config("default") && grants.may_read_config("__template__"));
         let (_, grants) = prepare(Builtin::WorkspaceInit, &json!({"source": "seed-file"}), Path::new("/"));
         assert!(grants.may_write_config("default") && !grants.may_read_config("__template__"));
+        assert!(grants.may_register("default"));
         let (_, grants) = prepare(Builtin::DefaultFlowStart, &json!({}), Path::new("/"));
         assert!(grants.may_use_flow("default") && !grants.may_use_flow("other"));
+        assert!(grants.may_ask_registration("default") && !grants.may_register("default"));
     }
 
     #[test]

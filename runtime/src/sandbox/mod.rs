@@ -1,7 +1,7 @@
 //! The sandbox: compiles components once, then runs each call in a fresh, bounded instance.
 //!
 //! One [`Sandbox`] holds the wasmtime engine, the linker (WASI, outgoing HTTP and our own
-//! `config`/`flow`/`log` imports) and the epoch ticker that measures wall-clock time. Loading a
+//! `config`/`flow`/`iam`/`log` imports) and the epoch ticker that measures wall-clock time. Loading a
 //! component (compiling it, or loading it from the compile cache or, for a core initialiser,
 //! from the artefact the build precompiled) checks that it targets our world and pre-links it
 //! ([`LoadedComponent`]); every call then gets its own `Store`, with its own fuel, deadline,
@@ -69,7 +69,7 @@ impl Default for SandboxOptions {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    #[error("does not fit the runtime's `initialiser-component` world (trustgraph:bootstrap@0.1.0): {0}")]
+    #[error("does not fit the runtime's `initialiser-component` world (trustgraph:bootstrap@{version}): {0}", version = crate::wit::VERSION)]
     WrongWorld(String),
 }
 
@@ -79,7 +79,7 @@ pub enum LoadError {
 pub struct SandboxError(#[source] wasmtime::Error);
 
 /// What the embedder links beside WASI and wasi:http: the functions of the world's own imports
-/// (`config`, `flow`, `log`), and the state they reach in one call's store. The sandbox is
+/// (`config`, `flow`, `iam`, `log`), and the state they reach in one call's store. The sandbox is
 /// generic over it so that it knows nothing of what those functions do; the runtime's are
 /// `host::HostState`, over the services.
 pub trait Imports: Sized + Send + 'static {

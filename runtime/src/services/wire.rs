@@ -106,7 +106,8 @@ pub struct FlowResponse {
 /// Where IAM registers workspaces (TrustGraph 2.4.13 and later): config workspace
 /// `__workspaces__`, one key per workspace under type `workspace`. config-svc then copies
 /// `__template__` into a new one, and flow-svc starts serving it.
-pub const WORKSPACE_REGISTRY: (&str, &str) = ("__workspaces__", "workspace");
+/// (The workspace's name lives in `policy`, which keeps it out of every guest's reach.)
+pub const WORKSPACE_REGISTRY: (&str, &str) = (crate::policy::REGISTRY_WORKSPACE, "workspace");
 
 /// The value IAM registers a workspace with in [`WORKSPACE_REGISTRY`] (TrustGraph 2.11's
 /// iam-svc and no-auth-svc alike).

@@ -9,8 +9,8 @@
 // Built into a component with componentize-js (see build.mjs); the runtime calls the three
 // functions of the exported `initialiser` object.
 
-import * as config from 'trustgraph:bootstrap/config@0.1.0';
-import { log } from 'trustgraph:bootstrap/log@0.1.0';
+import * as config from 'trustgraph:bootstrap/config@0.1.1';
+import { log } from 'trustgraph:bootstrap/log@0.1.1';
 
 const KNOWN = ['workspace', 'greeting'];
 

@@ -15,7 +15,7 @@ wit_bindgen::generate!({
         }
 
         world stowaway {
-            include trustgraph:bootstrap/initialiser-component@0.1.0;
+            include trustgraph:bootstrap/initialiser-component@0.1.1;
             import acme:evil/backdoor;
         }
     ",
