@@ -93,10 +93,12 @@ mod tests {
     use crate::services::WireError;
     use crate::wit::iam::Host as _;
 
-    /// A run with `grants`, on an embedded store in `dir` (which speaks the legacy protocol).
+    /// A run with `grants`, on an embedded store in `dir` speaking the legacy protocol.
     fn host_state(dir: &tempfile::TempDir, grants: Grants) -> HostState {
         let (name, limits): (Arc<str>, _) = ("t".into(), Limits::default());
-        let store = crate::embedded::EmbeddedServices::open(&dir.path().join("state.redb")).unwrap();
+        let store = crate::embedded::EmbeddedServices::open(&dir.path().join("state.redb"))
+            .unwrap()
+            .speaking(crate::services::Protocol::Legacy);
         let log = GuestLog::new(name.clone(), &limits);
         let memory = RunMemory::new(limits.memory, 0);
         HostState::new(name, Arc::new(grants), Some(Arc::new(store)), limits, log, memory)
