@@ -58,7 +58,9 @@ impl Version {
 
 /// The services of one version, running.
 pub struct TrustGraph {
-    _services: Vec<Running>,
+    version: Version,
+    broker_args: Vec<String>,
+    services: Vec<(&'static str, Running)>,
 }
 
 impl TrustGraph {
@@ -66,25 +68,42 @@ impl TrustGraph {
     /// arguments, which are bootstrap-wasm's too), one after the other, and wait until each
     /// serves.
     pub fn start(version: Version, broker_args: &[String]) -> Self {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let python = repo.join(version.venv()).join("bin/python");
-        assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
-        let script = repo.join("tests/support/trustgraph_services.py");
-        let services = version
+        Self::start_except(version, broker_args, &[])
+    }
+
+    /// The same, holding back the services named in `held_back` (`"flow-svc"`, say):
+    /// [`Self::start_service`] starts them later.
+    pub fn start_except(version: Version, broker_args: &[String], held_back: &[&str]) -> Self {
+        let mut trustgraph = Self { version, broker_args: broker_args.to_vec(), services: Vec::new() };
+        for (service, _) in version.services() {
+            if !held_back.contains(service) {
+                trustgraph.start_service(service);
+            }
+        }
+        trustgraph
+    }
+
+    /// Start one of the version's services (held back so far), and wait until it serves.
+    pub fn start_service(&mut self, service: &str) {
+        let (name, ready) = *self
+            .version
             .services()
             .iter()
-            .map(|(service, ready)| {
-                let mut running = Running::spawn(
-                    Command::new(&python)
-                        .arg(&script)
-                        .arg(service)
-                        .args(broker_args)
-                        .args(["--no-metrics", "--no-loki-enabled"]),
-                );
-                running.wait_for(ready);
-                running
-            })
-            .collect();
-        Self { _services: services }
+            .find(|(name, _)| *name == service)
+            .unwrap_or_else(|| panic!("TrustGraph {} has no {service}", self.version.number()));
+        assert!(self.services.iter().all(|(running, _)| *running != name), "{name} runs already");
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = repo.join(self.version.venv()).join("bin/python");
+        assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
+        let script = repo.join("tests/support/trustgraph_services.py");
+        let mut running = Running::spawn(
+            Command::new(&python)
+                .arg(&script)
+                .arg(name)
+                .args(&self.broker_args)
+                .args(["--no-metrics", "--no-loki-enabled"]),
+        );
+        running.wait_for(ready);
+        self.services.push((name, running));
     }
 }
