@@ -467,7 +467,8 @@ fn flow_calls_outside_the_flow_grants_are_denied_and_change_nothing() {
 
     let scratch = Scratch::new();
     let init = scratch.init_file(&[owner, nomad, squatter, probe()]);
-    let output = scratch.once_command(&init).args(["--concurrency", "1"]).output().unwrap();
+    // The legacy protocol, where flow-svc serves `theirs` without a registration.
+    let output = scratch.once_command(&init).args(["--concurrency", "1", "--protocol", "legacy"]).output().unwrap();
     let log = support::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(logged(&log, "owner", &["started flow hostile in theirs"]), "{log}");

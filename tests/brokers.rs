@@ -67,14 +67,19 @@ impl Broker {
 
     /// The binary's arguments for this broker and protocol.
     fn args(&self) -> Vec<String> {
-        let mut args = match &self.kind {
+        let mut args = self.broker_args();
+        args.extend(["--protocol".into(), self.protocol.name().into()]);
+        args
+    }
+
+    /// The broker's arguments alone: the binary detects the protocol.
+    fn broker_args(&self) -> Vec<String> {
+        match &self.kind {
             BrokerKind::Pulsar(broker) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), broker.url()],
             BrokerKind::RabbitMq { vhost, relay } => {
                 support::rabbitmq::backend_args(Self::rabbitmq_options(vhost, relay))
             }
-        };
-        args.extend(["--protocol".into(), self.protocol.name().into()]);
-        args
+        }
     }
 
     /// The broker stops (Pulsar: the process is killed) or becomes unreachable (RabbitMQ: its
@@ -165,6 +170,21 @@ async fn converges_and_then_only_skips(broker: Broker) {
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(!stderr(&second).contains("running"), "{}", stderr(&second));
     assert_eq!(store.dump(None).unwrap(), dump);
+}
+
+async fn detects_its_protocol(broker: Broker) {
+    let scratch = Scratch::new();
+    let (_peer, store) = peer(&broker, &scratch, Behaviour::default()).await;
+    broker.register("default").await;
+
+    let mut command = bin();
+    command.arg("-c").arg(examples_init()).arg("--once").args(broker.broker_args());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let detected = log.lines().find(|line| line.contains("protocol detected")).unwrap_or_else(|| panic!("{log}"));
+    assert!(detected.contains(&format!("protocol=\"{}\"", broker.protocol.name())), "{detected}");
+    assert_eq!(stored_flags(&store.dump(None).unwrap()).as_object().unwrap().len(), 3);
 }
 
 async fn reads_upstream_state_as_converged(broker: Broker) {
@@ -284,7 +304,9 @@ async fn status_shows_configured_and_stored_flags(broker: Broker) {
     let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let table = String::from_utf8_lossy(&output.stdout);
-    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|line| line.split_whitespace().collect()).collect();
+    let mut lines = table.lines().skip(1);
+    let rows: Vec<Vec<&str>> =
+        lines.by_ref().take_while(|line| !line.is_empty()).map(|line| line.split_whitespace().collect()).collect();
     assert_eq!(
         rows,
         [
@@ -294,6 +316,8 @@ async fn status_shows_configured_and_stored_flags(broker: Broker) {
         ],
         "{table}"
     );
+    let protocol = broker.protocol.name();
+    assert_eq!(lines.next(), Some(format!("protocol: {protocol}").as_str()), "{table}");
 }
 
 /// Every scenario, on one broker, in one protocol.
@@ -309,6 +333,11 @@ macro_rules! on_broker {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn converges_and_then_only_skips() {
                 super::super::converges_and_then_only_skips(broker()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn detects_its_protocol() {
+                super::super::detects_its_protocol(broker()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

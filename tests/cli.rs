@@ -39,7 +39,8 @@ fn dump_prints_every_workspace_or_one() {
     let all = scratch.dump();
     let mut workspaces: Vec<&str> = all.as_object().unwrap().keys().map(String::as_str).collect();
     workspaces.sort();
-    assert_eq!(workspaces, ["__system__", "__template__", "default"]);
+    // The embedded backend speaks current TrustGraph's protocol: IAM's registry is there too.
+    assert_eq!(workspaces, ["__system__", "__template__", "__workspaces__", "default"]);
 
     let output = bin().args(["dump", "--workspace", "nobody", "--state"]).arg(scratch.state()).output().unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), json!({}));
@@ -319,7 +320,15 @@ async fn sigterm_on_pulsar_closes_its_consumers_producers_and_client_and_exits_0
         support::peer::Behaviour::default(),
     )
     .await;
-    let args = ["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()];
+    // The peer's protocol, given: detecting it would open IAM's queues too.
+    let args = [
+        "--pubsub-backend".to_owned(),
+        "pulsar".into(),
+        "-p".into(),
+        broker.url(),
+        "--protocol".into(),
+        "legacy".into(),
+    ];
     let log = tokio::task::block_in_place(|| sigterm_on_a_broker(&args, &store, "closed the Pulsar client", || {}));
     // One consumer and one producer for each of config-svc and flow-svc.
     assert!(log.contains("consumers=2 producers=2"), "{log}");
@@ -340,7 +349,8 @@ async fn sigterm_on_rabbitmq_closes_its_connection_and_exits_0() {
         support::peer::Behaviour::default(),
     )
     .await;
-    let args = support::rabbitmq::backend_args(vhost.options());
+    let mut args = support::rabbitmq::backend_args(vhost.options());
+    args.extend(["--protocol".into(), "legacy".into()]);
     // While it runs: the peer's connection and the runtime's two (services and lease); after
     // the exit, the peer's alone.
     let log = tokio::task::block_in_place(|| {
@@ -399,4 +409,20 @@ fn a_pulsar_url_or_certificate_file_that_cannot_work_is_a_configuration_error() 
         let expected = format!("--pulsar-tls-trust-certs: {}", certs.display());
         assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
     }
+}
+
+#[test]
+fn trustgraph_2_11_command_lines_run_unchanged() {
+    // Upstream's processor flags, as a TrustGraph 2.11 deployment passes them to its
+    // bootstrapper; `--concurrency` counts receiver workers there, initialisers at once here.
+    let scratch = Scratch::new();
+    let init = support::repo().join("examples/init.yaml");
+    let mut command = scratch.once_command(&init);
+    command.args(["--id", "bootstrap", "--config-push-queue", "notify:tg:config", "--concurrency", "1"]);
+    command.args(["--config-timeout", "60", "--pulsar-admin-url", "http://pulsar:8080", "-l", "WARNING"]);
+    command.args(["--no-loki-enabled", "--loki-url", "http://loki:3100/loki/api/v1/push", "--no-metrics"]);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // `-l WARNING` is upstream's spelling of `warn`: a converged run has nothing to say.
+    assert!(!stderr(&output).contains("INFO"), "{}", stderr(&output));
 }

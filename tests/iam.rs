@@ -30,7 +30,7 @@ fn a_component_built_against_wit_0_1_0_loads_and_runs_unchanged() {
     veteran["grants"] = json!({"config": {"read": ["acme"], "write": ["acme"]}, "flow": {"workspaces": ["acme"]}});
     let scratch = Scratch::new();
     let init = scratch.init_file(&[veteran]);
-    let output = scratch.run_once(&init);
+    let output = run_legacy(&scratch, &init);
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{log}");
     let record = r#"{"old": null, "new": "v1"}"#;
@@ -46,6 +46,11 @@ fn a_component_built_against_wit_0_1_0_loads_and_runs_unchanged() {
     assert!(report.contains("Test guest built against trustgraph:bootstrap@0.1.0"), "{report}");
 }
 
+/// One wake on the embedded backend in the legacy protocol (its default is the workspace one).
+fn run_legacy(scratch: &Scratch, init: &std::path::Path) -> std::process::Output {
+    scratch.once_command(init).args(["--protocol", "legacy"]).output().unwrap()
+}
+
 /// The registrar as `name`, making the calls `params` list, with `grants`.
 fn registrar(name: &str, params: Value, grants: Value) -> Value {
     let mut guest = entry(name, "registrar", params);
@@ -59,7 +64,7 @@ fn run(guests: Vec<Value>) -> (String, Value) {
     let scratch = Scratch::new();
     let mut entries = guests;
     entries.push(probe());
-    let output = scratch.run_once(&scratch.init_file(&entries));
+    let output = run_legacy(&scratch, &scratch.init_file(&entries));
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{log}");
     (log, scratch.dump())

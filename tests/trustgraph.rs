@@ -39,7 +39,12 @@ enum Broker {
 
 impl Deployment {
     fn on(version: Version, broker: Broker) -> Self {
-        let trustgraph = TrustGraph::start(version, &broker.args());
+        Self::holding_back(version, broker, &[])
+    }
+
+    /// The same, without the services named in `held_back`.
+    fn holding_back(version: Version, broker: Broker, held_back: &[&str]) -> Self {
+        let trustgraph = TrustGraph::start_except(version, &broker.args(), held_back);
         Self { broker, _trustgraph: trustgraph }
     }
 
@@ -88,7 +93,35 @@ macro_rules! on_each_broker {
     };
 }
 
+/// `--protocol workspaces`, for [`once`] and [`converge`].
+const WORKSPACES: &[&str] = &["--protocol", "workspaces"];
+
+/// `bootstrap-wasm -c <init> --once <protocol>` on `deployment` (`protocol` empty: detect it).
+fn once(deployment: &Deployment, init: &std::path::Path, protocol: &[&str]) -> std::process::Output {
+    let mut command = bin();
+    command.arg("-c").arg(init).arg("--once").args(protocol).arg("--no-compile-cache");
+    command.args(deployment.args()).output().unwrap()
+}
+
+/// How many wakes a fresh deployment may take: flow-svc starts serving a workspace shortly
+/// after IAM registers it, so the run that registers it may find flow-svc not yet listening.
+const WAKES: usize = 5;
+
+/// Run `init` once a wake until it converges, at most [`WAKES`] times; returns the logs.
+fn converge(deployment: &Deployment, init: &std::path::Path, protocol: &[&str]) -> String {
+    let mut logs = String::new();
+    let converged = (0..WAKES).any(|_| {
+        let output = once(deployment, init, protocol);
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+        output.status.code() == Some(0)
+    });
+    assert!(converged, "not converged in {WAKES} wakes:\n{logs}");
+    logs
+}
+
 // After the macro, which it uses.
+#[path = "trustgraph/detection.rs"]
+mod detection;
 #[path = "trustgraph/registration.rs"]
 mod registration;
 

@@ -14,10 +14,13 @@ use serde_json::{Value, json};
 use crate::init_file::{Code, InitFile, InitialiserSpec};
 use crate::initialiser::Initialiser;
 use crate::policy::{Grants, Limits, WorkspacePattern};
+use crate::services::{Protocol, ProtocolChoice};
 
 /// The review of a whole init file.
 pub struct Report {
     pub file: PathBuf,
+    /// What `--protocol` says: check touches no service, so it cannot detect one.
+    pub protocol: ProtocolChoice,
     pub entries: Vec<Entry>,
 }
 
@@ -74,17 +77,18 @@ impl GrantsSource {
 impl Report {
     /// The review of `file`, whose entries `initialisers` are, in file order (as
     /// [`Initialiser::prepare_all`] returns them).
-    pub fn new(file: &InitFile, initialisers: &[Initialiser]) -> Self {
+    pub fn new(file: &InitFile, initialisers: &[Initialiser], protocol: ProtocolChoice) -> Self {
         assert_eq!(file.initialisers.len(), initialisers.len(), "one initialiser per entry");
         let entries = file.initialisers.iter().zip(initialisers).map(|(spec, init)| Entry::new(spec, init)).collect();
-        Self { file: file.path.clone(), entries }
+        Self { file: file.path.clone(), protocol, entries }
     }
 
-    /// The report as JSON: `{file, initialisers: [{name, entry, flag, code, sha256, pinned,
-    /// pre_gate, summary, limits: {name: value}, grants: {source, config_read, ...}}]}`.
+    /// The report as JSON: `{file, protocol, initialisers: [{name, entry, flag, code, sha256,
+    /// pinned, pre_gate, summary, limits: {name: value}, grants: {source, config_read, ...}}]}`.
     pub fn to_json(&self) -> Value {
         json!({
             "file": self.file,
+            "protocol": self.protocol.name(),
             "initialisers": self.entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
         })
     }
@@ -172,12 +176,55 @@ impl fmt::Display for Report {
         let count = self.entries.len();
         let plural = if count == 1 { "" } else { "s" };
         writeln!(f, "{}: valid, {count} initialiser{plural}", self.file.display())?;
-        self.entries.iter().try_for_each(|entry| write!(f, "\n{entry}"))
+        let protocol = match self.protocol {
+            ProtocolChoice::Detect => "auto: detected once config-svc answers (docs/design.md, \"Two protocols\")",
+            ProtocolChoice::Speak(Protocol::Legacy) => "legacy: TrustGraph 2.4.4 to 2.4.10, no IAM",
+            ProtocolChoice::Speak(Protocol::Workspaces) => "workspaces: TrustGraph 2.4.13 and later",
+        };
+        writeln!(f, "protocol: {protocol}")?;
+        let legacy = self.protocol == ProtocolChoice::Speak(Protocol::Legacy);
+        self.entries.iter().try_for_each(|entry| write!(f, "\n{}", EntryIn { entry, legacy }))
     }
 }
 
-impl fmt::Display for Entry {
+/// An entry as the report shows it, knowing whether the protocol is the legacy one (which has
+/// no IAM for an `iam` grant to reach).
+struct EntryIn<'a> {
+    entry: &'a Entry,
+    legacy: bool,
+}
+
+impl fmt::Display for EntryIn<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { entry: this, legacy } = *self;
+        this.fmt_head(f)?;
+        writeln!(f, "  grants   {}", this.grants_source.describe())?;
+        for (name, values) in this.grant_rows() {
+            let mut line = String::new();
+            if values.is_empty() {
+                line.push_str("none");
+            } else if name == "iam" && legacy {
+                line.push_str("(no IAM in the legacy protocol: create-workspace will fail) ");
+            }
+            for (i, value) in values.iter().enumerate() {
+                line.push_str(if i == 0 { "" } else { ", " });
+                line.push_str(value);
+                let path = std::path::Path::new(value);
+                if name == "files" && !path.exists() {
+                    line.push_str(" (not found)");
+                } else if name == "files" && !path.is_file() {
+                    line.push_str(" (not a file)");
+                }
+            }
+            writeln!(f, "    {:<14} {line}", name.replace('_', " "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    /// Everything above the grants.
+    fn fmt_head(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pin = if self.pinned { "pinned" } else { "not pinned" };
         let stage =
             if self.pre_gate { "pre-gate: before config-svc and flow-svc answer" } else { "after the service gate" };
@@ -195,24 +242,6 @@ impl fmt::Display for Entry {
             writeln!(f, "    {name:<14} {value}{note}")?;
         }
 
-        writeln!(f, "  grants   {}", self.grants_source.describe())?;
-        for (name, values) in self.grant_rows() {
-            let mut line = String::new();
-            if values.is_empty() {
-                line.push_str("none");
-            }
-            for (i, value) in values.iter().enumerate() {
-                line.push_str(if i == 0 { "" } else { ", " });
-                line.push_str(value);
-                let path = std::path::Path::new(value);
-                if name == "files" && !path.exists() {
-                    line.push_str(" (not found)");
-                } else if name == "files" && !path.is_file() {
-                    line.push_str(" (not a file)");
-                }
-            }
-            writeln!(f, "    {:<14} {line}", name.replace('_', " "))?;
-        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use crate::embedded::{EmbeddedServices, StoreError};
 use crate::initialiser::Initialiser;
 use crate::lease::{self, Lease, LeaseError, Timing};
 use crate::reconcile::{Cadence, Reconciler, WakeReport};
-use crate::services::{Protocol, Services};
+use crate::services::{Protocol, ProtocolChoice, Services};
 
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]
@@ -35,28 +35,38 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The services, speaking `protocol` (to a broker's, or in-process as the embedded ones
-    /// do), with the start-up log line that says which and where. Broker backends connect
+    /// The services, speaking the protocol `choice` names (the embedded ones, asked to detect,
+    /// speak current TrustGraph's: so the no-broker quick start teaches what production
+    /// does), with the start-up log line that says which and where. Broker backends connect
     /// lazily, so this succeeds while the broker is still down (the gate then stays closed
-    /// until it is up); the embedded backend opens its store now. Each broker request times
-    /// out after `request_timeout`.
-    pub fn open(&self, request_timeout: Duration, protocol: Protocol) -> Result<Arc<dyn Services>, StoreError> {
+    /// until it is up, and detects the protocol then); the embedded backend opens its store
+    /// now. Each broker request times out after `request_timeout`, config-svc's after
+    /// `config_timeout`.
+    pub fn open(
+        &self,
+        request_timeout: Duration,
+        config_timeout: Duration,
+        choice: ProtocolChoice,
+    ) -> Result<Arc<dyn Services>, StoreError> {
         let services: Arc<dyn Services> = match self {
             Self::Embedded { state, sync_window } => {
+                let protocol = match choice {
+                    ProtocolChoice::Detect => Protocol::Workspaces,
+                    ProtocolChoice::Speak(protocol) => protocol,
+                };
                 Arc::new(EmbeddedServices::open_with_sync_window(state, *sync_window)?.speaking(protocol))
             }
-            Self::Pulsar(options) => Arc::new(BrokerServices::speaking(
-                protocol,
-                Arc::new(PulsarTransport::new(options.clone())),
-                request_timeout,
-            )),
-            Self::RabbitMq(options) => Arc::new(BrokerServices::speaking(
-                protocol,
-                Arc::new(RabbitTransport::new(options.clone())),
-                request_timeout,
-            )),
+            Self::Pulsar(options) => Arc::new(
+                BrokerServices::speaking(choice, Arc::new(PulsarTransport::new(options.clone())), request_timeout)
+                    .with_config_timeout(config_timeout),
+            ),
+            Self::RabbitMq(options) => Arc::new(
+                BrokerServices::speaking(choice, Arc::new(RabbitTransport::new(options.clone())), request_timeout)
+                    .with_config_timeout(config_timeout),
+            ),
         };
-        tracing::info!(protocol = services.protocol().name(), "backend: {self}");
+        let protocol = services.protocol().map_or("detected once config-svc answers", Protocol::name);
+        tracing::info!(protocol, "backend: {self}");
         Ok(services)
     }
 }
@@ -91,10 +101,13 @@ impl std::fmt::Display for Backend {
 pub struct ReplicaOptions {
     /// The lease's name on the broker (the embedded backend's lease is a lock file).
     pub lease_name: String,
-    /// How long to wait for each config-svc or flow-svc answer.
+    /// How long to wait for each flow-svc or IAM answer.
     pub request_timeout: Duration,
-    /// What the services speak (a broker's, or the embedded backend's own).
-    pub protocol: Protocol,
+    /// How long to wait for each config-svc answer.
+    pub config_timeout: Duration,
+    /// What the services speak (a broker's, or the embedded backend's own), or whether to
+    /// detect it.
+    pub protocol: ProtocolChoice,
     pub cadence: Cadence,
     /// How many initialisers may run at once.
     pub concurrency: NonZeroUsize,
@@ -151,7 +164,7 @@ pub async fn run_replica<E>(
         () = &mut shutdown => return Ok(shutting_down()),
     };
     let services = backend
-        .open(options.request_timeout, options.protocol)
+        .open(options.request_timeout, options.config_timeout, options.protocol)
         .map_err(|source| ReplicaError::Open { backend: backend.to_string(), source })?;
     let mut reconciler =
         Reconciler::new(initialisers, services.clone(), options.cadence).with_concurrency(options.concurrency);

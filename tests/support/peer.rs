@@ -61,7 +61,7 @@ impl ServicePeer {
             flows_served: tokio::sync::Mutex::new(HashSet::new()),
         });
         shared.serve(Service::Config).await;
-        match shared.services.protocol() {
+        match shared.services.protocol().expect("the embedded services know their protocol") {
             Protocol::Legacy => shared.serve(Service::Flow(None)).await,
             Protocol::Workspaces => {
                 shared.serve(Service::Iam).await;
@@ -192,7 +192,7 @@ impl Shared {
         let Some(id) = request.id else { return };
         let mut delay = self.behaviour.delay;
         let Some((body, registers)) = self.handle(service, &request.body, &mut delay) else { return };
-        if registers && self.services.protocol() == Protocol::Workspaces {
+        if registers && self.services.protocol() == Some(Protocol::Workspaces) {
             self.serve_registered_workspaces().await;
         }
         self.requests.fetch_add(1, Ordering::SeqCst);

@@ -5,27 +5,14 @@
 
 use super::*;
 
-/// `bootstrap-wasm -c <init> --once --protocol workspaces` on `deployment`.
+/// `bootstrap-wasm --once` in the workspace protocol.
 fn once(deployment: &Deployment, init: &std::path::Path) -> std::process::Output {
-    let mut command = bin();
-    command.arg("-c").arg(init).arg("--once").args(["--protocol", "workspaces", "--no-compile-cache"]);
-    command.args(deployment.args()).output().unwrap()
+    super::once(deployment, init, WORKSPACES)
 }
 
-/// How many wakes a fresh deployment may take: flow-svc starts serving a workspace shortly
-/// after IAM registers it, so the run that registers it may find flow-svc not yet listening.
-const WAKES: usize = 5;
-
-/// Run `init` once a wake until it converges, at most [`WAKES`] times; returns the logs.
+/// Run `init` in the workspace protocol until it converges ([`super::converge`]).
 fn converge(deployment: &Deployment, init: &std::path::Path) -> String {
-    let mut logs = String::new();
-    let converged = (0..WAKES).any(|_| {
-        let output = once(deployment, init);
-        logs.push_str(&String::from_utf8_lossy(&output.stderr));
-        output.status.code() == Some(0)
-    });
-    assert!(converged, "not converged in {WAKES} wakes:\n{logs}");
-    logs
+    super::converge(deployment, init, WORKSPACES)
 }
 
 /// config-svc's version: it grows with every write.

@@ -15,8 +15,10 @@
 //! The layers: a [`Transport`] moves [`Envelope`]s to and from queues on one broker
 //! ([`pulsar`], [`rabbitmq`]); a [`RequestResponse`] client correlates answers with requests
 //! by id, times them out and reconnects; [`BrokerServices`] puts one such client in front of
-//! each service to implement [`Services`].
+//! each service to implement [`Services`], in the protocol it was told or the one it detects
+//! (`detect`).
 
+mod detect;
 pub mod pulsar;
 mod queue;
 pub mod rabbitmq;
@@ -24,7 +26,7 @@ mod rpc;
 mod waiters;
 mod workspaces;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,7 +36,8 @@ pub use queue::{Queue, QueueClass};
 pub use rpc::RequestResponse;
 
 use crate::services::{
-    ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, IamRequest, IamResponse, Protocol, ServiceError, Services,
+    ConfigRequest, ConfigResponse, FlowRequest, FlowResponse, IamRequest, IamResponse, Protocol, ProtocolChoice,
+    ServiceError, Services,
 };
 
 /// What travels on a queue: the body (JSON text) and the correlation `id`.
@@ -124,7 +127,8 @@ const CLIENT_ID: &str = "bootstrap";
 pub struct BrokerServices {
     transport: Arc<dyn Transport>,
     timeout: Duration,
-    protocol: Protocol,
+    /// Set from the start, or once detected.
+    protocol: OnceLock<Protocol>,
     config: RequestResponse,
     /// The legacy protocol's one flow-svc client.
     flow: RequestResponse,
@@ -140,9 +144,13 @@ impl BrokerServices {
         Self::speaking(Protocol::Legacy, transport, timeout)
     }
 
-    /// The same, in `protocol`.
-    pub fn speaking(protocol: Protocol, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+    /// The same, in the protocol `choice` names, or the one the services answer in.
+    pub fn speaking(choice: impl Into<ProtocolChoice>, transport: Arc<dyn Transport>, timeout: Duration) -> Self {
         let client = |request: Queue, response: Queue| client(&transport, request, response, timeout);
+        let protocol = OnceLock::new();
+        if let ProtocolChoice::Speak(known) = choice.into() {
+            protocol.get_or_init(|| known);
+        }
         Self {
             config: client(Queue::request("config"), Queue::response("config")),
             flow: client(Queue::request("flow"), Queue::response("flow")),
@@ -152,6 +160,15 @@ impl BrokerServices {
             timeout,
             transport,
         }
+    }
+}
+
+impl BrokerServices {
+    /// The same, waiting `timeout` for each config-svc answer instead (upstream's
+    /// `--config-timeout`).
+    pub fn with_config_timeout(mut self, timeout: Duration) -> Self {
+        self.config = client(&self.transport, Queue::request("config"), Queue::response("config"), timeout);
+        self
     }
 }
 
@@ -173,9 +190,10 @@ impl Services for BrokerServices {
     }
 
     async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
-        let response: FlowResponse = match self.protocol {
-            Protocol::Legacy => self.flow.request(&request).await?,
-            Protocol::Workspaces => {
+        let response: FlowResponse = match self.protocol.get() {
+            None => return Err(ServiceError::protocol_unknown()),
+            Some(Protocol::Legacy) => self.flow.request(&request).await?,
+            Some(Protocol::Workspaces) => {
                 let flows = &self.workspace_flows;
                 flows.client(self, &self.transport, &request.workspace, self.timeout).await?.request(&request).await?
             }
@@ -187,15 +205,26 @@ impl Services for BrokerServices {
     }
 
     async fn iam(&self, request: IamRequest) -> Result<IamResponse, ServiceError> {
-        if self.protocol == Protocol::Legacy {
-            return Err(ServiceError::no_iam());
+        match self.protocol.get() {
+            None => return Err(ServiceError::protocol_unknown()),
+            Some(Protocol::Legacy) => return Err(ServiceError::no_iam()),
+            Some(Protocol::Workspaces) => {}
         }
         // An error answer is the caller's to read: `duplicate` is how IAM says "already there".
         self.iam.request(&request).await
     }
 
-    fn protocol(&self) -> Protocol {
-        self.protocol
+    fn protocol(&self) -> Option<Protocol> {
+        self.protocol.get().copied()
+    }
+
+    async fn settle_protocol(&self) -> Result<Protocol, ServiceError> {
+        if let Some(known) = self.protocol.get() {
+            return Ok(*known);
+        }
+        let (detected, evidence) = detect::detect(self).await?;
+        tracing::info!(protocol = detected.name(), "protocol detected: {evidence}");
+        Ok(*self.protocol.get_or_init(|| detected))
     }
 
     /// Stop reading answers (which ends every subscription), then close the transport.

@@ -15,7 +15,8 @@
 //!   (`__template__`, `__system__`) as a workspace.
 //! - it answers the `workspace` record, as iam-svc does (`created` empty: nothing here keeps
 //!   when); no-auth-svc answers an empty record.
-//! - every other operation is refused (`invalid-argument`): no-auth-svc answers them with stub
+//! - `bootstrap-status` answers as no-auth-svc does (nothing to bootstrap); every other
+//!   operation is refused (`invalid-argument`): no-auth-svc answers them with stub
 //!   users, keys and decisions, which the records here do not carry and no initialiser needs.
 
 use tracing::debug;
@@ -46,9 +47,14 @@ impl IamService {
         debug!(operation = %request.operation, "iam request");
         match IamOperation::parse(&request.operation) {
             Some(IamOperation::CreateWorkspace) => self.create_workspace(request.workspace_record),
+            // As no-auth-svc answers it: there is no first administrator to create.
+            Some(IamOperation::BootstrapStatus) => IamResponse::default(),
             None => error_response(
                 INVALID_ARGUMENT,
-                format!("the embedded IAM serves create-workspace only, not {:?}", request.operation),
+                format!(
+                    "the embedded IAM serves create-workspace and bootstrap-status only, not {:?}",
+                    request.operation
+                ),
             ),
         }
     }
@@ -150,7 +156,12 @@ mod tests {
         );
         let whoami = refused(IamRequest { operation: "whoami".into(), workspace_record: None });
         assert_eq!(whoami.kind, INVALID_ARGUMENT);
-        assert_eq!(whoami.message, r#"the embedded IAM serves create-workspace only, not "whoami""#);
+        assert_eq!(
+            whoami.message,
+            r#"the embedded IAM serves create-workspace and bootstrap-status only, not "whoami""#
+        );
+        let status = IamRequest { operation: "bootstrap-status".into(), workspace_record: None };
+        assert_eq!(iam.handle(status), IamResponse::default(), "nothing to bootstrap, as no-auth-svc says");
         assert_eq!(store.snapshot().unwrap().version().unwrap(), 0, "a refusal writes nothing");
     }
 }

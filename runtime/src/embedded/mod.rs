@@ -149,8 +149,8 @@ impl Services for EmbeddedServices {
         blocking("IAM", move || iam.handle(request)).await
     }
 
-    fn protocol(&self) -> Protocol {
-        self.protocol
+    fn protocol(&self) -> Option<Protocol> {
+        Some(self.protocol)
     }
 }
 
@@ -197,7 +197,7 @@ mod tests {
     async fn the_workspace_protocol_is_the_default_and_serves_registered_workspaces_only() {
         let dir = tempfile::tempdir().unwrap();
         let services = EmbeddedServices::open(&dir.path().join("config.redb")).unwrap();
-        assert_eq!(services.protocol(), Protocol::Workspaces);
+        assert_eq!(services.protocol(), Some(Protocol::Workspaces));
 
         let refused = services.flow(list_flows("acme")).await.unwrap_err();
         assert_eq!(refused, ServiceError::not_registered("acme"));
@@ -217,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn the_legacy_protocol_has_no_iam_and_serves_every_workspace() {
         let (_dir, services) = open();
-        assert_eq!(services.protocol(), Protocol::Legacy);
+        assert_eq!(services.protocol(), Some(Protocol::Legacy));
         assert_eq!(services.iam(create_workspace("acme")).await.unwrap_err(), ServiceError::no_iam());
         assert!(services.flow(list_flows("acme")).await.unwrap().flow_ids.is_empty());
         // A registration written by hand is only config: nothing is copied into the workspace.
@@ -242,7 +242,7 @@ mod tests {
         let (_dir, legacy) = open();
         legacy.store().put_many("w", [("t", "k", "v")]).unwrap();
         let workspaces = legacy.clone().speaking(Protocol::Workspaces);
-        assert_eq!(workspaces.protocol(), Protocol::Workspaces);
+        assert_eq!(workspaces.protocol(), Some(Protocol::Workspaces));
         assert!(Arc::ptr_eq(legacy.store(), workspaces.store()));
         assert_eq!(workspaces.dump(Some("w")).unwrap(), serde_json::json!({"t": {"k": "v"}}));
     }

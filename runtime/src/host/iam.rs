@@ -26,7 +26,7 @@ const INVALID_ARGUMENT: &str = "invalid-argument";
 
 impl iam::Host for HostState {
     async fn registers_workspaces(&mut self) -> bool {
-        self.services.as_ref().is_some_and(|services| services.protocol() == Protocol::Workspaces)
+        self.services.as_ref().is_some_and(|services| services.protocol() == Some(Protocol::Workspaces))
     }
 
     async fn create_workspace(&mut self, id: String, name: String, timeout_ms: Option<u32>) -> Result<bool, HostError> {
@@ -40,8 +40,10 @@ impl iam::Host for HostState {
         }
         self.usage.value(CREATE, &id, "name", name.len())?;
         self.usage.write(CREATE, &id, id.len().saturating_add(name.len()))?;
-        if services.protocol() == Protocol::Legacy {
-            return Err(ServiceError::no_iam().into());
+        match services.protocol() {
+            None => return Err(ServiceError::protocol_unknown().into()),
+            Some(Protocol::Legacy) => return Err(ServiceError::no_iam().into()),
+            Some(Protocol::Workspaces) => {}
         }
         let record = WorkspaceInput { id, name, enabled: true };
         let request =
@@ -58,8 +60,10 @@ impl iam::Host for HostState {
 
     async fn is_registered(&mut self, id: String) -> Result<bool, HostError> {
         let services = self.services_if(self.grants.may_ask_registration(&id), IS_REGISTERED, &id)?;
-        if services.protocol() == Protocol::Legacy {
-            return Ok(true);
+        match services.protocol() {
+            None => return Err(ServiceError::protocol_unknown().into()),
+            Some(Protocol::Legacy) => return Ok(true),
+            Some(Protocol::Workspaces) => {}
         }
         let (registry, kind) = WORKSPACE_REGISTRY;
         Ok(ConfigClient(&*services).get(registry, kind, &id).await?.is_some())

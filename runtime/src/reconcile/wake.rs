@@ -165,10 +165,10 @@ impl Reconciler {
     }
 }
 
-/// The gate: config-svc answered the flags' read (asked again if it had not) and, in the legacy
-/// protocol, flow-svc answers `list-blueprints` (in the workspace protocol flow-svc serves only
-/// registered workspaces, so the gate asks config-svc only, as upstream's does). Open, the
-/// stored flags.
+/// The gate: config-svc answered the flags' read (asked again if it had not), the services'
+/// protocol is known (detected now if it is not yet) and, in the legacy protocol, flow-svc
+/// answers `list-blueprints` (in the workspace protocol flow-svc serves only registered
+/// workspaces, so the gate asks config-svc only, as upstream's does). Open, the stored flags.
 async fn open_gate(
     services: &Arc<dyn Services>,
     stored: Result<HashMap<String, Flag>, ServiceError>,
@@ -177,7 +177,7 @@ async fn open_gate(
         Ok(stored) => stored,
         Err(_) => FlagStore(ConfigClient(services.as_ref())).read_all().await?,
     };
-    if services.protocol() == Protocol::Legacy {
+    if services.settle_protocol().await? == Protocol::Legacy {
         FlowClient(services.as_ref()).list_blueprints(SYSTEM_WORKSPACE).await?;
     }
     Ok(stored)

@@ -25,11 +25,10 @@ pub use wire::{
 /// Which generation of TrustGraph's protocol the services speak. The config queues and records
 /// are the same in both; flow-svc's queues, IAM and the gate differ (docs/design.md, "Two
 /// protocols").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// TrustGraph 2.4.4 to 2.4.10: one flow-svc queue for every workspace, no IAM; the gate
     /// asks config-svc and flow-svc.
-    #[default]
     Legacy,
     /// TrustGraph 2.4.13 and later: flow-svc serves each workspace IAM registered on a queue
     /// of its own; the gate asks config-svc only.
@@ -42,6 +41,33 @@ impl Protocol {
         match self {
             Self::Legacy => "legacy",
             Self::Workspaces => "workspaces",
+        }
+    }
+}
+
+/// What the operator asked for (`--protocol`): one protocol, or whichever the services answer
+/// in. A backend detects it once config-svc answers ([`Services::settle_protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolChoice {
+    /// Ask the services (`--protocol auto`, the default).
+    #[default]
+    Detect,
+    /// Speak this one, whatever answers.
+    Speak(Protocol),
+}
+
+impl From<Protocol> for ProtocolChoice {
+    fn from(protocol: Protocol) -> Self {
+        Self::Speak(protocol)
+    }
+}
+
+impl ProtocolChoice {
+    /// As `--protocol` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Detect => "auto",
+            Self::Speak(protocol) => protocol.name(),
         }
     }
 }
@@ -72,6 +98,14 @@ impl ServiceError {
         Self::Unavailable("no IAM service: TrustGraph before 2.4.13 has none".into())
     }
 
+    /// A flow or IAM call before the protocol is detected: which queue it goes to depends on
+    /// it. The gate detects it, so only pre-gate initialisers can meet this.
+    pub fn protocol_unknown() -> Self {
+        Self::Unavailable(
+            "the services' protocol is not detected yet: the gate detects it once config-svc answers".into(),
+        )
+    }
+
     /// A flow call for `workspace`, which IAM has not registered, so flow-svc does not serve
     /// it (workspace protocol). Upstream's flow-svc does not answer at all; both backends
     /// say so at once instead.
@@ -100,9 +134,17 @@ pub trait Services: Send + Sync {
         Err(ServiceError::no_iam())
     }
 
-    /// The protocol these services speak.
-    fn protocol(&self) -> Protocol {
-        Protocol::Legacy
+    /// The protocol these services speak; `None` while a backend told to detect it has not
+    /// yet done so ([`Self::settle_protocol`]). The default: the legacy protocol.
+    fn protocol(&self) -> Option<Protocol> {
+        Some(Protocol::Legacy)
+    }
+
+    /// The protocol these services speak, found out first if it is not known yet. The gate
+    /// asks this once config-svc answers, and stays closed while it fails. The default:
+    /// [`Self::protocol`], known from the start.
+    async fn settle_protocol(&self) -> Result<Protocol, ServiceError> {
+        self.protocol().ok_or_else(ServiceError::protocol_unknown)
     }
 
     /// Close the connections behind the services, for a clean exit: after this, requests

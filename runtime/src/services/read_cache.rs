@@ -181,8 +181,12 @@ impl Services for WakeReadCache {
         self.inner.iam(request).await
     }
 
-    fn protocol(&self) -> Protocol {
+    fn protocol(&self) -> Option<Protocol> {
         self.inner.protocol()
+    }
+
+    async fn settle_protocol(&self) -> Result<Protocol, ServiceError> {
+        self.inner.settle_protocol().await
     }
 }
 

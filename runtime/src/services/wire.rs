@@ -218,9 +218,11 @@ operations! {
 }
 
 operations! {
-    /// IAM's operations that the bootstrapper uses.
+    /// IAM's operations that the bootstrapper uses: `bootstrap-status` only asks whether an
+    /// IAM is there (`--protocol auto`).
     IamOperation {
         CreateWorkspace => "create-workspace",
+        BootstrapStatus => "bootstrap-status",
     }
 }
 

@@ -15,7 +15,7 @@ use bootstrap_wasm::deployment::Backend;
 use bootstrap_wasm::init_file::parse_duration;
 use bootstrap_wasm::lease;
 use bootstrap_wasm::scaffold;
-use bootstrap_wasm::services::Protocol;
+use bootstrap_wasm::services::{Protocol, ProtocolChoice};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Failure;
@@ -42,6 +42,9 @@ pub(crate) enum Command {
         /// `text` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// The protocol the run would be given (check itself asks no service).
+        #[arg(long, env = "BOOTSTRAP_WASM_PROTOCOL", value_enum, default_value = "auto")]
+        protocol: ProtocolArg,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -91,7 +94,8 @@ pub(crate) struct RunArgs {
     pub(crate) backend: BackendArgs,
     /// How many initialisers may run at once. Those whose grants may touch the same workspace
     /// (or both reach HTTP) still run in file order; 1 runs all of them in file order, as
-    /// upstream does.
+    /// upstream does. (Upstream 2.11's --concurrency counts receiver workers, which a
+    /// bootstrapper does not use: its command line's value is taken in this sense.)
     #[arg(long, env = "BOOTSTRAP_WASM_CONCURRENCY", default_value = "8")]
     pub(crate) concurrency: NonZeroUsize,
     /// Sleep after a wake whose gate was closed.
@@ -103,8 +107,9 @@ pub(crate) struct RunArgs {
     /// Sleep after a wake in which everything was at its flag.
     #[arg(long, value_parser = parse_duration, default_value = "300s")]
     pub(crate) steady_interval: Duration,
-    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...); RUST_LOG wins if set.
-    #[arg(long, default_value = "info")]
+    /// Log filter (`info`, `debug`, `bootstrap_wasm=debug`, ...; upstream's `INFO`, `WARNING`,
+    /// ... too); RUST_LOG wins if set.
+    #[arg(short = 'l', long, default_value = "info")]
     pub(crate) log_level: String,
     #[command(flatten)]
     pub(crate) cache: CacheArgs,
@@ -113,6 +118,32 @@ pub(crate) struct RunArgs {
     pub(crate) log_format: LogFormat,
     #[command(flatten)]
     pub(crate) metrics: MetricsArgs,
+    #[command(flatten)]
+    pub(crate) upstream: UpstreamOnlyArgs,
+}
+
+/// Upstream's processor flags that mean nothing here, accepted so that a TrustGraph 2.11
+/// command line runs unchanged (docs/operations.md, "Upstream's flags").
+#[derive(Args)]
+pub(crate) struct UpstreamOnlyArgs {
+    /// Upstream's processor identity; subscriptions here are named `bootstrap--...` as
+    /// upstream's default names them.
+    #[arg(long, value_name = "ID", hide = true)]
+    pub(crate) id: Option<String>,
+    /// Upstream's config-push queue: a bootstrapper reads config by request, not by push.
+    #[arg(long, value_name = "QUEUE", hide = true)]
+    pub(crate) config_push_queue: Option<String>,
+    /// Upstream's Loki logging: logs go to stderr here (`--log-format json` for a collector).
+    #[arg(long, hide = true, overrides_with = "no_loki_enabled")]
+    pub(crate) loki_enabled: bool,
+    #[arg(long, hide = true)]
+    pub(crate) no_loki_enabled: bool,
+    #[arg(long, env = "LOKI_URL", hide = true, hide_env_values = true)]
+    pub(crate) loki_url: Option<String>,
+    #[arg(long, env = "LOKI_USERNAME", hide = true, hide_env_values = true)]
+    pub(crate) loki_username: Option<String>,
+    #[arg(long, env = "LOKI_PASSWORD", hide = true, hide_env_values = true)]
+    pub(crate) loki_password: Option<String>,
 }
 
 /// The Prometheus endpoint, spelled as TrustGraph's processors spell it (`--metrics`,
@@ -200,28 +231,47 @@ pub(crate) struct BackendArgs {
     pub(crate) rabbitmq_password: String,
     #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
     pub(crate) rabbitmq_vhost: String,
-    /// How long to wait for each config-svc or flow-svc answer.
+    /// How long to wait for each config-svc, flow-svc or IAM answer.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub(crate) request_timeout: Duration,
+    /// Upstream's config-svc timeout, in whole seconds: when given, config-svc's answers are
+    /// waited for this long instead of --request-timeout.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) config_timeout: Option<u64>,
+    /// Pulsar's admin REST API, as upstream takes it. Nothing here uses it: the Pulsar client
+    /// needs no admin API, and PulsarTopology takes its own `admin_url` param, as upstream's.
+    #[arg(long, env = "PULSAR_ADMIN_URL", value_name = "URL")]
+    pub(crate) pulsar_admin_url: Option<String>,
     /// The protocol of the deployment's TrustGraph: `legacy` for 2.4.4 to 2.4.10, `workspaces`
-    /// for 2.4.13 and later (a flow-svc queue per workspace, IAM).
-    #[arg(long, env = "BOOTSTRAP_WASM_PROTOCOL", value_enum, default_value = "legacy")]
+    /// for 2.4.13 and later (a flow-svc queue per workspace, IAM), `auto` to ask the services
+    /// once config-svc answers (the embedded backend then speaks `workspaces`).
+    #[arg(long, env = "BOOTSTRAP_WASM_PROTOCOL", value_enum, default_value = "auto")]
     pub(crate) protocol: ProtocolArg,
+}
+
+impl BackendArgs {
+    /// config-svc's timeout: --config-timeout if given, else --request-timeout.
+    pub(crate) fn config_timeout(&self) -> Duration {
+        self.config_timeout.map_or(self.request_timeout, Duration::from_secs)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ProtocolArg {
+    /// Whichever the services answer in (docs/design.md, "Two protocols").
+    Auto,
     /// TrustGraph 2.4.4 to 2.4.10.
     Legacy,
     /// TrustGraph 2.4.13 and later.
     Workspaces,
 }
 
-impl From<ProtocolArg> for Protocol {
+impl From<ProtocolArg> for ProtocolChoice {
     fn from(protocol: ProtocolArg) -> Self {
         match protocol {
-            ProtocolArg::Legacy => Protocol::Legacy,
-            ProtocolArg::Workspaces => Protocol::Workspaces,
+            ProtocolArg::Auto => ProtocolChoice::Detect,
+            ProtocolArg::Legacy => ProtocolChoice::Speak(Protocol::Legacy),
+            ProtocolArg::Workspaces => ProtocolChoice::Speak(Protocol::Workspaces),
         }
     }
 }

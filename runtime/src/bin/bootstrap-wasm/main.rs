@@ -20,7 +20,7 @@ use bootstrap_wasm::flag::FlagStore;
 use bootstrap_wasm::initialiser::PrepareError;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
-use bootstrap_wasm::services::ConfigClient;
+use bootstrap_wasm::services::{ConfigClient, ProtocolChoice};
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, WakeReport};
 use clap::Parser;
 
@@ -58,6 +58,9 @@ fn main() -> ExitCode {
     // `check` prints its report on stdout; its log (on stderr) carries only what needs a look.
     let log_level = if matches!(cli.command, Some(Command::Check { .. })) { "warn" } else { &cli.run.log_level };
     init_logging(log_level, cli.run.log_format);
+    if cli.run.upstream.loki_enabled {
+        tracing::warn!("--loki-enabled: logs go to stderr here, not to Loki (--log-format json suits a collector)");
+    }
     // One thread: the loop's runs take turns on it while they wait for the services, and the
     // broker clients, the lease's heartbeats and the metrics server only wait. Measured on 1,000 tenants over
     // Pulsar, this costs a quarter less CPU than tokio's thread pool (docs/performance.md).
@@ -65,7 +68,9 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Some(Command::Check { init_file, format, cache }) => check(&init_file, format, &cache).await,
+            Some(Command::Check { init_file, format, protocol, cache }) => {
+                check(&init_file, format, protocol.into(), &cache).await
+            }
             Some(Command::Dump { state, workspace }) => dump(&state, workspace.as_deref()),
             Some(Command::Status { init_file, backend }) => status(&init_file, &backend).await,
             Some(Command::New { lang, name }) => new(lang, &name),
@@ -86,6 +91,13 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
+    // Upstream's level names, as a TrustGraph command line spells them.
+    let level = match level.to_ascii_uppercase().as_str() {
+        "WARNING" => "warn".to_owned(),
+        "CRITICAL" => "error".to_owned(),
+        "DEBUG" | "INFO" | "ERROR" => level.to_ascii_lowercase(),
+        _ => level.to_owned(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -105,6 +117,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let options = ReplicaOptions {
         lease_name: args.lease_name,
         request_timeout: args.backend.request_timeout,
+        config_timeout: args.backend.config_timeout(),
         protocol: args.backend.protocol.into(),
         cadence: Cadence {
             gate_backoff: args.gate_backoff,
@@ -145,9 +158,14 @@ async fn start_metrics(args: &MetricsArgs) -> Result<Option<Arc<Metrics>>, Failu
 }
 
 /// `check`: the start-up checks, then the review of every initialiser. Exit 0 when valid.
-async fn check(init_path: &Path, format: Format, cache: &CacheArgs) -> Result<ExitCode, Failure> {
+async fn check(
+    init_path: &Path,
+    format: Format,
+    protocol: ProtocolChoice,
+    cache: &CacheArgs,
+) -> Result<ExitCode, Failure> {
     let (init_file, initialisers) = Initialiser::load_file(init_path, cache.dir(), NonZeroUsize::MIN).await?;
-    let report = Report::new(&init_file, &initialisers);
+    let report = Report::new(&init_file, &initialisers, protocol);
     match format {
         Format::Text => print!("{report}"),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json()).context("printing the report")?),
@@ -157,10 +175,12 @@ async fn check(init_path: &Path, format: Format, cache: &CacheArgs) -> Result<Ex
 
 /// `status`: one row per initialiser, like `flyway info`. Exit 0 when none is pending.
 async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Failure> {
-    let (timeout, protocol) = (backend.request_timeout, backend.protocol.into());
+    let (timeout, config_timeout, protocol) = (backend.request_timeout, backend.config_timeout(), backend.protocol);
     let init_file = InitFile::load(init_path)?;
     let backend = backend.backend()?;
-    let services = backend.open(timeout, protocol).map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
+    let services = backend
+        .open(timeout, config_timeout, protocol.into())
+        .map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
     let configured = init_file.initialisers.iter().map(|spec| (spec.name.as_str(), &spec.flag));
     let rows = FlagStore(ConfigClient(services.as_ref()))
         .status(configured)
@@ -172,6 +192,13 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         let stored = row.stored.as_ref().map_or("-".to_owned(), |f| f.to_stored());
         let state = if row.pending() { "pending" } else { "done" };
         println!("{:width$}  {:12}  {:12}  {state}", row.name, row.configured.to_stored(), stored);
+    }
+    // config-svc answered, so the protocol can be detected now if it is not known.
+    let detecting = services.protocol().is_none();
+    match services.settle_protocol().await {
+        Ok(speaking) if detecting => println!("\nprotocol: {} (detected)", speaking.name()),
+        Ok(speaking) => println!("\nprotocol: {}", speaking.name()),
+        Err(e) => println!("\nprotocol: unknown ({e})"),
     }
     Ok(if rows.iter().any(|row| row.pending()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
