@@ -386,15 +386,67 @@ impl Held {
     }
 }
 
+/// The probe as `name`, granted to write (only) `workspace`, where it records its run.
+fn probe_writing(name: &str, workspace: &str) -> Value {
+    let mut probe = entry(name, "probe", json!({"workspace": workspace}));
+    probe["grants"] = json!({"config": {"write": [workspace]}});
+    probe
+}
+
+/// The services behind one lock, as a broker client's connection is: a write to `w-slow` holds
+/// it for a while, and the flags' reads and writes (`__system__`) need it too.
+struct OneLock {
+    store: EmbeddedServices,
+    connection: tokio::sync::Mutex<()>,
+}
+
+#[async_trait]
+impl Services for OneLock {
+    async fn config(&self, request: ConfigRequest) -> Result<ConfigResponse, ServiceError> {
+        match (request.operation.as_str(), request.workspace.as_str()) {
+            ("put", "w-slow") => {
+                let _held = self.connection.lock().await;
+                // Longer than a flag batch's window, so the batch falls due meanwhile.
+                tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+                self.store.config(request).await
+            }
+            (_, "__system__") => {
+                let _held = self.connection.lock().await;
+                self.store.config(request).await
+            }
+            _ => self.store.config(request).await,
+        }
+    }
+    async fn flow(&self, request: FlowRequest) -> Result<FlowResponse, ServiceError> {
+        self.store.flow(request).await
+    }
+}
+
+#[tokio::test]
+async fn storing_a_batch_of_flags_waits_for_a_run_that_holds_what_it_needs_without_stalling_it() {
+    // A quick run's flag falls due while a slow run holds the lock the flag's put needs: the
+    // slow run must go on (be polled) while the batch waits for the lock, or neither ends.
+    let scratch = Scratch::new();
+    let init = scratch.init_file(&[probe_writing("quick", "w-quick"), probe_writing("slow", "w-slow")]);
+    let services = Arc::new(OneLock { store: legacy(&scratch), connection: Default::default() });
+    let mut loop_ = reconciler(&init, services.clone()).await;
+
+    // A guard against a hang only: the wake takes about 1.5 s.
+    let report =
+        tokio::time::timeout(std::time::Duration::from_secs(60), loop_.wake()).await.expect("the wake stalled");
+    assert!(report.converged(), "{report:?}");
+    assert_eq!(stored_flags(&services.store.dump(None).unwrap()), json!({"quick": r#""v1""#, "slow": r#""v1""#}));
+}
+
 #[tokio::test]
 async fn initialisers_with_separate_grants_run_at_once_and_those_sharing_a_workspace_in_file_order() {
     // Three probes writing workspaces of their own, and a fourth writing the first one's.
-    let probe = |name: &str, workspace: &str| {
-        let mut probe = entry(name, "probe", json!({"workspace": workspace}));
-        probe["grants"] = json!({"config": {"write": [workspace]}});
-        probe
-    };
-    let entries = [probe("a", "w-a"), probe("b", "w-b"), probe("c", "w-c"), probe("a-again", "w-a")];
+    let entries = [
+        probe_writing("a", "w-a"),
+        probe_writing("b", "w-b"),
+        probe_writing("c", "w-c"),
+        probe_writing("a-again", "w-a"),
+    ];
 
     for (concurrency, expected_at_once) in [(1, 1), (4, 3)] {
         let scratch = Scratch::new();

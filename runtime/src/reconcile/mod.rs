@@ -16,7 +16,9 @@
 //! Step 5 stores flags in batches, one `put` for many (`PendingFlags`): as soon as the oldest
 //! has waited [`FLAG_BATCH_WINDOW`], whatever the runs still in flight are doing (a tenant's
 //! slow run must not hold back the flags of those that finished beside it), and at the end of
-//! the wake. Upstream
+//! the wake. The runs in flight go on while a batch is stored: one may hold what the `put`
+//! needs (a broker client's lock, across a publish), which it lets go of only if polled.
+//! Upstream
 //! stores each flag right after its run, one request each, and config-svc announces a new
 //! config version to every TrustGraph service after every put: a thousand tenants converging
 //! cost it two thousand flag puts, and as many announcements. A wake cut short by

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::{Stream, StreamExt};
+
 use super::Outcome;
 use crate::flag::FlagStore;
 use crate::initialiser::Initialiser;
@@ -41,16 +43,30 @@ impl PendingFlags {
         self.runs.len() >= FLAG_BATCH_MAX || self.oldest.is_some_and(|oldest| oldest.elapsed() >= FLAG_BATCH_WINDOW)
     }
 
-    /// Store every pending flag in one `put`, and put each run's outcome in `outcomes`.
-    pub(super) async fn flush(
+    /// Store every pending flag in one `put`, and put each run's outcome in `outcomes`, while
+    /// the runs in flight go on: a run may hold what the `put` needs (a transport's lock, held
+    /// across a publish), and lets go of it only if it is polled. Returns the runs that
+    /// finished meanwhile, for the caller to take in as if they finished after.
+    pub(super) async fn flush<R: Stream + Unpin>(
         &mut self,
         config: ConfigClient<'_>,
         initialisers: &[Initialiser],
         outcomes: &mut [Option<Outcome>],
-    ) {
-        for (index, outcome) in std::mem::take(self).store(config, initialisers).await {
+        running: &mut R,
+    ) -> Vec<R::Item> {
+        let store = std::mem::take(self).store(config, initialisers);
+        tokio::pin!(store);
+        let mut finished = Vec::new();
+        let stored = loop {
+            tokio::select! {
+                stored = &mut store => break stored,
+                Some(run) = running.next() => finished.push(run),
+            }
+        };
+        for (index, outcome) in stored {
             outcomes[index] = Some(outcome);
         }
+        finished
     }
 
     /// Store every pending flag in one `put`; returns each run's outcome.

@@ -2,7 +2,7 @@
 //! wakes, and the post-gate runs (the module docs of [`crate::reconcile`] say why in this
 //! order).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -118,6 +118,8 @@ impl Reconciler {
         let mut plan = Plan::new(due);
         let pending = &mut self.pending;
         let mut running = FuturesUnordered::new();
+        // Runs that finished while flags were being stored, taken in before any other.
+        let mut finished_meanwhile = VecDeque::new();
         loop {
             while running.len() < self.concurrency {
                 let Some(index) = plan.start_next() else { break };
@@ -126,15 +128,18 @@ impl Reconciler {
                 let run = run_one(init, services, stored.get(&*init.name)).instrument(span.clone());
                 running.push(async move { (index, span, run.await) });
             }
-            // A batch waits at most its window, however long the runs in flight take: a slow
-            // run must not hold back the flags of those that finished beside it.
-            let flush_at = pending.flush_at();
-            let finished = tokio::select! {
-                finished = running.next() => finished,
-                () = sleep_until(flush_at) => {
-                    pending.flush(config, &self.initialisers, &mut wake.outcomes).await;
-                    continue;
-                }
+            let finished = match finished_meanwhile.pop_front() {
+                Some(finished) => Some(finished),
+                // A batch waits at most its window, however long the runs in flight take: a
+                // slow run must not hold back the flags of those that finished beside it.
+                None => tokio::select! {
+                    finished = running.next() => finished,
+                    () = sleep_until(pending.flush_at()) => {
+                        let outcomes = &mut wake.outcomes;
+                        finished_meanwhile.extend(pending.flush(config, &self.initialisers, outcomes, &mut running).await);
+                        continue;
+                    }
+                },
             };
             let Some((index, span, (stats, result))) = finished else { break };
             plan.finished(index);
@@ -143,12 +148,13 @@ impl Reconciler {
                 Ok(()) => pending.add(index, span),
                 Err(failure) => wake.outcomes[index] = Some(Outcome::Failed(failure)),
             }
-            // The runs in flight wait while it is stored: one round trip a second at most.
+            // One round trip a second at most; no run starts while it is stored.
             if pending.due() {
-                pending.flush(config, &self.initialisers, &mut wake.outcomes).await;
+                let outcomes = &mut wake.outcomes;
+                finished_meanwhile.extend(pending.flush(config, &self.initialisers, outcomes, &mut running).await);
             }
         }
-        pending.flush(config, &self.initialisers, &mut wake.outcomes).await;
+        pending.flush(config, &self.initialisers, &mut wake.outcomes, &mut running).await;
     }
 
     fn report(&self, gate_open: bool, wake: Wake) -> WakeReport {
