@@ -194,8 +194,7 @@ impl Services for BrokerServices {
             None => return Err(ServiceError::protocol_unknown()),
             Some(Protocol::Legacy) => self.flow.request(&request).await?,
             Some(Protocol::Workspaces) => {
-                let flows = &self.workspace_flows;
-                flows.client(self, &self.transport, &request.workspace, self.timeout).await?.request(&request).await?
+                self.workspace_flows.request(self, &self.transport, &request, self.timeout).await?
             }
         };
         match response.error {

@@ -13,10 +13,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::waiters::{Unanswered, Waiters};
 use super::{Envelope, Queue, Subscription, Transport};
 use crate::services::ServiceError;
+
+/// The longest [`RequestResponse::request_resending`] waits before sending again.
+const RESEND_WAIT_CAP: Duration = Duration::from_secs(1);
 
 /// Requests waiting for their answer, by correlation id; shared with the pump.
 type Waiting = Arc<Waiters<String, Vec<u8>>>;
@@ -54,30 +58,66 @@ impl RequestResponse {
 
     /// Send `request` and wait for its answer.
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(&self, request: &Req) -> Result<Resp, ServiceError> {
+        self.exchange(request, None).await
+    }
+
+    /// The same, publishing the request again, under the same id, until it is answered or
+    /// times out: first after `first_wait`, then after twice as long each time, at most
+    /// a second. For a read sent to a queue whose service may not have subscribed
+    /// yet, where the broker drops what nobody subscribed to. Two answers may come; the first
+    /// is taken and the second ignored, as any answer for an id no longer awaited.
+    pub async fn request_resending<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        request: &Req,
+        first_wait: Duration,
+    ) -> Result<Resp, ServiceError> {
+        self.exchange(request, Some(first_wait)).await
+    }
+
+    async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        request: &Req,
+        mut resend_after: Option<Duration>,
+    ) -> Result<Resp, ServiceError> {
         self.listen().await?;
         let id = uuid::Uuid::new_v4().to_string();
         // Forgotten however the request ends (answer, timeout, cancellation).
-        let waiter = self.waiting.register(id.clone());
+        let mut waiter = self.waiting.register(id.clone());
 
         let body = serde_json::to_vec(request).expect("request records always serialise");
         let envelope = Envelope { id: Some(id.clone()), body };
-        if let Err(first) = self.transport.publish(&self.request_queue, envelope.clone()).await {
-            tracing::debug!(queue = %self.request_queue, "publish failed ({first}); retrying once");
-            self.transport
-                .publish(&self.request_queue, envelope)
-                .await
-                .map_err(|e| ServiceError::Unavailable(format!("cannot publish to {}: {e}", self.request_queue)))?;
-        }
+        self.publish(&envelope).await?;
 
-        let body = match waiter.wait(self.timeout).await {
-            Err(Unanswered::TimedOut) => return Err(ServiceError::Timeout(self.timeout)),
-            Err(Unanswered::Abandoned) => {
-                return Err(ServiceError::Unavailable(format!("lost the subscription to {}", self.response_queue)));
+        let deadline = Instant::now() + self.timeout;
+        let body = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match waiter.wait(resend_after.map_or(left, |wait| wait.min(left))).await {
+                Ok(body) => break body,
+                Err(Unanswered::TimedOut) if resend_after.is_some() && Instant::now() < deadline => {
+                    tracing::debug!(queue = %self.request_queue, %id, "no answer yet; sending again");
+                    self.publish(&envelope).await?;
+                    resend_after = resend_after.map(|wait| (wait * 2).min(RESEND_WAIT_CAP));
+                }
+                Err(Unanswered::TimedOut) => return Err(ServiceError::Timeout(self.timeout)),
+                Err(Unanswered::Abandoned) => {
+                    return Err(ServiceError::Unavailable(format!("lost the subscription to {}", self.response_queue)));
+                }
             }
-            Ok(body) => body,
         };
         serde_json::from_slice(&body)
             .map_err(|e| ServiceError::BadAnswer(format!("answer on {} does not fit: {e}", self.response_queue)))
+    }
+
+    /// Publish `envelope` to the request queue, trying twice.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), ServiceError> {
+        if let Err(first) = self.transport.publish(&self.request_queue, envelope.clone()).await {
+            tracing::debug!(queue = %self.request_queue, "publish failed ({first}); retrying once");
+            self.transport
+                .publish(&self.request_queue, envelope.clone())
+                .await
+                .map_err(|e| ServiceError::Unavailable(format!("cannot publish to {}: {e}", self.request_queue)))?;
+        }
+        Ok(())
     }
 
     /// Make sure the response pump runs.

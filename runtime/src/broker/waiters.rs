@@ -75,8 +75,8 @@ impl<K, T> Default for Waiters<K, T> {
 }
 
 impl<K: Eq + Hash, T> Waiter<'_, K, T> {
-    /// The answer, if it comes within `timeout`.
-    pub async fn wait(mut self, timeout: Duration) -> Result<T, Unanswered> {
+    /// The answer, if it comes within `timeout`; a wait that times out may wait again.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<T, Unanswered> {
         match tokio::time::timeout(timeout, &mut self.answer).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_abandoned)) => Err(Unanswered::Abandoned),
@@ -100,7 +100,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_reaches_its_waiter_only() {
         let waiters = Waiters::default();
-        let (one, two) = (waiters.register(1), waiters.register(2));
+        let (mut one, mut two) = (waiters.register(1), waiters.register(2));
         assert!(waiters.answer(&2, "two"));
         assert!(!waiters.answer(&3, "nobody"));
         assert_eq!(two.wait(SOON).await, Ok("two"));
@@ -117,9 +117,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_wait_that_timed_out_may_wait_again() {
+        let waiters = Waiters::default();
+        let mut waiter = waiters.register(1);
+        assert_eq!(waiter.wait(Duration::from_millis(1)).await, Err(Unanswered::TimedOut));
+        assert!(waiters.answer(&1, "late"), "the key is still awaited");
+        assert_eq!(waiter.wait(SOON).await, Ok("late"));
+    }
+
+    #[tokio::test]
     async fn abandoning_wakes_every_waiter() {
         let waiters = Waiters::<u64, ()>::default();
-        let waiting = waiters.register(1);
+        let mut waiting = waiters.register(1);
         waiters.abandon_all();
         assert_eq!(waiting.wait(SOON).await, Err(Unanswered::Abandoned));
     }

@@ -6,6 +6,14 @@
 //! workspace its registration is read from config-svc, and an unregistered workspace's call
 //! fails at once with an error that says so, instead of waiting out the request timeout. A
 //! registration, once seen, is remembered: TrustGraph does not unregister workspaces.
+//!
+//! flow-svc subscribes to a newly registered workspace's queue only after it has acted on
+//! config-svc's push of the registration, about a second later against TrustGraph 2.11.1 (it
+//! acts on pushes one at a time), and the broker drops a request published before that. So
+//! until flow-svc has answered on a workspace's queue once, a read sent there is sent again
+//! until answered (after [`FIRST_CONTACT_WAIT`], then at doubling waits up to a second); a
+//! write goes out only after such a read (`list-blueprints`) has been answered, since a write
+//! must not be sent twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,18 +21,46 @@ use std::time::Duration;
 
 use super::{Queue, RequestResponse, Transport, client};
 use crate::services::wire::WORKSPACE_REGISTRY;
-use crate::services::{ConfigClient, ServiceError, Services};
+use crate::services::{ConfigClient, FlowOperation, FlowRequest, FlowResponse, ServiceError, Services};
 
-/// The per-workspace flow-svc clients, and the workspaces known to be registered.
+/// How long a read to a workspace's queue that flow-svc has not answered on yet waits before
+/// it is first sent again.
+const FIRST_CONTACT_WAIT: Duration = Duration::from_millis(250);
+
+/// The per-workspace flow-svc clients, the workspaces known to be registered, and those whose
+/// queue flow-svc is known to serve.
 #[derive(Default)]
 pub(super) struct WorkspaceFlows {
     clients: Mutex<HashMap<String, Arc<RequestResponse>>>,
     registered: Mutex<HashSet<String>>,
+    served: Mutex<HashSet<String>>,
 }
 
 impl WorkspaceFlows {
+    /// Send `request` to flow-svc on its workspace's queue, once `config` shows the workspace
+    /// registered; the first contact with a workspace as the module's documentation says.
+    pub(super) async fn request(
+        &self,
+        config: &dyn Services,
+        transport: &Arc<dyn Transport>,
+        request: &FlowRequest,
+        timeout: Duration,
+    ) -> Result<FlowResponse, ServiceError> {
+        let workspace = &request.workspace;
+        let client = self.client(config, transport, workspace, timeout).await?;
+        if lock(&self.served).contains(workspace) {
+            return client.request(request).await;
+        }
+        let reads = FlowOperation::parse(&request.operation).is_some_and(FlowOperation::only_reads);
+        let probe = FlowRequest { operation: FlowOperation::ListBlueprints.as_str().into(), ..request.clone() };
+        let first = if reads { request } else { &probe };
+        let answer: FlowResponse = client.request_resending(first, FIRST_CONTACT_WAIT).await?;
+        lock(&self.served).insert(workspace.clone());
+        if reads { Ok(answer) } else { client.request(request).await }
+    }
+
     /// The client for `workspace`, once `config` shows it registered.
-    pub(super) async fn client(
+    async fn client(
         &self,
         config: &dyn Services,
         transport: &Arc<dyn Transport>,

@@ -253,7 +253,7 @@ impl Shared {
     }
 
     /// The answer `waiter` waits for, within the operation timeout.
-    async fn wait<K: Eq + Hash, T>(&self, waiter: Waiter<'_, K, T>) -> Result<T, PulsarError> {
+    async fn wait<K: Eq + Hash, T>(&self, mut waiter: Waiter<'_, K, T>) -> Result<T, PulsarError> {
         let timeout = self.settings.operation_timeout;
         waiter.wait(timeout).await.map_err(|unanswered| match unanswered {
             Unanswered::TimedOut => PulsarError::Timeout(timeout),
