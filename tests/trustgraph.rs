@@ -29,7 +29,7 @@ use support::{Scratch, bin};
 /// A broker for one test, with TrustGraph's services on it.
 struct Deployment {
     broker: Broker,
-    _trustgraph: TrustGraph,
+    trustgraph: TrustGraph,
 }
 
 enum Broker {
@@ -45,7 +45,7 @@ impl Deployment {
     /// The same, without the services named in `held_back`.
     fn holding_back(version: Version, broker: Broker, held_back: &[&str]) -> Self {
         let trustgraph = TrustGraph::start_except(version, &broker.args(), held_back);
-        Self { broker, _trustgraph: trustgraph }
+        Self { broker, trustgraph }
     }
 
     /// A new connection to the broker.
@@ -122,8 +122,21 @@ fn converge(deployment: &Deployment, init: &std::path::Path, protocol: &[&str]) 
 // After the macro, which it uses.
 #[path = "trustgraph/detection.rs"]
 mod detection;
+#[path = "trustgraph/drop_in.rs"]
+mod drop_in;
 #[path = "trustgraph/registration.rs"]
 mod registration;
+
+/// config-svc's version: it grows with every write.
+async fn config_version(services: &BrokerServices) -> u64 {
+    let list = ConfigRequest {
+        operation: "list".into(),
+        workspace: "default".into(),
+        kind: "flow".into(),
+        ..Default::default()
+    };
+    services.config(list).await.unwrap().version
+}
 
 /// How long the services may take to act on a registration (config-svc's copy of the
 /// template, flow-svc's subscription to the new workspace's queue) before a test gives up.

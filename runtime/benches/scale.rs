@@ -28,14 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
-use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::Protocol;
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Reconciler, Sandbox};
-use serde_json::{Value, json};
 use support::peer::{Behaviour, ServicePeer};
 use support::upstream::{Upstream, UpstreamRun};
-use support::{Scratch, Usage};
+use support::{Scratch, Usage, tenants};
 
 const TENANTS: [usize; 3] = [10, 100, 1000];
 const STEADY_WAKES: usize = 20;
@@ -58,8 +56,8 @@ fn main() {
     );
     for tenants in TENANTS.into_iter().filter(|_| wanted("embedded")) {
         let scratch = Scratch::new();
-        let init = scratch.init_file(&entries(tenants));
-        warm_cache(&init, cache.path());
+        let init = scratch.init_file(&tenants::entries(tenants));
+        tenants::warm_compile_cache(&init, cache.path());
         let run = || measure(scratch.once_command(&init).arg("--compile-cache").arg(cache.path()));
         print_row("embedded", tenants, run(), run());
     }
@@ -68,8 +66,8 @@ fn main() {
     for (backend, concurrency) in [("pulsar", None), ("pulsar -c1", Some("1"))] {
         for tenants in TENANTS.into_iter().filter(|_| wanted("pulsar")) {
             let scratch = Scratch::new();
-            let init = scratch.init_file(&entries(tenants));
-            warm_cache(&init, cache.path());
+            let init = scratch.init_file(&tenants::entries(tenants));
+            tenants::warm_compile_cache(&init, cache.path());
             let peer = start_peer(&runtime, &pulsar, &scratch);
             let run = || {
                 let mut command = support::bin();
@@ -86,7 +84,7 @@ fn main() {
             println!("upstream's Python bootstrapper (trustgraph-flow 2.4.4) on the same init files, broker and peer:");
             for tenants in TENANTS {
                 let scratch = Scratch::new();
-                let init = scratch.init_file(&entries(tenants));
+                let init = scratch.init_file(&tenants::entries(tenants));
                 let peer = start_peer(&runtime, &pulsar, &scratch);
                 let args = ["-p".to_owned(), pulsar.direct_url()];
                 let converge = upstream.run(&init, &args, &peer);
@@ -125,31 +123,6 @@ fn start_peer(
     runtime.block_on(ServicePeer::start(transport, store, Behaviour::default()))
 }
 
-/// A TemplateSeed, then a WorkspaceInit and a DefaultFlowStart per tenant.
-fn entries(tenants: usize) -> Vec<Value> {
-    let mut entries = vec![json!({
-        "class": Builtin::TemplateSeed.class(), "name": "template-seed", "flag": "v1",
-        "params": {"config_file": support::example_seed()},
-    })];
-    for tenant in (0..tenants).map(|i| format!("tenant-{i:04}")) {
-        entries.push(json!({
-            "class": Builtin::WorkspaceInit.class(), "name": format!("{tenant}-init"), "flag": "v1",
-            "params": {"workspace": tenant},
-        }));
-        entries.push(json!({
-            "class": Builtin::DefaultFlowStart.class(), "name": format!("{tenant}-flow"), "flag": "v1",
-            "params": {"workspace": tenant, "blueprint": "document-rag"},
-        }));
-    }
-    entries
-}
-
-/// Fill the compile cache, so the figures show running, not compiling.
-fn warm_cache(init: &Path, cache: &Path) {
-    let output = support::bin().arg("check").arg("-c").arg(init).arg("--compile-cache").arg(cache).output().unwrap();
-    assert!(output.status.success(), "check failed: {}", support::stderr(&output));
-}
-
 /// One whole-process run: what it cost, and the requests its wake sent.
 fn measure(command: &mut Command) -> (Usage, u64) {
     let (output, usage) = support::output_and_usage(command);
@@ -182,7 +155,7 @@ fn print_row(backend: &str, tenants: usize, converge: (Usage, u64), steady: (Usa
 fn steady_wake_in_process(runtime: &tokio::runtime::Runtime, cache: &Path) {
     let tenants = 1000;
     let scratch = Scratch::new();
-    let file = InitFile::load(&scratch.init_file(&entries(tenants))).unwrap();
+    let file = InitFile::load(&scratch.init_file(&tenants::entries(tenants))).unwrap();
     let services = Arc::new(EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy));
     let mut reconciler = runtime.block_on(async {
         let sandbox = Sandbox::new().unwrap().with_compile_cache(cache.to_path_buf());
@@ -230,7 +203,7 @@ fn idle_memory(cache: &Path) {
     let init =
         scratch.write("init.yaml", &std::fs::read_to_string(support::repo().join("examples/init.yaml")).unwrap());
     std::fs::copy(support::example_seed(), scratch.path("seed.json")).unwrap();
-    warm_cache(&init, cache);
+    tenants::warm_compile_cache(&init, cache);
     let mut child = support::bin()
         .arg("-c")
         .arg(&init)
@@ -260,26 +233,17 @@ fn idle_memory(cache: &Path) {
     let field = |name: &str| {
         status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned()
     };
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-    let ticks_before: u64 = cpu_ticks(&stat);
+    let cpu_before = support::cpu_of(child.id());
     std::thread::sleep(Duration::from_secs(10));
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-    let idle_ticks = cpu_ticks(&stat) - ticks_before;
+    let idle_cpu = support::cpu_of(child.id()) - cpu_before;
     println!(
         "idle in steady state (core initialisers, embedded): RSS {} MiB (peak {} MiB), {} threads, CPU over 10 s idle: {} ms",
         field("VmRSS:").parse::<u64>().unwrap() / 1024,
         field("VmHWM:").parse::<u64>().unwrap() / 1024,
         field("Threads:"),
-        idle_ticks * 10
+        idle_cpu.as_millis()
     );
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) };
     child.wait().unwrap();
-}
-
-/// utime + stime, in clock ticks (100 per second on Linux), of a /proc/PID/stat line.
-fn cpu_ticks(stat: &str) -> u64 {
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

@@ -13,6 +13,7 @@ pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod running;
+pub mod tenants;
 pub mod trustgraph;
 pub mod upstream;
 
@@ -172,6 +173,25 @@ pub fn output_and_usage(command: &Command) -> (Output, Usage) {
         peak_rss_kib: u64::try_from(number("peak_rss")).unwrap(),
     };
     (output, usage)
+}
+
+/// User plus system time, so far, of the running process `pid`.
+pub fn cpu_of(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    std::time::Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// The peak resident set size, so far, of the running process `pid`, KiB.
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Whether this process was started as the measuring parent of [`output_and_usage`] (a bench

@@ -62,7 +62,12 @@ impl Running {
 
     /// Wait for the `count`th line (counting from the start) that contains `text`; returns it.
     pub fn wait_for_nth(&mut self, text: &str, count: usize) -> String {
-        let give_up = Instant::now() + HANG;
+        self.wait_for_nth_within(text, count, HANG)
+    }
+
+    /// The same, giving up after `hang` (a bench's long run) rather than the tests' guard.
+    pub fn wait_for_nth_within(&mut self, text: &str, count: usize, hang: Duration) -> String {
+        let give_up = Instant::now() + hang;
         loop {
             if let Some(line) = self.log.lines().filter(|line| line.contains(text)).nth(count - 1) {
                 return line.to_owned();

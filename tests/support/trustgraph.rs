@@ -8,8 +8,9 @@
 //! `trustgraph_services.py` runs each as upstream's own process, except that config-svc keeps
 //! its table in memory instead of Cassandra. They stop when dropped.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::running::Running;
 
@@ -92,18 +93,48 @@ impl TrustGraph {
             .find(|(name, _)| *name == service)
             .unwrap_or_else(|| panic!("TrustGraph {} has no {service}", self.version.number()));
         assert!(self.services.iter().all(|(running, _)| *running != name), "{name} runs already");
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let python = repo.join(self.version.venv()).join("bin/python");
-        assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
-        let script = repo.join("tests/support/trustgraph_services.py");
+        let script = repo().join("tests/support/trustgraph_services.py");
         let mut running = Running::spawn(
-            Command::new(&python)
+            Command::new(self.python())
                 .arg(&script)
                 .arg(name)
                 .args(&self.broker_args)
-                .args(["--no-metrics", "--no-loki-enabled"]),
+                .args(["--no-metrics", "--no-loki-enabled"])
+                // Pulsar's C++ client logs every connection there; Python's log is stderr.
+                .stdout(Stdio::null()),
         );
         running.wait_for(ready);
         self.services.push((name, running));
     }
+
+    /// Each running service's CPU (user plus system) so far.
+    pub fn cpu(&self) -> Vec<(&'static str, Duration)> {
+        self.services.iter().map(|(name, running)| (*name, super::cpu_of(running.child.id()))).collect()
+    }
+
+    /// The version's own bootstrapper (the thing bootstrap-wasm replaces), running `init` on
+    /// the same broker as the services, in `init`'s directory (upstream opens a seed file from
+    /// the working directory). It runs until dropped: upstream has no `--once`.
+    pub fn bootstrapper(&self, init: &Path) -> Running {
+        Running::spawn(
+            Command::new(self.python())
+                .args(["-m", "trustgraph.bootstrap.bootstrapper", "-c"])
+                .arg(init)
+                .args(&self.broker_args)
+                .args(["--no-metrics", "--no-loki-enabled"])
+                .current_dir(init.parent().unwrap())
+                .stdout(Stdio::null()),
+        )
+    }
+
+    /// The python of the version's virtualenv.
+    fn python(&self) -> PathBuf {
+        let python = repo().join(self.version.venv()).join("bin/python");
+        assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
+        python
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -8,7 +8,7 @@
 //! time ends at that last answer; its CPU and peak memory are read from `/proc` before the kill.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Usage;
@@ -80,7 +80,11 @@ impl Upstream {
                 break;
             }
         }
-        let usage = Usage { wall: last_answer - started, cpu: cpu(&child), peak_rss_kib: peak_rss_kib(&child) };
+        let usage = Usage {
+            wall: last_answer - started,
+            cpu: super::cpu_of(child.id()),
+            peak_rss_kib: super::peak_rss_kib_of(child.id()),
+        };
         child.kill().unwrap();
         child.wait().unwrap();
         let completed = read(log.path()).matches("Completed (flag=").count();
@@ -90,22 +94,4 @@ impl Upstream {
 
 fn read(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
-}
-
-/// User plus system time of `child` so far.
-fn cpu(child: &Child) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-    // Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// The peak resident set size of `child`, KiB.
-fn peak_rss_kib(child: &Child) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -15,17 +15,6 @@ fn converge(deployment: &Deployment, init: &std::path::Path) -> String {
     super::converge(deployment, init, WORKSPACES)
 }
 
-/// config-svc's version: it grows with every write.
-async fn config_version(services: &BrokerServices) -> u64 {
-    let list = ConfigRequest {
-        operation: "list".into(),
-        workspace: "default".into(),
-        kind: "flow".into(),
-        ..Default::default()
-    };
-    services.config(list).await.unwrap().version
-}
-
 on_each_broker!(the_core_initialisers_converge_a_fresh_deployment_and_a_second_run_changes_nothing);
 async fn the_core_initialisers_converge_a_fresh_deployment_and_a_second_run_changes_nothing(deployment: Deployment) {
     let init = support::repo().join("examples/init.yaml");
