@@ -49,6 +49,13 @@ bench-guests:
 install-upstream:
     runtime/benches/install-upstream
 
-# Every figure in docs/performance.md: brokers, start-up, instances, scale, shutdown.
+# The runtime's own figures in docs/performance.md (against the tests' peer): brokers, start-up,
+# instances, scale, shutdown.
 bench: setup
     cargo bench -p bootstrap-wasm --bench brokers --bench startup --bench instances --bench scale --bench shutdown
+
+# N tenants converged against TrustGraph 2.4.4's and 2.11.1's own services, beside each
+# version's own bootstrapper (the README's figures); a long run: 1,000 tenants on 2.11.1 take
+# minutes, at flow-svc's pace.
+bench-real-services: setup
+    cargo bench -p bootstrap-wasm --bench real_services
