@@ -93,7 +93,7 @@ impl TrustGraph {
             .find(|(name, _)| *name == service)
             .unwrap_or_else(|| panic!("TrustGraph {} has no {service}", self.version.number()));
         assert!(self.services.iter().all(|(running, _)| *running != name), "{name} runs already");
-        let script = repo().join("tests/support/trustgraph_services.py");
+        let script = super::repo().join("tests/support/trustgraph_services.py");
         let mut running = Running::spawn(
             Command::new(self.python())
                 .arg(&script)
@@ -129,12 +129,8 @@ impl TrustGraph {
 
     /// The python of the version's virtualenv.
     fn python(&self) -> PathBuf {
-        let python = repo().join(self.version.venv()).join("bin/python");
+        let python = super::repo().join(self.version.venv()).join("bin/python");
         assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
         python
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

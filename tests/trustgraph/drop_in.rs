@@ -88,6 +88,7 @@ async fn registration_race(broker: Broker) {
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(support::logged(&log, "workspace-init", &["Workspace 'default' created via IAM"]), "{log}");
     assert!(support::logged(&log, "default-flow-start", &["failed", "no answer within 2s"]), "{log}");
+
     // What succeeded is kept; the flow's flag waits for the flow.
     let services = BrokerServices::speaking(Protocol::Workspaces, deployment.transport(), Duration::from_secs(10));
     let config = ConfigClient(&services);
