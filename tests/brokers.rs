@@ -1,7 +1,8 @@
 //! End-to-end tests on real brokers: bootstrap-wasm against config-svc and flow-svc (and, in
-//! the workspace protocol, IAM) served over Pulsar (pulsar-lite) and RabbitMQ (the machine's
-//! server) by a test peer with TrustGraph's semantics (`support::peer`). Every scenario runs on
-//! both brokers, in both protocols: `legacy` (TrustGraph 2.4.4) and `workspaces` (2.11.1).
+//! the workspace protocol, IAM) served over Pulsar (pulsar-lite), RabbitMQ (the machine's
+//! server) and Kafka (Apache Kafka 4.4, a node of its own per test) by a test peer with
+//! TrustGraph's semantics (`support::peer`). Every scenario runs on every broker, in both
+//! protocols: `legacy` (TrustGraph 2.4.4) and `workspaces` (2.11.1).
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::broker::{BrokerServices, Transport};
@@ -20,6 +22,7 @@ use bootstrap_wasm::services::wire::{
 use bootstrap_wasm::services::{FlowClient, Protocol, Services};
 use bootstrap_wasm::{Cadence, InitFile, Initialiser, Outcome, Reconciler, Sandbox};
 use serde_json::{Value, json};
+use support::kafka::Kafka;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{Relay, TestVhost};
@@ -35,6 +38,7 @@ struct Broker {
 enum BrokerKind {
     Pulsar(PulsarLite),
     RabbitMq { vhost: TestVhost, relay: Relay },
+    Kafka(Kafka),
 }
 
 impl Broker {
@@ -44,6 +48,10 @@ impl Broker {
 
     fn rabbitmq(protocol: Protocol) -> Self {
         Broker { kind: BrokerKind::RabbitMq { vhost: TestVhost::create(), relay: Relay::start() }, protocol }
+    }
+
+    fn kafka(protocol: Protocol) -> Self {
+        Broker { kind: BrokerKind::Kafka(Kafka::start()), protocol }
     }
 
     fn rabbitmq_options(vhost: &TestVhost, relay: &Relay) -> RabbitOptions {
@@ -57,6 +65,10 @@ impl Broker {
             BrokerKind::RabbitMq { vhost, relay } => {
                 Arc::new(RabbitTransport::new(Self::rabbitmq_options(vhost, relay)))
             }
+            BrokerKind::Kafka(broker) => Arc::new(KafkaTransport::new(
+                KafkaOptions::plaintext(broker.bootstrap_servers()),
+                Duration::from_secs(5),
+            )),
         }
     }
 
@@ -79,15 +91,24 @@ impl Broker {
             BrokerKind::RabbitMq { vhost, relay } => {
                 support::rabbitmq::backend_args(Self::rabbitmq_options(vhost, relay))
             }
+            BrokerKind::Kafka(broker) => {
+                vec![
+                    "--pubsub-backend".into(),
+                    "kafka".into(),
+                    "--kafka-bootstrap-servers".into(),
+                    broker.bootstrap_servers(),
+                ]
+            }
         }
     }
 
-    /// The broker stops (Pulsar: the process is killed) or becomes unreachable (RabbitMQ: its
-    /// connections are cut; the machine's server is shared by other tests).
+    /// The broker stops (Pulsar, Kafka: the process is killed) or becomes unreachable
+    /// (RabbitMQ: its connections are cut; the machine's server is shared by other tests).
     fn go_away(&mut self) {
         match &mut self.kind {
             BrokerKind::Pulsar(broker) => broker.stop(),
             BrokerKind::RabbitMq { relay, .. } => relay.cut(),
+            BrokerKind::Kafka(broker) => broker.stop(),
         }
     }
 
@@ -95,6 +116,18 @@ impl Broker {
         match &mut self.kind {
             BrokerKind::Pulsar(broker) => broker.restart(),
             BrokerKind::RabbitMq { relay, .. } => relay.restore(),
+            BrokerKind::Kafka(broker) => broker.restart(),
+        }
+    }
+
+    /// A request timeout that the services' prompt answers meet and a delayed one does not:
+    /// half a second, or two on Kafka, whose first request on a queue creates its topics and
+    /// looks up their leaders, several round trips that can take over half a second on a
+    /// loaded two-core test machine.
+    fn short_request_timeout(&self) -> Duration {
+        match self.kind {
+            BrokerKind::Kafka(_) => Duration::from_secs(2),
+            _ => Duration::from_millis(500),
         }
     }
 
@@ -169,6 +202,10 @@ async fn converges_and_then_only_skips(broker: Broker) {
     let second = run_once(&broker, &examples_init(), &[]).await;
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(!stderr(&second).contains("running"), "{}", stderr(&second));
+    // A steady wake reads the flags, which opens the gate, and in the legacy protocol asks
+    // flow-svc too.
+    let steady = if broker.protocol == Protocol::Legacy { 2 } else { 1 };
+    assert!(stderr(&second).contains(&format!("converged=true requests={steady}")), "{}", stderr(&second));
     assert_eq!(store.dump(None).unwrap(), dump);
 }
 
@@ -269,16 +306,17 @@ async fn survives_the_broker_going_away_mid_cycle(mut broker: Broker) {
 
 async fn no_flag_is_stored_for_work_that_did_not_finish(broker: Broker) {
     // Answers to config writes come too late: the probe's write times out inside the guest.
+    let timeout = broker.short_request_timeout();
     let scratch = Scratch::new();
-    let (_peer, store) =
-        peer(&broker, &scratch, Behaviour { put_delay: Duration::from_millis(1500), ..Default::default() }).await;
+    let (_peer, store) = peer(&broker, &scratch, Behaviour { put_delay: timeout * 3, ..Default::default() }).await;
     let init = scratch.init_file(&[probe("slow")]);
-    let output = run_once(&broker, &init, &["--request-timeout", "500ms"]).await;
+    let timeout_arg = format!("{}ms", timeout.as_millis());
+    let output = run_once(&broker, &init, &["--request-timeout", &timeout_arg]).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let log = stderr(&output);
     assert!(logged(&log, "slow", &["failed", "timed out"]), "the guest did not see a timeout:\n{log}");
     // Give the late answers time to land, then check nothing claims the probe is done.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(timeout * 4).await;
     assert_eq!(stored_flags(&store.dump(None).unwrap()), Value::Null);
 }
 
@@ -383,4 +421,10 @@ mod rabbitmq {
     use super::*;
     on_broker!(rabbitmq, legacy, Protocol::Legacy);
     on_broker!(rabbitmq, workspaces, Protocol::Workspaces);
+}
+
+mod kafka {
+    use super::*;
+    on_broker!(kafka, legacy, Protocol::Legacy);
+    on_broker!(kafka, workspaces, Protocol::Workspaces);
 }

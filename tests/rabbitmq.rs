@@ -6,33 +6,17 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
-use bootstrap_wasm::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
-use serde_json::{Value, json};
+use bootstrap_wasm::broker::{Queue, QueueClass, Subscription, Transport};
 use support::rabbitmq::{Relay, TestVhost};
-
-/// Only guards against a hang; nothing here is meant to take more than a moment.
-const HANG: Duration = Duration::from_secs(30);
+use support::transport::{HANG, envelope, next};
 
 /// A transport to a virtual host of its own (which lives as long as the returned guard).
 fn fresh() -> (TestVhost, RabbitTransport) {
     let vhost = TestVhost::create();
     let transport = RabbitTransport::new(vhost.options());
     (vhost, transport)
-}
-
-fn envelope(id: &str, body: &str) -> Envelope {
-    Envelope { id: Some(id.into()), body: body.as_bytes().to_vec() }
-}
-
-/// The next message on `subscription`.
-async fn next(subscription: &mut Subscription) -> Envelope {
-    tokio::time::timeout(HANG, subscription.recv())
-        .await
-        .expect("no message within the hang guard")
-        .expect("the subscription closed")
 }
 
 /// Wait for `subscription` to close, discarding anything still on it.
@@ -45,14 +29,7 @@ async fn closed(subscription: &mut Subscription) {
 #[tokio::test]
 async fn round_trip_carries_body_and_id() {
     let (_vhost, transport) = fresh();
-    let queue = Queue::response("echo");
-    let mut subscription = transport.subscribe(&queue, "reader").await.unwrap();
-
-    transport.publish(&queue, envelope("id-1", r#"{"a":1}"#)).await.unwrap();
-    transport.publish(&queue, Envelope { id: None, body: b"{}".to_vec() }).await.unwrap();
-
-    assert_eq!(next(&mut subscription).await, envelope("id-1", r#"{"a":1}"#));
-    assert_eq!(next(&mut subscription).await, Envelope { id: None, body: b"{}".to_vec() });
+    support::transport::carries_body_and_id(&transport).await;
 }
 
 #[tokio::test]
@@ -185,22 +162,5 @@ async fn survives_the_broker_going_away() {
 #[tokio::test]
 async fn carries_request_response_calls() {
     let vhost = TestVhost::create();
-    let transport: Arc<dyn Transport> = Arc::new(RabbitTransport::new(vhost.options()));
-    let (requests, responses) = (Queue::request("echo"), Queue::response("echo"));
-
-    // An echo service: answers each request on the response queue under the request's id.
-    let mut incoming = transport.subscribe(&requests, "echo-svc").await.unwrap();
-    let service = transport.clone();
-    let answers = responses.clone();
-    tokio::spawn(async move {
-        while let Some(request) = incoming.recv().await {
-            service.publish(&answers, request).await.unwrap();
-        }
-    });
-
-    let client = RequestResponse::new(transport.clone(), requests, responses, "client".into(), HANG);
-    for n in 0..3 {
-        let answer: Value = client.request(&json!({"n": n})).await.unwrap();
-        assert_eq!(answer, json!({"n": n}));
-    }
+    support::transport::carries_request_response_calls(Arc::new(RabbitTransport::new(vhost.options()))).await;
 }

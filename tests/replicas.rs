@@ -1,4 +1,4 @@
-//! One active replica, on every backend, in both protocols (`legacy` and `workspaces`): two
+//! One active replica, on every backend (Kafka's lease on a real Apache Kafka), in both protocols (`legacy` and `workspaces`): two
 //! real `bootstrap-wasm` processes on one deployment.
 //! While both live, only the lease holder runs initialisers and the other says it is on
 //! standby; after the holder is SIGKILLed, the standby takes the lease and runs. The runs of
@@ -20,11 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bootstrap_wasm::broker::Transport;
+use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::Protocol;
 use serde_json::json;
+use support::kafka::Kafka;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{Relay, TestVhost};
@@ -261,6 +263,21 @@ macro_rules! in_protocol {
             }
 
             #[tokio::test(flavor = "multi_thread")]
+            async fn kafka() {
+                let scratch = Scratch::new();
+                let (_broker, _peer, backend) = kafka_deployment(&scratch, $speaking).await;
+                one_replica_runs_and_the_standby_takes_over("kafka", &scratch, &backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn kafka_lease_lost_and_taken_again() {
+                let scratch = Scratch::new();
+                let (broker, _peer, backend) = kafka_deployment(&scratch, $speaking).await;
+                let (go_away, come_back) = (|| broker.pause(), || broker.resume());
+                a_lost_lease_stops_the_runs_until_it_is_taken_again(&scratch, &backend, go_away, come_back).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
             async fn pulsar_lease_lost_and_taken_again() {
                 let scratch = Scratch::new();
                 let (broker, _peer, backend) = pulsar_deployment(&scratch, $speaking).await;
@@ -298,6 +315,16 @@ async fn pulsar_deployment(scratch: &Scratch, protocol: Protocol) -> (PulsarLite
     let peer = peer(Arc::new(PulsarTransport::new(broker.options())), scratch, protocol).await;
     let backend = speaking(protocol, vec!["--pubsub-backend".to_owned(), "pulsar".into(), "-p".into(), broker.url()]);
     (broker, peer, backend)
+}
+
+/// A Kafka broker with the services on it, and the binary's arguments to reach it.
+async fn kafka_deployment(scratch: &Scratch, protocol: Protocol) -> (Kafka, ServicePeer, Vec<String>) {
+    let broker = Kafka::start();
+    let transport = KafkaTransport::new(KafkaOptions::plaintext(broker.bootstrap_servers()), Duration::from_secs(10));
+    let peer = peer(Arc::new(transport), scratch, protocol).await;
+    let servers = broker.bootstrap_servers();
+    let backend = vec!["--pubsub-backend".into(), "kafka".into(), "--kafka-bootstrap-servers".into(), servers];
+    (broker, peer, speaking(protocol, backend))
 }
 
 /// The binary's arguments for the RabbitMQ server of `options`.

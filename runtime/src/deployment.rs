@@ -1,7 +1,7 @@
 //! The composition root: one replica of a deployment, wired from its parts.
 //!
 //! [`Backend`] chooses the services (in-process on a local store, or TrustGraph's own over
-//! Pulsar or RabbitMQ) and the lease that makes one replica of a deployment the active one;
+//! Pulsar, RabbitMQ or Kafka) and the lease that makes one replica of a deployment the active one;
 //! [`run_replica`] is that replica's life: wait for the lease while the initialisers load,
 //! reconcile while it is held, stand by when it is lost, and close the services on the way
 //! out. This is the only module that knows the brokers, the embedded store, the lease and the
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::BrokerServices;
+use crate::broker::kafka::{KafkaOptions, KafkaTransport};
 use crate::broker::pulsar::{PulsarOptions, PulsarTransport};
 use crate::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use crate::embedded::{EmbeddedServices, StoreError};
@@ -32,6 +33,8 @@ pub enum Backend {
     Pulsar(PulsarOptions),
     /// TrustGraph's services over RabbitMQ.
     RabbitMq(RabbitOptions),
+    /// TrustGraph's services over Kafka.
+    Kafka(KafkaOptions),
 }
 
 impl Backend {
@@ -64,6 +67,15 @@ impl Backend {
                 BrokerServices::speaking(choice, Arc::new(RabbitTransport::new(options.clone())), request_timeout)
                     .with_config_timeout(config_timeout),
             ),
+            // A publish may take as long as an answer may.
+            Self::Kafka(options) => Arc::new(
+                BrokerServices::speaking(
+                    choice,
+                    Arc::new(KafkaTransport::new(options.clone(), request_timeout.max(config_timeout))),
+                    request_timeout,
+                )
+                .with_config_timeout(config_timeout),
+            ),
         };
         let protocol = services.protocol().map_or("detected once config-svc answers", Protocol::name);
         tracing::info!(protocol, "backend: {self}");
@@ -80,6 +92,7 @@ impl Backend {
             Self::Embedded { state, .. } => lease::file::lease(state),
             Self::Pulsar(options) => Ok(lease::pulsar::lease(options, name, timing)),
             Self::RabbitMq(options) => lease::rabbitmq::lease(options, name, timing),
+            Self::Kafka(options) => lease::kafka::lease(options, name, timing),
         }
     }
 }
@@ -92,6 +105,7 @@ impl std::fmt::Display for Backend {
             Self::RabbitMq(options) => {
                 write!(f, "rabbitmq at amqp://{}@{}:{}/{}", options.username, options.host, options.port, options.vhost)
             }
+            Self::Kafka(options) => write!(f, "kafka at {}", options.describe()),
         }
     }
 }

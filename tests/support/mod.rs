@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod kafka;
 pub mod listener;
 pub mod peer;
 pub mod pulsar;
@@ -14,6 +15,7 @@ pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod running;
 pub mod tenants;
+pub mod transport;
 pub mod trustgraph;
 pub mod upstream;
 

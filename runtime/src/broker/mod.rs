@@ -1,6 +1,6 @@
 //! config-svc and flow-svc over a message broker, exactly as TrustGraph's own clients reach
 //! them (TrustGraph 2.4, `trustgraph-base/trustgraph/base/{pubsub,pulsar_backend,
-//! rabbitmq_backend}.py`).
+//! rabbitmq_backend,kafka_backend}.py`).
 //!
 //! A service listens on a request queue and answers on a response queue; queues are named
 //! `class:topicspace:topic` ([`Queue`]): config-svc on `request:tg:config` /
@@ -9,16 +9,17 @@
 //! `request:tg:flow:<workspace>` / `response:tg:flow:<workspace>`, beside IAM on
 //! `request:tg:iam` / `response:tg:iam`. A request is the
 //! UTF-8 JSON of the request record, carrying a fresh UUID in its `id` property (Pulsar) or
-//! header (RabbitMQ); the answer carries the same `id`, and every client sees every answer on
+//! header (RabbitMQ, Kafka); the answer carries the same `id`, and every client sees every answer on
 //! the response queue, so each keeps only its own.
 //!
 //! The layers: a [`Transport`] moves [`Envelope`]s to and from queues on one broker
-//! ([`pulsar`], [`rabbitmq`]); a [`RequestResponse`] client correlates answers with requests
+//! ([`pulsar`], [`rabbitmq`], [`kafka`]); a [`RequestResponse`] client correlates answers with requests
 //! by id, times them out and reconnects; [`BrokerServices`] puts one such client in front of
 //! each service to implement [`Services`], in the protocol it was told or the one it detects
 //! (`detect`).
 
 mod detect;
+pub mod kafka;
 pub mod pulsar;
 mod queue;
 pub mod rabbitmq;

@@ -64,6 +64,12 @@ impl Queue {
     pub fn rabbitmq_exchange(&self) -> String {
         format!("{}.{}.{}", self.topicspace, self.class.name(), self.topic)
     }
+
+    /// The Kafka topic: `<topicspace>.<class>.<topic>` with every further `:` as `.` (Kafka
+    /// allows no `:` in a topic name), as upstream's Kafka backend names it.
+    pub fn kafka_topic(&self) -> String {
+        self.rabbitmq_exchange().replace(':', ".")
+    }
 }
 
 impl QueueClass {
@@ -94,6 +100,7 @@ mod tests {
         assert_eq!(request.to_string(), "request:tg:flow:acme");
         assert_eq!(request.pulsar_topic(), "non-persistent://tg/request/flow:acme");
         assert_eq!(request.rabbitmq_exchange(), "tg.request.flow:acme");
+        assert_eq!(request.kafka_topic(), "tg.request.flow.acme");
         assert!(request.is_shared());
         let response = Queue::response_for("flow", "acme");
         assert_eq!(response.pulsar_topic(), "non-persistent://tg/response/flow:acme");
@@ -107,6 +114,7 @@ mod tests {
         assert_eq!(request.to_string(), "request:tg:config");
         assert_eq!(request.pulsar_topic(), "non-persistent://tg/request/config");
         assert_eq!(request.rabbitmq_exchange(), "tg.request.config");
+        assert_eq!(request.kafka_topic(), "tg.request.config");
         assert!(request.is_shared());
 
         let response = Queue::response("flow");

@@ -152,7 +152,7 @@ impl Tracker {
 }
 
 /// Report `new` if it differs from what was last reported (so watchers wake only on changes).
-fn set(state: &watch::Sender<LeaseState>, new: LeaseState) {
+pub(super) fn set(state: &watch::Sender<LeaseState>, new: LeaseState) {
     state.send_if_modified(|current| {
         let changed = *current != new;
         *current = new;

@@ -15,19 +15,24 @@
 //!   served receives them, and it holds the lease while they keep arriving ([`heartbeat`]),
 //!   from the first one on. It loses the lease when none has arrived
 //!   for [`Timing::window`], or at once when its subscription closes.
+//! - **Kafka**: heartbeats committed in transactions under one transactional id ([`kafka`]).
+//!   A standby that has seen none for [`Timing::window`] takes the transactional id, which
+//!   makes the broker fence the holder: its next heartbeat is refused. (A consumer group
+//!   would move the lease only after a session timeout, at least 6 s on a default broker.)
 //!
 //! A [`Lease`] reports [`LeaseState`] changes and logs them in one place: "standby: another
 //! replica holds the lease", "lease acquired", "lease lost". What the holder does with the
 //! lease is the caller's business (the binary stops the running wake when it is lost); the
 //! reconcile loop knows nothing of leases.
 //!
-//! A broker lease cannot fence: a holder cut off from the broker (a network partition rather
-//! than a crash) may run on for up to [`Timing::window`] after the broker has already handed
-//! the lease to a standby. A dead holder's connection closes, and the broker moves the lease
-//! at once.
+//! A broker lease cannot fence the holder's work: a holder cut off from the broker (a network
+//! partition rather than a crash) may run on for up to [`Timing::window`] after the broker has
+//! already handed the lease to a standby. A dead holder's connection closes, and Pulsar and
+//! RabbitMQ move the lease at once; on Kafka a standby takes it after a window of silence.
 
 pub mod file;
 pub mod heartbeat;
+pub mod kafka;
 pub mod pulsar;
 pub mod rabbitmq;
 
@@ -51,6 +56,9 @@ pub enum LeaseError {
     /// RabbitMQ could not be reached, or refused the lease's queue.
     #[error("rabbitmq: {0}")]
     RabbitMq(#[source] lapin::Error),
+    /// Kafka could not be reached, or refused the lease's topic or transactional id.
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 /// Where a replica stands.

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bootstrap_wasm::broker::kafka::{KafkaOptions, SecurityProtocol};
 use bootstrap_wasm::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::broker::pulsar::client::{BrokerUrl, tls};
 use bootstrap_wasm::broker::rabbitmq::RabbitOptions;
@@ -231,6 +232,23 @@ pub(crate) struct BackendArgs {
     pub(crate) rabbitmq_password: String,
     #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
     pub(crate) rabbitmq_vhost: String,
+    /// Kafka's bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "kafka:9092")]
+    pub(crate) kafka_bootstrap_servers: String,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "PLAINTEXT", value_parser = parse_security_protocol)]
+    pub(crate) kafka_security_protocol: SecurityProtocol,
+    /// PLAIN (the default with SASL), SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub(crate) kafka_sasl_mechanism: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub(crate) kafka_sasl_username: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub(crate) kafka_sasl_password: Option<String>,
+    /// A librdkafka setting of your own, KEY=VALUE (repeatable): a CA file
+    /// (`ssl.ca.location=...`), OAUTHBEARER's endpoint, ... Applied after the flags above.
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) kafka_config: Vec<(String, String)>,
     /// How long to wait for each config-svc, flow-svc or IAM answer.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub(crate) request_timeout: Duration,
@@ -288,6 +306,8 @@ pub(crate) enum BackendKind {
     Pulsar,
     /// TrustGraph's services over RabbitMQ.
     Rabbitmq,
+    /// TrustGraph's services over Kafka.
+    Kafka,
     /// config-svc and flow-svc in-process, on a local store (`--state`).
     Embedded,
 }
@@ -316,6 +336,18 @@ impl BackendArgs {
                     tls_trust_certs: self.pulsar_tls_trust_certs.clone(),
                 })
             }
+            BackendKind::Kafka => {
+                let options = KafkaOptions {
+                    bootstrap_servers: self.kafka_bootstrap_servers.clone(),
+                    security_protocol: self.kafka_security_protocol,
+                    sasl_mechanism: self.kafka_sasl_mechanism.clone(),
+                    sasl_username: self.kafka_sasl_username.clone(),
+                    sasl_password: self.kafka_sasl_password.clone(),
+                    extra: self.kafka_config.clone(),
+                };
+                options.check().map_err(Failure::Config)?;
+                Backend::Kafka(options)
+            }
             BackendKind::Rabbitmq => Backend::RabbitMq(RabbitOptions {
                 host: self.rabbitmq_host.clone(),
                 port: self.rabbitmq_port,
@@ -324,5 +356,17 @@ impl BackendArgs {
                 vhost: self.rabbitmq_vhost.clone(),
             }),
         })
+    }
+}
+
+fn parse_security_protocol(name: &str) -> Result<SecurityProtocol, String> {
+    name.parse()
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn parse_key_value(setting: &str) -> Result<(String, String), String> {
+    match setting.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("{setting:?}: use KEY=VALUE")),
     }
 }

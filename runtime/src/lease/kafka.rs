@@ -1,0 +1,221 @@
+//! The Kafka lease: heartbeats on a one-partition topic, written in transactions under one
+//! transactional id, so that the broker itself fences a replica that took the lease over.
+//!
+//! Every replica reads `tg.lease.<name>` (default `tg.lease.bootstrap`, named as TrustGraph
+//! names its topics) from its end, committed messages only. The holder writes a heartbeat, its
+//! own id, in a transaction of its own every [`beat_interval`] under the transactional id
+//! `bootstrap-wasm.lease.<name>`. A standby that has seen no heartbeat for [`Timing::window`]
+//! (and a short random wait more, so that two standbys seldom try at once) takes the lease:
+//! it initialises that transactional id, which makes the transaction coordinator fence
+//! whoever had it (abort their open transaction, refuse their next commit), and holds once its
+//! first heartbeat is committed. A holder whose commit fails, or takes over a window, has lost
+//! the lease.
+//!
+//! Why not a consumer group, where the member that owns the lease topic's one partition
+//! would be active: the coordinator notices a member that died without leaving only after
+//! its session timeout, and brokers refuse one below `group.min.session.timeout.ms`, 6 s by
+//! default; a standby could not take over within a 5 s `--gate-backoff`. Here a killed
+//! holder's heartbeats stop at once and a standby takes over within about a window.
+//!
+//! Two standbys that try at the same moment both succeed in turn: the second fences the first,
+//! whose next commit fails (within one beat). As with the other brokers' leases, a holder cut
+//! off from the cluster may run on for up to a window after a standby has taken over; but
+//! unlike theirs, its next heartbeat is refused even if its connection comes back.
+//!
+//! The cluster must allow transactions (Kafka 0.11 and later; `transaction.state.log.*`
+//! settings that fit the cluster's size) and, with ACLs, let the bootstrapper write the
+//! transactional id and the topic (docs/operations.md, "Kafka").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::heartbeat::set;
+use super::{Lease, LeaseError, LeaseState, Timing};
+use crate::broker::kafka::topics::Topics;
+use crate::broker::kafka::{KafkaOptions, OffThread};
+
+/// The lease topic for lease `name`.
+pub fn topic(name: &str) -> String {
+    format!("tg.lease.{name}")
+}
+
+/// The transactional id the holder writes its heartbeats under.
+pub fn transactional_id(name: &str) -> String {
+    format!("bootstrap-wasm.lease.{name}")
+}
+
+/// How long heartbeats stay on the lease topic: nobody reads old ones.
+const RETENTION_MS: &str = "300000";
+
+/// How often the holder commits a heartbeat: five times a window, so that one late commit
+/// does not lose the lease.
+pub fn beat_interval(timing: Timing) -> Duration {
+    timing.window / 5
+}
+
+/// Start keeping lease `name` on the cluster of `options`, in the background.
+pub fn lease(options: &KafkaOptions, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
+    let keeper = Keeper {
+        config: options.client_config(),
+        topic: topic(name),
+        transactional_id: transactional_id(name),
+        me: uuid::Uuid::new_v4().to_string(),
+        timing,
+    };
+    let description = format!("kafka topic {} at {}", keeper.topic, options.describe());
+    let (sender, receiver) = watch::channel(LeaseState::Unknown);
+    let keeper = tokio::spawn(keeper.keep(sender));
+    Ok(Lease::new(receiver, keeper, description))
+}
+
+struct Keeper {
+    config: ClientConfig,
+    topic: String,
+    transactional_id: String,
+    /// This replica's id: the heartbeat's body.
+    me: String,
+    timing: Timing,
+}
+
+impl Keeper {
+    /// Watch for heartbeats, take the lease when they stop, hold it while commits succeed;
+    /// runs until aborted.
+    async fn keep(self, state: watch::Sender<LeaseState>) {
+        let keeper = Arc::new(self);
+        loop {
+            let watcher = match keeper.watch().await {
+                Ok(watcher) => watcher,
+                Err(e) => {
+                    set(&state, LeaseState::Lapsed(e.to_string()));
+                    tokio::time::sleep(keeper.timing.window).await;
+                    continue;
+                }
+            };
+            keeper.wait_for_silence(&watcher, &state).await;
+            match keeper.clone().take_over().await {
+                Ok(holder) => {
+                    let why = keeper.clone().hold(holder, &state).await;
+                    set(&state, LeaseState::Lapsed(why));
+                }
+                Err(e) => {
+                    set(&state, LeaseState::Lapsed(format!("cannot take the lease: {e}")));
+                    tokio::time::sleep(keeper.timing.retry).await;
+                }
+            }
+        }
+    }
+
+    /// A consumer of the lease topic from its end, committed heartbeats only.
+    async fn watch(&self) -> Result<Arc<OffThread<StreamConsumer>>, LeaseError> {
+        let topics = Arc::new(Topics::new(self.config.clone(), self.timing.window));
+        topics.ensure_topic(&self.topic, RETENTION_MS).await.map_err(|e| LeaseError::Kafka(e.to_string()))?;
+        let ends = {
+            let (topics, topic) = (topics.clone(), self.topic.clone());
+            tokio::task::spawn_blocking(move || topics.ends(&topic)).await.expect("the lookup does not panic")
+        }
+        .map_err(|e| LeaseError::Kafka(e.to_string()))?;
+        let mut config = self.config.clone();
+        config
+            // Never joined (the consumer is assigned by hand), but librdkafka's consumers need one.
+            .set("group.id", format!("bootstrap-wasm-lease-{}", self.me))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .set("fetch.wait.max.ms", "100");
+        let consumer: StreamConsumer = config.create().map_err(kafka_error)?;
+        let mut assignment = TopicPartitionList::new();
+        for (partition, end) in ends {
+            assignment.add_partition_offset(&self.topic, partition, Offset::Offset(end)).map_err(kafka_error)?;
+        }
+        consumer.assign(&assignment).map_err(kafka_error)?;
+        Ok(OffThread::new(consumer))
+    }
+
+    /// Return once no other replica's heartbeat has arrived for a window (and a random part of
+    /// a beat more), reporting standby while they arrive.
+    async fn wait_for_silence(&self, watcher: &StreamConsumer, state: &watch::Sender<LeaseState>) {
+        let quiet_for = || self.timing.window + jitter(beat_interval(self.timing));
+        let mut deadline = Instant::now() + quiet_for();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                received = watcher.recv() => match received {
+                    Ok(message) if message.payload() != Some(self.me.as_bytes()) => {
+                        set(state, LeaseState::Standby);
+                        deadline = Instant::now() + quiet_for();
+                    }
+                    Ok(_own) => {}
+                    Err(e) => tracing::debug!(topic = %self.topic, "lease consumer: {e}"),
+                },
+            }
+        }
+    }
+
+    /// Initialise the transactional id, fencing whoever had it.
+    async fn take_over(self: Arc<Self>) -> Result<Arc<OffThread<BaseProducer>>, LeaseError> {
+        tokio::task::spawn_blocking(move || {
+            let mut config = self.config.clone();
+            config
+                .set("transactional.id", &self.transactional_id)
+                .set("linger.ms", "0")
+                .set("transaction.timeout.ms", (self.timing.window * 4).as_millis().max(1000).to_string());
+            let producer: BaseProducer = config.create().map_err(kafka_error)?;
+            producer.init_transactions(self.timing.window * 2).map_err(kafka_error)?;
+            Ok(OffThread::new(producer))
+        })
+        .await
+        .expect("taking the lease does not panic")
+    }
+
+    /// Commit a heartbeat every beat until one fails or is late; why the lease was lost.
+    async fn hold(
+        self: Arc<Self>,
+        producer: Arc<OffThread<BaseProducer>>,
+        state: &watch::Sender<LeaseState>,
+    ) -> String {
+        let mut beats = tokio::time::interval(beat_interval(self.timing));
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            beats.tick().await;
+            let beat = {
+                let (keeper, producer) = (self.clone(), producer.clone());
+                tokio::task::spawn_blocking(move || keeper.beat(&producer))
+            };
+            match tokio::time::timeout(self.timing.window, beat).await {
+                Ok(Ok(Ok(()))) => set(state, LeaseState::Held),
+                Ok(Ok(Err(e))) => return format!("a heartbeat was refused: {e}"),
+                Ok(Err(_panicked)) => return "the heartbeat failed".into(),
+                Err(_elapsed) => return format!("no heartbeat committed within {:?}", self.timing.window),
+            }
+        }
+    }
+
+    /// One heartbeat, in a transaction of its own. Blocking.
+    fn beat(&self, producer: &BaseProducer) -> Result<(), KafkaError> {
+        producer.begin_transaction()?;
+        let record = BaseRecord::<(), _>::to(&self.topic).payload(self.me.as_bytes());
+        if let Err((e, _record)) = producer.send(record) {
+            let _ = producer.abort_transaction(self.timing.window);
+            return Err(e);
+        }
+        producer.commit_transaction(self.timing.window)
+    }
+}
+
+/// Between zero and `most`, different in each replica.
+fn jitter(most: Duration) -> Duration {
+    let fraction = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    most * fraction / 1000
+}
+
+fn kafka_error(e: KafkaError) -> LeaseError {
+    LeaseError::Kafka(e.to_string())
+}
