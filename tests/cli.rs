@@ -392,6 +392,52 @@ fn a_concurrency_of_zero_is_refused_before_anything_is_written() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_kafka_closes_its_clients_and_exits_0() {
+    use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
+
+    let broker = support::kafka::Kafka::start();
+    let scratch = Scratch::new();
+    let store = bootstrap_wasm::embedded::EmbeddedServices::open(&scratch.path("peer.redb"))
+        .unwrap()
+        .speaking(bootstrap_wasm::services::Protocol::Legacy);
+    let options = KafkaOptions::plaintext(broker.bootstrap_servers());
+    let _peer = support::peer::ServicePeer::start(
+        std::sync::Arc::new(KafkaTransport::new(options, std::time::Duration::from_secs(10))),
+        store.clone(),
+        support::peer::Behaviour::default(),
+    )
+    .await;
+    let args = [
+        "--pubsub-backend".to_owned(),
+        "kafka".into(),
+        "--kafka-bootstrap-servers".into(),
+        broker.bootstrap_servers(),
+        "--protocol".into(),
+        "legacy".into(),
+    ];
+    let log = tokio::task::block_in_place(|| sigterm_on_a_broker(&args, &store, "closed the Kafka clients", || {}));
+    // The runtime reads answers only: it joined no consumer group.
+    assert!(log.contains("groups=0"), "{log}");
+}
+
+#[test]
+fn kafka_settings_that_cannot_work_are_a_configuration_error() {
+    let init = support::repo().join("examples/init.yaml");
+    let refusals: [(&[&str], &str); 3] = [
+        (&["--kafka-security-protocol", "TLS"], "--kafka-security-protocol"),
+        (&["--kafka-security-protocol", "SASL_SSL", "--kafka-sasl-mechanism", "GSSAPI"], "GSSAPI"),
+        (&["--kafka-sasl-username", "svc"], "use SASL_PLAINTEXT or SASL_SSL"),
+    ];
+    for (settings, expected) in refusals {
+        let mut command = bin();
+        command.arg("-c").arg(&init).args(["--once", "--pubsub-backend", "kafka"]).args(settings);
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{settings:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{settings:?}: {}", stderr(&output));
+    }
+}
+
 #[test]
 fn a_pulsar_url_or_certificate_file_that_cannot_work_is_a_configuration_error() {
     let init = support::repo().join("examples/init.yaml");
