@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -36,6 +37,8 @@ const BUFFER: usize = 64;
 /// The shared consumer and who reads what from it.
 pub(super) struct Answers {
     config: ClientConfig,
+    /// Bounds a subscription's lookups.
+    timeout: Duration,
     reader: tokio::sync::Mutex<Option<Reader>>,
     routes: Arc<Mutex<Routes>>,
 }
@@ -70,7 +73,7 @@ struct RouteGuard {
 
 impl Answers {
     /// Subscriptions on the cluster `config` reaches; the consumer is made on first use.
-    pub(super) fn new(mut config: ClientConfig) -> Self {
+    pub(super) fn new(mut config: ClientConfig, timeout: Duration) -> Self {
         config
             // librdkafka's consumers need a group, though this one never joins it: it is
             // assigned by hand and commits nothing.
@@ -88,15 +91,25 @@ impl Answers {
             .set("fetch.error.backoff.ms", "20")
             // Upstream's largest message.
             .set("fetch.message.max.bytes", "10485760");
-        Self { config, reader: tokio::sync::Mutex::new(None), routes: Arc::default() }
+        Self { config, timeout, reader: tokio::sync::Mutex::new(None), routes: Arc::default() }
     }
 
     /// Every message published to `topic` from now on.
     pub(super) async fn subscribe(&self, topics: &Arc<Topics>, topic: String) -> Result<Subscription, TransportError> {
         let consumer = self.consumer().await?;
         let ends = {
-            let (topics, topic) = (topics.clone(), topic.clone());
-            tokio::task::spawn_blocking(move || topics.ends(&topic)).await.expect("the lookup does not panic")?
+            let (topics, topic, consumer, timeout) = (topics.clone(), topic.clone(), consumer.clone(), self.timeout);
+            tokio::task::spawn_blocking(move || {
+                // The consumer learns where the topic's partitions live only at its next
+                // metadata refresh, up to a second away, unless told now: the first answer
+                // would wait for it.
+                if let Err(e) = consumer.fetch_metadata(Some(&topic), timeout) {
+                    tracing::debug!(%topic, "cannot read the topic's metadata: {e}");
+                }
+                topics.ends(&topic)
+            })
+            .await
+            .expect("the lookup does not panic")?
         };
         let (sender, messages) = mpsc::channel(BUFFER);
         let id = {

@@ -111,7 +111,7 @@ impl KafkaTransport {
         Self {
             described: options.describe(),
             topics: Arc::new(Topics::new(config.clone(), timeout)),
-            answers: Answers::new(config),
+            answers: Answers::new(config, timeout),
             producers: Default::default(),
             group_forwarders: Mutex::default(),
             options,
