@@ -1,7 +1,8 @@
-//! Both protocols, checked against TrustGraph's own services from PyPI over a real RabbitMQ and
-//! over pulsar-lite: trustgraph-flow 2.11.1's config-svc, flow-svc and no-auth-svc (as IAM)
-//! for the workspace protocol (pulsar-lite serves 2.11's Pulsar client, `:` in topic names
-//! included), and 2.4.4's config-svc and flow-svc for the legacy one.
+//! Both protocols, checked against TrustGraph's own services from PyPI over a real RabbitMQ, over
+//! pulsar-lite and over a real Apache Kafka: trustgraph-flow 2.11.1's config-svc, flow-svc and
+//! no-auth-svc (as IAM) for the workspace protocol (pulsar-lite serves 2.11's Pulsar client, `:`
+//! in topic names included; on Kafka its client is aiokafka), and 2.4.4's config-svc and
+//! flow-svc for the legacy one (on Kafka, confluent-kafka).
 //!
 //! From 2.4.13 on, flow-svc serves each workspace on a queue of its own, and only once IAM
 //! has registered the workspace; these tests hold the records and queue names the runtime
@@ -12,6 +13,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
@@ -21,6 +23,7 @@ use bootstrap_wasm::services::{
     ServiceError, Services as _,
 };
 use serde_json::{Value, json};
+use support::kafka::Kafka;
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{TestVhost, backend_args};
 use support::trustgraph::{TrustGraph, Version};
@@ -35,6 +38,7 @@ struct Deployment {
 enum Broker {
     RabbitMq(TestVhost),
     Pulsar(PulsarLite),
+    Kafka(Kafka),
 }
 
 impl Deployment {
@@ -53,6 +57,10 @@ impl Deployment {
         match &self.broker {
             Broker::RabbitMq(vhost) => Arc::new(RabbitTransport::new(vhost.options())),
             Broker::Pulsar(pulsar) => Arc::new(PulsarTransport::new(pulsar.options())),
+            Broker::Kafka(kafka) => {
+                let options = KafkaOptions::plaintext(kafka.bootstrap_servers());
+                Arc::new(KafkaTransport::new(options, Duration::from_secs(10)))
+            }
         }
     }
 
@@ -67,18 +75,27 @@ impl Broker {
         match self {
             Broker::RabbitMq(vhost) => backend_args(vhost.options()),
             Broker::Pulsar(pulsar) => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), pulsar.url()],
+            Broker::Kafka(kafka) => {
+                vec![
+                    "--pubsub-backend".into(),
+                    "kafka".into(),
+                    "--kafka-bootstrap-servers".into(),
+                    kafka.bootstrap_servers(),
+                ]
+            }
         }
     }
 }
 
-/// `$test` as a test on each broker, against TrustGraph `$version` (2.11.1 if not given).
+/// `$test` as a test on each broker (RabbitMQ, pulsar-lite and Kafka), against TrustGraph
+/// `$version` (2.11.1 if not given).
 macro_rules! on_each_broker {
     ($test:ident) => {
         on_each_broker!($test, V2_11_1);
     };
     ($test:ident, $version:ident) => {
         mod $test {
-            use super::{Broker, Deployment, PulsarLite, TestVhost, Version};
+            use super::{Broker, Deployment, Kafka, PulsarLite, TestVhost, Version};
 
             #[tokio::test]
             async fn on_rabbitmq() {
@@ -88,6 +105,11 @@ macro_rules! on_each_broker {
             #[tokio::test]
             async fn on_pulsar() {
                 super::$test(Deployment::on(Version::$version, Broker::Pulsar(PulsarLite::start()))).await;
+            }
+
+            #[tokio::test]
+            async fn on_kafka() {
+                super::$test(Deployment::on(Version::$version, Broker::Kafka(Kafka::start()))).await;
             }
         }
     };

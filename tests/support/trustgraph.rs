@@ -1,5 +1,5 @@
-//! TrustGraph's own services, started for one test or bench, on its broker (a RabbitMQ vhost, or
-//! pulsar-lite), at either version the runtime speaks to:
+//! TrustGraph's own services, started for one test or bench, on its broker (a RabbitMQ vhost,
+//! pulsar-lite or Apache Kafka), at either version the runtime speaks to:
 //! - 2.4.4 (the legacy protocol): config-svc and flow-svc of trustgraph-flow 2.4.4 from PyPI,
 //!   installed by `.ci/setup` in `.venv-trustgraph-2.4.4`;
 //! - 2.11.1 (the workspace protocol): config-svc, flow-svc and no-auth-svc (as IAM) of
@@ -7,10 +7,20 @@
 //!
 //! `trustgraph_services.py` runs each as upstream's own process, except that config-svc keeps
 //! its table in memory instead of Cassandra. They stop when dropped.
+//!
+//! A service is taken to serve once it logs a given line, and on Kafka, where no line tells,
+//! once it has answered a read on its request queue (`Version::probe`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
+use bootstrap_wasm::broker::{Queue, RequestResponse, Transport as _};
+use bootstrap_wasm::services::wire::{IamOperation, IamRequest};
+use bootstrap_wasm::services::{ConfigRequest, FlowOperation, FlowRequest, ServiceError};
+use serde_json::{Value, json};
 
 use super::running::Running;
 
@@ -41,7 +51,8 @@ impl Version {
     }
 
     /// The services, in start order (config-svc first: the others read their config from it
-    /// as they start), each with what it logs once it serves requests.
+    /// as they start), each with what it logs once it serves requests (on Kafka, see
+    /// [`Self::probe`]).
     fn services(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Self::V2_4_4 => &[
@@ -54,6 +65,41 @@ impl Version {
                 ("flow-svc", "Applied startup config version"),
             ],
         }
+    }
+
+    /// On Kafka, how to tell that `service` serves: the name of its queues (`config` for
+    /// `request:tg:config`) and a read to send there until it is answered. None for 2.11.1's
+    /// flow-svc, which reads no request queue as it starts (a workspace's comes once IAM has
+    /// registered the workspace, on every broker).
+    ///
+    /// A request consumer on Kafka joins its group, is assigned the queue's one partition, and
+    /// only then looks up where to start reading: the topic's end (upstream's groups start at
+    /// `latest`, and a new one has committed nothing). A request published before that lookup
+    /// is never read, and neither version logs the lookup. 2.4.4's confluent-kafka logs the
+    /// line of [`Self::services`] as it subscribes, before the group joins, then "Partition
+    /// assignment for tg.request.config: [0]" once assigned; a request sent as that line came
+    /// was lost in every try (one sent 0.1 s later was answered). 2.11.1's aiokafka returns
+    /// from `start` once assigned ("Added consumer: request:tg:config"); a request sent as that
+    /// line came was lost in two tries of three. Its lines of [`Self::services`] come a
+    /// moment later, and so far always late enough, but nothing orders them after the lookup.
+    fn probe(self, service: &str) -> Option<(&'static str, Value)> {
+        let workspace = "default".to_owned();
+        let read = match (self, service) {
+            (_, "config-svc") => {
+                let (operation, kind) = ("list".into(), "flow".into());
+                ("config", json!(ConfigRequest { operation, workspace, kind, ..Default::default() }))
+            }
+            (Self::V2_4_4, "flow-svc") => {
+                let operation = FlowOperation::ListBlueprints.as_str().into();
+                ("flow", json!(FlowRequest { operation, workspace, ..Default::default() }))
+            }
+            (Self::V2_11_1, "no-auth-svc") => {
+                let operation = IamOperation::BootstrapStatus.as_str().into();
+                ("iam", json!(IamRequest { operation, ..Default::default() }))
+            }
+            _ => return None,
+        };
+        Some(read)
     }
 }
 
@@ -104,6 +150,11 @@ impl TrustGraph {
                 .stdout(Stdio::null()),
         );
         running.wait_for(ready);
+        if let (Some(servers), Some((queue, read))) = (self.kafka_servers(), self.version.probe(name))
+            && let Err(e) = answered(servers, queue, &read)
+        {
+            panic!("{name} did not answer on Kafka ({e}):\n{}", running.log);
+        }
         self.services.push((name, running));
     }
 
@@ -127,10 +178,43 @@ impl TrustGraph {
         )
     }
 
+    /// The bootstrap servers if the services run on Kafka (`--pubsub-backend kafka`).
+    fn kafka_servers(&self) -> Option<&str> {
+        let arg = |name: &str| self.broker_args.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].as_str());
+        (arg("--pubsub-backend") == Some("kafka")).then(|| arg("--kafka-bootstrap-servers").expect("Kafka's servers"))
+    }
+
     /// The python of the version's virtualenv.
     fn python(&self) -> PathBuf {
         let python = super::repo().join(self.version.venv()).join("bin/python");
         assert!(python.exists(), "{} is missing: run .ci/setup", python.display());
         python
     }
+}
+
+/// How long a service on Kafka may take to answer its first read.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Send `read` to `service`'s request queue on the Kafka cluster at `servers`, again until it
+/// is answered (an error answer too), at most [`PROBE_TIMEOUT`].
+fn answered(servers: &str, service: &str, read: &Value) -> Result<(), ServiceError> {
+    let transport = Arc::new(KafkaTransport::new(KafkaOptions::plaintext(servers), Duration::from_secs(10)));
+    let subscription = format!("tests-ready--{service}--{}", uuid::Uuid::new_v4());
+    let client = RequestResponse::new(
+        transport.clone(),
+        Queue::request(service),
+        Queue::response(service),
+        subscription,
+        PROBE_TIMEOUT,
+    );
+    // A runtime of its own, on a thread of its own: a test calls this from within its runtime.
+    std::thread::scope(|scope| {
+        let ask = async {
+            let answer = client.request_resending::<_, Value>(read, Duration::from_millis(100)).await;
+            transport.close().await;
+            answer.map(drop)
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        scope.spawn(move || runtime.block_on(ask)).join().unwrap()
+    })
 }

@@ -62,7 +62,7 @@ async fn converged_by_trustgraph_2_4_4s_bootstrapper_is_converged_here(deploymen
 
 /// The race on each broker: TrustGraph 2.11.1 with flow-svc held back.
 mod a_flow_started_before_flow_svc_serves_its_new_workspace_fails_cleanly_and_the_next_wake_converges {
-    use super::{Broker, PulsarLite, TestVhost};
+    use super::{Broker, Kafka, PulsarLite, TestVhost};
 
     #[tokio::test]
     async fn on_rabbitmq() {
@@ -72,6 +72,11 @@ mod a_flow_started_before_flow_svc_serves_its_new_workspace_fails_cleanly_and_th
     #[tokio::test]
     async fn on_pulsar() {
         super::registration_race(Broker::Pulsar(PulsarLite::start())).await;
+    }
+
+    #[tokio::test]
+    async fn on_kafka() {
+        super::registration_race(Broker::Kafka(Kafka::start())).await;
     }
 }
 
