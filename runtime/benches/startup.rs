@@ -1,35 +1,49 @@
 //! Start-up figures, printed, from the release binary: the core initialisers of
 //! `examples/init.yaml` (TemplateSeed, WorkspaceInit, DefaultFlowStart) converged with `--once`,
-//! from spawn to exit, on the embedded backend, on Pulsar and on RabbitMQ, each with an empty
-//! compile cache and a warm one: wall time, CPU (user + sys) and peak RSS, medians. Then the
-//! load time of each builtin component: compiled with Cranelift, deserialized from the artefact
-//! the build precompiled into the binary, or deserialized from the compile cache.
+//! from spawn to exit, on the embedded backend, on Pulsar, on RabbitMQ and on Kafka, each with an
+//! empty compile cache and a warm one: wall time, CPU (user + sys) and peak RSS, medians. Then
+//! upstream's Python bootstrapper on the same brokers, and the load time of each builtin
+//! component: compiled with Cranelift, deserialized from the artefact the build precompiled
+//! into the binary, or deserialized from the compile cache.
 //!
-//! `cargo bench -p bootstrap-wasm --bench startup` (needs `.ci/setup`: pulsar-lite, RabbitMQ).
-//! On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a fresh
-//! embedded store for every run. See docs/performance.md, "Start-up".
+//! `cargo bench -p bootstrap-wasm --bench startup` (needs `.ci/setup`: pulsar-lite, RabbitMQ,
+//! Kafka's jars). On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a
+//! fresh embedded store for every run.
+//!
+//! On Kafka a lone replica takes the lease only after a lease window (a quarter of
+//! `--gate-backoff`: 1.25 s by default) of silence on the lease topic, so a start there costs
+//! that window at least. The `kafka` rows run with the defaults, as a deployment does; the
+//! `kafka 1s` rows pass `--gate-backoff 1s` (a 250 ms window) to show what the rest costs.
+//!
+//! Name backends to run only their rows: `cargo bench --bench startup -- embedded kafka`.
+//! See docs/performance.md, "Start-up".
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstrap_wasm::Sandbox;
 use bootstrap_wasm::broker::Transport;
+use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
 use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::builtins::Builtin;
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::sandbox::SandboxOptions;
 use bootstrap_wasm::services::Protocol;
+use support::kafka::Kafka;
 use support::peer::{Behaviour, ServicePeer};
 use support::upstream::Upstream;
 
 /// Runs per figure; the median is printed.
 const RUNS: usize = 5;
+
+/// The brokers the bench runs on (see [`Brokers::args`]).
+const BACKENDS: [&str; 5] = ["embedded", "pulsar", "rabbitmq", "kafka", "kafka 1s"];
 
 fn main() {
     // Started again as the middleman of one measured run (see `measured`)?
@@ -41,14 +55,17 @@ fn main() {
 }
 
 async fn bench() {
-    let pulsar = support::pulsar::PulsarLite::start();
-    let vhost = support::rabbitmq::TestVhost::create();
+    let brokers = Brokers {
+        pulsar: support::pulsar::PulsarLite::start(),
+        vhost: support::rabbitmq::TestVhost::create(),
+        kafka: Kafka::start(),
+    };
     let init = support::repo().join("examples/init.yaml");
 
     println!("converge examples/init.yaml (3 core initialisers) with --once, release binary");
     println!("median of {RUNS} runs; CPU = user + sys; peak RSS from wait4");
     println!("{:<10} {:<12} {:>9} {:>9} {:>10}", "backend", "cache", "wall", "CPU", "peak RSS");
-    for backend in ["embedded", "pulsar", "rabbitmq"] {
+    for backend in BACKENDS.into_iter().filter(|backend| wanted(backend)) {
         let warm = tempfile::tempdir().unwrap();
         for cache in ["empty", "warm"] {
             let mut figures = Vec::new();
@@ -60,18 +77,19 @@ async fn bench() {
                 let scratch = support::Scratch::new();
                 let mut command = support::bin();
                 command.arg("-c").arg(&init).arg("--once").arg("--compile-cache").arg(cache_dir);
-                match backend {
-                    "embedded" => command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state()),
-                    "pulsar" => command.args(["--pubsub-backend", "pulsar", "--pulsar-host", &pulsar.direct_url()]),
-                    _ => command.args(support::rabbitmq::backend_args(vhost.options())),
-                };
+                if backend == "embedded" {
+                    command.args(["--pubsub-backend", "embedded", "--state"]).arg(scratch.state());
+                } else {
+                    command.args(brokers.args(backend));
+                }
+                if backend == "kafka 1s" {
+                    command.args(["--gate-backoff", "1s"]);
+                }
                 let _peer = if backend == "embedded" {
                     None
                 } else {
                     let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
-                    Some(
-                        ServicePeer::start(peer_transport(backend, &pulsar, &vhost), store, Behaviour::default()).await,
-                    )
+                    Some(ServicePeer::start(brokers.peer_transport(backend), store, Behaviour::default()).await)
                 };
                 let result = tokio::task::spawn_blocking(move || measured(&command)).await.unwrap();
                 if cache == "warm" && run == 0 {
@@ -83,7 +101,7 @@ async fn bench() {
         }
     }
     println!("Python bootstrapper (issue 6): pulsar 430 ms wall, 250 ms CPU, 54 MB; rabbitmq 560 ms, 260 ms, 38 MB");
-    upstream_startup(&init, &pulsar, &vhost).await;
+    upstream_startup(&init, &brokers).await;
 
     println!();
     println!("load time per builtin (Sandbox::load), median of {RUNS}");
@@ -115,41 +133,130 @@ async fn bench() {
     }
 }
 
-/// Upstream's Python bootstrapper on the same init file, broker and peer, if installed
-/// (`runtime/benches/install-upstream`): from spawn to its last answered request.
-async fn upstream_startup(init: &Path, pulsar: &support::pulsar::PulsarLite, vhost: &support::rabbitmq::TestVhost) {
-    let Some(upstream) = Upstream::find() else {
-        println!("(upstream's Python bootstrapper not installed: runtime/benches/install-upstream)");
-        return;
-    };
+/// Upstream's Python bootstrapper on the same init file, broker and peer: from spawn to its last
+/// answered request. On Pulsar and RabbitMQ, as `runtime/benches/install-upstream` installs it;
+/// on Kafka (whose client, confluent-kafka, that leaves out), as `.ci/setup` installs it for
+/// TrustGraph 2.4.4's services. The same trustgraph-flow 2.4.4 either way.
+async fn upstream_startup(init: &Path, brokers: &Brokers) {
     println!("upstream's Python bootstrapper (trustgraph-flow 2.4.4), same machine, broker and peer:");
-    for backend in ["pulsar", "rabbitmq"] {
+    let installed = Upstream::find();
+    if installed.is_none() {
+        println!("(not installed for pulsar and rabbitmq: runtime/benches/install-upstream)");
+    }
+    let on_kafka = support::repo().join(".venv-trustgraph-2.4.4/bin/python");
+    for backend in ["pulsar", "rabbitmq", "kafka"].into_iter().filter(|backend| wanted(backend)) {
+        if backend == "kafka" && !on_kafka.exists() {
+            println!("(not installed for kafka: {} is missing, run .ci/setup)", on_kafka.display());
+            continue;
+        }
+        if backend != "kafka" && installed.is_none() {
+            continue;
+        }
         let mut figures = Vec::new();
         for _ in 0..RUNS {
             let scratch = support::Scratch::new();
-            let args = match backend {
-                "pulsar" => vec!["-p".into(), pulsar.direct_url()],
-                _ => support::rabbitmq::backend_args(vhost.options()),
-            };
+            let args = brokers.args(backend);
             let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
-            let peer = ServicePeer::start(peer_transport(backend, pulsar, vhost), store, Behaviour::default()).await;
-            let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
-            assert_eq!(run.completed, 3, "upstream did not converge: {run:?}");
-            figures.push(run.usage);
+            let peer = ServicePeer::start(brokers.peer_transport(backend), store, Behaviour::default()).await;
+            let (usage, completed) = match &installed {
+                Some(upstream) if backend != "kafka" => {
+                    let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
+                    (run.usage, run.completed)
+                }
+                _ => tokio::task::block_in_place(|| upstream_run(&on_kafka, init, &args, &peer)),
+            };
+            assert_eq!(completed, 3, "upstream did not converge on {backend}");
+            figures.push(usage);
         }
         print_medians(backend, "upstream", &figures);
     }
 }
 
-/// The transport the peer serves `backend` ("pulsar" or "rabbitmq") on.
-fn peer_transport(
-    backend: &str,
-    pulsar: &support::pulsar::PulsarLite,
-    vhost: &support::rabbitmq::TestVhost,
-) -> Arc<dyn Transport> {
-    match backend {
-        "pulsar" => Arc::new(PulsarTransport::new(pulsar.direct_options())),
-        _ => Arc::new(RabbitTransport::new(vhost.options())),
+/// [`Upstream::run`] with another interpreter: upstream's bootstrapper on `init` against `peer`
+/// until the peer has been quiet for a second, then killed. Its wall time ends at the peer's
+/// last answer; its CPU and peak memory are read from `/proc` before the kill. Also returns the
+/// initialisers it completed.
+fn upstream_run(python: &Path, init: &Path, args: &[String], peer: &ServicePeer) -> (support::Usage, usize) {
+    const QUIET: Duration = Duration::from_secs(1);
+    const DEADLINE: Duration = Duration::from_secs(120);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let read_log = || String::from_utf8_lossy(&std::fs::read(log.path()).unwrap()).into_owned();
+    let before = peer.request_count();
+    let started = Instant::now();
+    let mut child = Command::new(python)
+        .args(["-m", "trustgraph.bootstrap.bootstrapper", "--no-metrics", "--no-loki-enabled", "-c"])
+        .arg(init)
+        .args(args)
+        .current_dir(init.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let (mut count, mut last_answer) = (before, started);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = peer.request_count();
+        if now != count {
+            (count, last_answer) = (now, Instant::now());
+        }
+        assert!(started.elapsed() < DEADLINE, "upstream did not go quiet within {DEADLINE:?}:\n{}", read_log());
+        assert!(child.try_wait().unwrap().is_none(), "upstream exited:\n{}", read_log());
+        if count > before && last_answer.elapsed() >= QUIET {
+            break;
+        }
+    }
+    let usage = support::Usage {
+        wall: last_answer - started,
+        cpu: support::cpu_of(child.id()),
+        peak_rss_kib: support::peak_rss_kib_of(child.id()),
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (usage, read_log().matches("Completed (flag=").count())
+}
+
+/// Whether `backend`'s rows run: all, unless the bench's arguments name backends (`kafka` names
+/// both Kafka rows).
+fn wanted(backend: &str) -> bool {
+    let named: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let name = backend.split(' ').next().unwrap_or(backend);
+    named.is_empty() || named.iter().any(|named| named == name)
+}
+
+/// The brokers, one of each for the whole bench.
+struct Brokers {
+    pulsar: support::pulsar::PulsarLite,
+    vhost: support::rabbitmq::TestVhost,
+    kafka: Kafka,
+}
+
+impl Brokers {
+    /// The arguments naming `backend`'s broker, as both bootstrappers take them.
+    fn args(&self, backend: &str) -> Vec<String> {
+        let args: Vec<String> = match backend {
+            "pulsar" => vec!["--pubsub-backend".into(), "pulsar".into(), "-p".into(), self.pulsar.direct_url()],
+            "rabbitmq" => support::rabbitmq::backend_args(self.vhost.options()),
+            _ => vec![
+                "--pubsub-backend".into(),
+                "kafka".into(),
+                "--kafka-bootstrap-servers".into(),
+                self.kafka.bootstrap_servers(),
+            ],
+        };
+        args
+    }
+
+    /// The transport the peer serves `backend` on.
+    fn peer_transport(&self, backend: &str) -> Arc<dyn Transport> {
+        match backend {
+            "pulsar" => Arc::new(PulsarTransport::new(self.pulsar.direct_options())),
+            "rabbitmq" => Arc::new(RabbitTransport::new(self.vhost.options())),
+            _ => Arc::new(KafkaTransport::new(
+                KafkaOptions::plaintext(self.kafka.bootstrap_servers()),
+                Duration::from_secs(10),
+            )),
+        }
     }
 }
 
