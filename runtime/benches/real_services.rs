@@ -144,11 +144,7 @@ impl Deployment {
         let started = Instant::now();
         let mut daemon = Running::spawn(&mut command);
         daemon.wait_for_nth_within("converged=true", 1, DEADLINE);
-        let usage = usage_at(&daemon, started);
-        if std::env::var_os("TRACE_BW").is_some() {
-            eprintln!("=== daemon {usage:?}\n{}", daemon.log);
-        }
-        usage
+        usage_at(&daemon, started)
     }
 
     /// One steady `--once` on the converged deployment.
