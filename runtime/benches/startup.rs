@@ -22,7 +22,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,77 +143,24 @@ async fn upstream_startup(init: &Path, brokers: &Brokers) {
     if installed.is_none() {
         println!("(not installed for pulsar and rabbitmq: runtime/benches/install-upstream)");
     }
-    let on_kafka = support::repo().join(".venv-trustgraph-2.4.4/bin/python");
+    let on_kafka = Upstream::find_in(".venv-trustgraph-2.4.4");
+    if on_kafka.is_none() {
+        println!("(not installed for kafka: .venv-trustgraph-2.4.4, run .ci/setup)");
+    }
     for backend in ["pulsar", "rabbitmq", "kafka"].into_iter().filter(|backend| wanted(backend)) {
-        if backend == "kafka" && !on_kafka.exists() {
-            println!("(not installed for kafka: {} is missing, run .ci/setup)", on_kafka.display());
-            continue;
-        }
-        if backend != "kafka" && installed.is_none() {
-            continue;
-        }
+        let Some(upstream) = (if backend == "kafka" { &on_kafka } else { &installed }) else { continue };
         let mut figures = Vec::new();
         for _ in 0..RUNS {
             let scratch = support::Scratch::new();
             let args = brokers.args(backend);
             let store = EmbeddedServices::open(&scratch.state()).unwrap().speaking(Protocol::Legacy);
             let peer = ServicePeer::start(brokers.peer_transport(backend), store, Behaviour::default()).await;
-            let (usage, completed) = match &installed {
-                Some(upstream) if backend != "kafka" => {
-                    let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
-                    (run.usage, run.completed)
-                }
-                _ => tokio::task::block_in_place(|| upstream_run(&on_kafka, init, &args, &peer)),
-            };
-            assert_eq!(completed, 3, "upstream did not converge on {backend}");
-            figures.push(usage);
+            let run = tokio::task::block_in_place(|| upstream.run(init, &args, &peer));
+            assert_eq!(run.completed, 3, "upstream did not converge on {backend}: {run:?}");
+            figures.push(run.usage);
         }
         print_medians(backend, "upstream", &figures);
     }
-}
-
-/// [`Upstream::run`] with another interpreter: upstream's bootstrapper on `init` against `peer`
-/// until the peer has been quiet for a second, then killed. Its wall time ends at the peer's
-/// last answer; its CPU and peak memory are read from `/proc` before the kill. Also returns the
-/// initialisers it completed.
-fn upstream_run(python: &Path, init: &Path, args: &[String], peer: &ServicePeer) -> (support::Usage, usize) {
-    const QUIET: Duration = Duration::from_secs(1);
-    const DEADLINE: Duration = Duration::from_secs(120);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let read_log = || String::from_utf8_lossy(&std::fs::read(log.path()).unwrap()).into_owned();
-    let before = peer.request_count();
-    let started = Instant::now();
-    let mut child = Command::new(python)
-        .args(["-m", "trustgraph.bootstrap.bootstrapper", "--no-metrics", "--no-loki-enabled", "-c"])
-        .arg(init)
-        .args(args)
-        .current_dir(init.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let (mut count, mut last_answer) = (before, started);
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = peer.request_count();
-        if now != count {
-            (count, last_answer) = (now, Instant::now());
-        }
-        assert!(started.elapsed() < DEADLINE, "upstream did not go quiet within {DEADLINE:?}:\n{}", read_log());
-        assert!(child.try_wait().unwrap().is_none(), "upstream exited:\n{}", read_log());
-        if count > before && last_answer.elapsed() >= QUIET {
-            break;
-        }
-    }
-    let usage = support::Usage {
-        wall: last_answer - started,
-        cpu: support::cpu_of(child.id()),
-        peak_rss_kib: support::peak_rss_kib_of(child.id()),
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    (usage, read_log().matches("Completed (flag=").count())
 }
 
 /// Whether `backend`'s rows run: all, unless the bench's arguments name backends (`kafka` names

@@ -38,7 +38,14 @@ pub struct UpstreamRun {
 impl Upstream {
     /// Upstream's bootstrapper, if `runtime/benches/install-upstream` installed it.
     pub fn find() -> Option<Self> {
-        let python = super::repo().join(".venv-upstream/bin/python");
+        Self::find_in(".venv-upstream")
+    }
+
+    /// The same trustgraph-flow 2.4.4 from `venv` (under the repository), if its bootstrapper is
+    /// there: `.venv-trustgraph-2.4.4`, which `.ci/setup` installs with Kafka's client
+    /// (confluent-kafka) where `install-upstream` leaves it out.
+    pub fn find_in(venv: &str) -> Option<Self> {
+        let python = super::repo().join(venv).join("bin/python");
         let installed = python.exists()
             && Command::new(&python)
                 .args(["-c", "import trustgraph.bootstrap.bootstrapper"])
@@ -56,7 +63,7 @@ impl Upstream {
         let requests_before = peer.request_count();
         let started = Instant::now();
         let mut child = Command::new(&self.python)
-            .args(["-m", "trustgraph.bootstrap.bootstrapper", "--no-metrics", "-c"])
+            .args(["-m", "trustgraph.bootstrap.bootstrapper", "--no-metrics", "--no-loki-enabled", "-c"])
             .arg(init)
             .args(backend_args)
             // Relative paths in the init file (a seed file) resolve as bootstrap-wasm resolves them.
