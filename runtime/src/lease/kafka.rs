@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::heartbeat::set;
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::broker::kafka::topics::Topics;
+use crate::broker::kafka::topics::{Topics, end_offsets};
 use crate::broker::kafka::{KafkaOptions, OffThread};
 
 /// The lease topic for lease `name`.
@@ -63,8 +63,10 @@ pub fn beat_interval(timing: Timing) -> Duration {
 
 /// Start keeping lease `name` on the cluster of `options`, in the background.
 pub fn lease(options: &KafkaOptions, name: &str, timing: Timing) -> Result<Lease, LeaseError> {
+    let config = options.client_config();
     let keeper = Keeper {
-        config: options.client_config(),
+        topics: Topics::new(config.clone(), timing.window),
+        config,
         topic: topic(name),
         transactional_id: transactional_id(name),
         me: uuid::Uuid::new_v4().to_string(),
@@ -78,6 +80,8 @@ pub fn lease(options: &KafkaOptions, name: &str, timing: Timing) -> Result<Lease
 
 struct Keeper {
     config: ClientConfig,
+    /// Makes sure of the lease topic (once per process).
+    topics: Topics,
     topic: String,
     transactional_id: String,
     /// This replica's id: the heartbeat's body.
@@ -115,13 +119,7 @@ impl Keeper {
 
     /// A consumer of the lease topic from its end, committed heartbeats only.
     async fn watch(&self) -> Result<Arc<OffThread<StreamConsumer>>, LeaseError> {
-        let topics = Arc::new(Topics::new(self.config.clone(), self.timing.window));
-        topics.ensure_topic(&self.topic, RETENTION_MS).await.map_err(|e| LeaseError::Kafka(e.to_string()))?;
-        let ends = {
-            let (topics, topic) = (topics.clone(), self.topic.clone());
-            tokio::task::spawn_blocking(move || topics.ends(&topic)).await.expect("the lookup does not panic")
-        }
-        .map_err(|e| LeaseError::Kafka(e.to_string()))?;
+        self.topics.ensure_topic(&self.topic, RETENTION_MS).await.map_err(|e| LeaseError::Kafka(e.to_string()))?;
         let mut config = self.config.clone();
         config
             // Never joined (the consumer is assigned by hand), but librdkafka's consumers need one.
@@ -131,12 +129,20 @@ impl Keeper {
             .set("auto.offset.reset", "latest")
             .set("fetch.wait.max.ms", "100");
         let consumer: StreamConsumer = config.create().map_err(kafka_error)?;
+        let consumer = OffThread::new(consumer);
+        let ends = {
+            let (consumer, topic, timeout) = (consumer.clone(), self.topic.clone(), self.timing.window);
+            tokio::task::spawn_blocking(move || end_offsets(&**consumer, &topic, timeout))
+                .await
+                .expect("the lookup does not panic")
+                .map_err(|e| LeaseError::Kafka(e.to_string()))?
+        };
         let mut assignment = TopicPartitionList::new();
         for (partition, end) in ends {
             assignment.add_partition_offset(&self.topic, partition, Offset::Offset(end)).map_err(kafka_error)?;
         }
         consumer.assign(&assignment).map_err(kafka_error)?;
-        Ok(OffThread::new(consumer))
+        Ok(consumer)
     }
 
     /// Return once no other replica's heartbeat has arrived for a window (and a random part of

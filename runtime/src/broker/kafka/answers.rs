@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::OffThread;
-use super::topics::Topics;
+use super::topics::end_offsets;
 use crate::broker::{Envelope, Subscription, TransportError};
 
 /// Messages a subscription buffers before the pump waits for its owner.
@@ -95,21 +95,13 @@ impl Answers {
     }
 
     /// Every message published to `topic` from now on.
-    pub(super) async fn subscribe(&self, topics: &Arc<Topics>, topic: String) -> Result<Subscription, TransportError> {
+    pub(super) async fn subscribe(&self, topic: String) -> Result<Subscription, TransportError> {
         let consumer = self.consumer().await?;
         let ends = {
-            let (topics, topic, consumer, timeout) = (topics.clone(), topic.clone(), consumer.clone(), self.timeout);
-            tokio::task::spawn_blocking(move || {
-                // The consumer learns where the topic's partitions live only at its next
-                // metadata refresh, up to a second away, unless told now: the first answer
-                // would wait for it.
-                if let Err(e) = consumer.fetch_metadata(Some(&topic), timeout) {
-                    tracing::debug!(%topic, "cannot read the topic's metadata: {e}");
-                }
-                topics.ends(&topic)
-            })
-            .await
-            .expect("the lookup does not panic")?
+            let (topic, consumer, timeout) = (topic.clone(), consumer.clone(), self.timeout);
+            tokio::task::spawn_blocking(move || end_offsets(&**consumer, &topic, timeout))
+                .await
+                .expect("the lookup does not panic")?
         };
         let (sender, messages) = mpsc::channel(BUFFER);
         let id = {

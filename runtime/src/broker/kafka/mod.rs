@@ -93,7 +93,7 @@ pub struct KafkaTransport {
     described: String,
     /// Bounds each publish (the broker's acknowledgement included), topic creation and join.
     timeout: Duration,
-    topics: Arc<Topics>,
+    topics: Topics,
     /// Acknowledged by the partition leader (the request, response and notify classes) and by
     /// every in-sync replica (the flow class), as upstream's; each made on first use.
     producers: [OnceLock<Result<FutureProducer, String>>; 2],
@@ -110,7 +110,7 @@ impl KafkaTransport {
         let timeout = timeout.max(Duration::from_millis(100));
         Self {
             described: options.describe(),
-            topics: Arc::new(Topics::new(config.clone(), timeout)),
+            topics: Topics::new(config.clone(), timeout),
             answers: Answers::new(config, timeout),
             producers: Default::default(),
             group_forwarders: Mutex::default(),
@@ -160,7 +160,7 @@ impl Transport for KafkaTransport {
     async fn subscribe(&self, queue: &Queue, subscription: &str) -> Result<Subscription, TransportError> {
         let topic = self.topics.ensure(queue).await?;
         if !queue.is_shared() {
-            return self.answers.subscribe(&self.topics, topic).await;
+            return self.answers.subscribe(topic).await;
         }
         let config = self.options.client_config();
         let (subscription, forwarder) = group::subscribe(&config, queue, topic, subscription, self.timeout).await?;

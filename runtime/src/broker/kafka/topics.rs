@@ -1,5 +1,5 @@
 //! Topics: each queue's Kafka topic, created (if missing) as upstream's Kafka backend creates
-//! it before anything is published or read there, and each topic's partitions.
+//! it before anything is published or read there, and where each topic's partitions end.
 //!
 //! Upstream creates topics with one partition and a retention of 5 minutes (7 days for the
 //! flow class). Here the replication factor is the cluster's own default where upstream asks
@@ -8,13 +8,13 @@
 //! cannot be created (no permission to) is used if it exists.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::broker::{Queue, QueueClass, TransportError};
@@ -36,15 +36,13 @@ pub(crate) struct Topics {
     config: ClientConfig,
     timeout: Duration,
     admin: OnceLock<Result<AdminClient<DefaultClientContext>, String>>,
-    /// For metadata and watermark lookups; has no group and reads nothing.
-    lookups: OnceLock<Result<Arc<BaseConsumer>, String>>,
     ensured: Mutex<HashSet<String>>,
 }
 
 impl Topics {
     /// Topics on the cluster `config` reaches, each operation bounded by `timeout`.
     pub(crate) fn new(config: ClientConfig, timeout: Duration) -> Self {
-        Self { config, timeout, admin: OnceLock::new(), lookups: OnceLock::new(), ensured: Mutex::default() }
+        Self { config, timeout, admin: OnceLock::new(), ensured: Mutex::default() }
     }
 
     /// `queue`'s topic, created first if this transport has not made sure of it yet.
@@ -90,44 +88,40 @@ impl Topics {
         self.ensured.lock().unwrap().insert(topic.to_owned());
         Ok(())
     }
+}
 
-    /// The partitions of `topic` with the offset the next message on each will have (its
-    /// high watermark). Blocking: run it off the async executor.
-    pub(crate) fn ends(&self, topic: &str) -> Result<Vec<(i32, i64)>, TransportError> {
-        let lookups = self.lookups()?;
-        let failed = |what: &str, e| TransportError::caused_by(format!("cannot {what} of topic {topic}"), e);
-        let mut tries = 0;
-        let partitions: Vec<i32> = loop {
-            let metadata =
-                lookups.fetch_metadata(Some(topic), self.timeout).map_err(|e| failed("read the metadata", e))?;
-            let found = metadata.topics().first().filter(|found| found.error().is_none());
-            if let Some(found) = found.filter(|found| !found.partitions().is_empty()) {
-                break found.partitions().iter().map(|partition| partition.id()).collect();
-            }
-            // Just created: the broker answering may not know it yet.
-            tries += 1;
-            if tries == LOOKUP_TRIES {
-                return Err(TransportError::new(format!("topic {topic} has no partitions on the cluster")));
-            }
-            std::thread::sleep(LOOKUP_PAUSE);
-        };
-        partitions
-            .into_iter()
-            .map(|partition| {
-                let (_low, high) = lookups
-                    .fetch_watermarks(topic, partition, self.timeout)
-                    .map_err(|e| failed("read the end offsets", e))?;
-                Ok((partition, high))
-            })
-            .collect()
-    }
-
-    fn lookups(&self) -> Result<&BaseConsumer, TransportError> {
-        self.lookups
-            .get_or_init(|| self.config.create().map(Arc::new).map_err(|e| e.to_string()))
-            .as_deref()
-            .map_err(|e| TransportError::new(format!("cannot make a Kafka client: {e}")))
-    }
+/// The partitions of `topic` with the offset the next message on each will have (its high
+/// watermark), looked up through `consumer`, which then also knows where they live: the
+/// consumer about to be assigned them, so that its first fetch need not wait for its next
+/// metadata refresh (up to a second away). Blocking: run it off the async executor.
+pub(crate) fn end_offsets<X: ConsumerContext>(
+    consumer: &impl Consumer<X>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64)>, TransportError> {
+    let failed = |what: &str, e| TransportError::caused_by(format!("cannot {what} of topic {topic}"), e);
+    let mut tries = 0;
+    let partitions: Vec<i32> = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| failed("read the metadata", e))?;
+        let found = metadata.topics().first().filter(|found| found.error().is_none());
+        if let Some(found) = found.filter(|found| !found.partitions().is_empty()) {
+            break found.partitions().iter().map(|partition| partition.id()).collect();
+        }
+        // Just created: the broker answering may not know it yet.
+        tries += 1;
+        if tries == LOOKUP_TRIES {
+            return Err(TransportError::new(format!("topic {topic} has no partitions on the cluster")));
+        }
+        std::thread::sleep(LOOKUP_PAUSE);
+    };
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let (_low, high) =
+                consumer.fetch_watermarks(topic, partition, timeout).map_err(|e| failed("read the end offsets", e))?;
+            Ok((partition, high))
+        })
+        .collect()
 }
 
 /// `queue`'s topic name, if Kafka allows it: letters, digits, `.`, `_` and `-`, up to 249.
