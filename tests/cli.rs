@@ -424,8 +424,10 @@ async fn sigterm_on_kafka_closes_its_clients_and_exits_0() {
 #[test]
 fn kafka_settings_that_cannot_work_are_a_configuration_error() {
     let init = support::repo().join("examples/init.yaml");
-    let refusals: [(&[&str], &str); 3] = [
+    let refusals: [(&[&str], &str); 5] = [
         (&["--kafka-security-protocol", "TLS"], "--kafka-security-protocol"),
+        (&["--kafka-config", "no.such.setting=1"], "no.such.setting"),
+        (&["--kafka-config", "linger.ms"], "use KEY=VALUE"),
         (&["--kafka-security-protocol", "SASL_SSL", "--kafka-sasl-mechanism", "GSSAPI"], "GSSAPI"),
         (&["--kafka-sasl-username", "svc"], "use SASL_PLAINTEXT or SASL_SSL"),
     ];

@@ -77,7 +77,8 @@ impl KafkaOptions {
     }
 
     /// What an operator can get wrong before anything connects: no servers, a SASL mechanism
-    /// this build lacks, SASL settings without a SASL protocol.
+    /// this build lacks, SASL settings without a SASL protocol, a `--kafka-config` setting
+    /// librdkafka does not know or refuses.
     pub fn check(&self) -> Result<(), String> {
         if self.bootstrap_servers.split(',').all(|server| server.trim().is_empty()) {
             return Err("--kafka-bootstrap-servers: no server given".into());
@@ -94,6 +95,8 @@ impl KafkaOptions {
                 self.security_protocol.name()
             ));
         }
+        // librdkafka checks each setting as it is set, before any client exists.
+        self.client_config().create_native_config().map_err(|e| format!("--kafka-config: {e}"))?;
         Ok(())
     }
 
