@@ -10,9 +10,10 @@
 //! Kafka's jars). On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a
 //! fresh embedded store for every run.
 //!
-//! On Kafka a lone replica takes the lease only after a lease window (a quarter of
-//! `--gate-backoff`: 1.25 s by default) of silence on the lease topic, so a start there costs
-//! that window at least. The `kafka` rows run with the defaults, as a deployment does; the
+//! On Kafka a replica started just after another stopped takes the lease only a lease window
+//! (a quarter of `--gate-backoff`: 1.25 s by default) after the last heartbeat on the lease
+//! topic (docs/design.md, "One active replica"), so each run here, after the previous one,
+//! costs up to that window. The `kafka` rows run with the defaults, as a deployment does; the
 //! `kafka 1s` rows pass `--gate-backoff 1s` (a 250 ms window) to show what the rest costs.
 //!
 //! Name backends to run only their rows: `cargo bench --bench startup -- embedded kafka`.

@@ -2,10 +2,11 @@
 //! transactional id, so that the broker itself fences a replica that took the lease over.
 //!
 //! Every replica reads `tg.lease.<name>` (default `tg.lease.bootstrap`, named as TrustGraph
-//! names its topics) from its end, committed messages only. The holder writes a heartbeat, its
-//! own id, in a transaction of its own every [`beat_interval`] under the transactional id
-//! `bootstrap-wasm.lease.<name>`. A standby that has seen no heartbeat for [`Timing::window`]
-//! (and a short random wait more, so that two standbys seldom try at once) takes the lease:
+//! names its topics), committed messages only, from its last few heartbeats on. The holder
+//! writes a heartbeat, its own id, in a transaction of its own every [`beat_interval`] under the
+//! transactional id `bootstrap-wasm.lease.<name>`. A standby that has seen no heartbeat for
+//! [`Timing::window`] (and a short random wait more, so that two standbys seldom try at once)
+//! takes the lease:
 //! it initialises that transactional id, which makes the transaction coordinator fence
 //! whoever had it (abort their open transaction, refuse their next commit), and holds once its
 //! first heartbeat is committed. A holder whose commit fails, or takes over a window, has lost
@@ -16,6 +17,14 @@
 //! its session timeout, and brokers refuse one below `group.min.session.timeout.ms`, 6 s by
 //! default; a standby could not take over within a 5 s `--gate-backoff`. Here a killed
 //! holder's heartbeats stop at once and a standby takes over within about a window.
+//!
+//! A replica starting up need not wait a window to learn that nobody holds the lease: the
+//! heartbeats already on the topic say when the last one was written (its timestamp), so a
+//! topic with none, or whose newest is older than a window, is free at once, and one whose
+//! newest is recent is watched until a window after it was written. Only those first
+//! heartbeats are judged by their timestamps; later ones count when they arrive. So a
+//! replica whose clock runs more than about a second ahead of the holder's may take the
+//! lease from a live holder as it starts; the holder is then fenced within a beat, as below.
 //!
 //! Two standbys that try at the same moment both succeed in turn: the second fences the first,
 //! whose next commit fails (within one beat). As with the other brokers' leases, a holder cut
@@ -31,7 +40,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -39,7 +48,7 @@ use tokio::time::Instant;
 
 use super::heartbeat::set;
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::broker::kafka::topics::{Topics, end_offsets};
+use crate::broker::kafka::topics::{Topics, watermarks};
 use crate::broker::kafka::{KafkaOptions, OffThread};
 
 /// The lease topic for lease `name`.
@@ -51,6 +60,14 @@ pub fn topic(name: &str) -> String {
 pub fn transactional_id(name: &str) -> String {
     format!("bootstrap-wasm.lease.{name}")
 }
+
+/// How many offsets back from the end a replica starts reading: the last few heartbeats and
+/// their commit markers.
+const HISTORY: i64 = 8;
+
+/// How many loss windows initialising the transactional id may take before the replica gives
+/// up and watches the topic again.
+const INIT_WINDOWS: u32 = 8;
 
 /// How long heartbeats stay on the lease topic: nobody reads old ones.
 const RETENTION_MS: &str = "300000";
@@ -117,8 +134,8 @@ impl Keeper {
         }
     }
 
-    /// A consumer of the lease topic from its end, committed heartbeats only.
-    async fn watch(&self) -> Result<Arc<OffThread<StreamConsumer>>, LeaseError> {
+    /// A consumer of the lease topic's committed heartbeats, from the last few on.
+    async fn watch(&self) -> Result<Watcher, LeaseError> {
         self.topics.ensure_topic(&self.topic, RETENTION_MS).await.map_err(|e| LeaseError::Kafka(e.to_string()))?;
         let mut config = self.config.clone();
         config
@@ -130,35 +147,56 @@ impl Keeper {
             .set("fetch.wait.max.ms", "100");
         let consumer: StreamConsumer = config.create().map_err(kafka_error)?;
         let consumer = OffThread::new(consumer);
-        let ends = {
+        let marks = {
             let (consumer, topic, timeout) = (consumer.clone(), self.topic.clone(), self.timing.window);
-            tokio::task::spawn_blocking(move || end_offsets(&**consumer, &topic, timeout))
+            tokio::task::spawn_blocking(move || watermarks(&**consumer, &topic, timeout))
                 .await
                 .expect("the lookup does not panic")
                 .map_err(|e| LeaseError::Kafka(e.to_string()))?
         };
         let mut assignment = TopicPartitionList::new();
-        for (partition, end) in ends {
-            assignment.add_partition_offset(&self.topic, partition, Offset::Offset(end)).map_err(kafka_error)?;
+        for &(partition, low, high) in &marks {
+            let from = Offset::Offset((high - HISTORY).max(low));
+            assignment.add_partition_offset(&self.topic, partition, from).map_err(kafka_error)?;
         }
         consumer.assign(&assignment).map_err(kafka_error)?;
-        Ok(consumer)
+        // Each heartbeat is followed by its transaction's commit marker.
+        let last_heartbeat =
+            marks.iter().filter(|(_, low, high)| high > low).map(|&(_, low, high)| (high - 2).max(low)).max();
+        Ok(Watcher { consumer, last_heartbeat })
     }
 
-    /// Return once no other replica's heartbeat has arrived for a window (and a random part of
-    /// a beat more), reporting standby while they arrive.
-    async fn wait_for_silence(&self, watcher: &StreamConsumer, state: &watch::Sender<LeaseState>) {
+    /// Return once no other replica's heartbeat has been written for a window (and a random
+    /// part of a beat more), reporting standby while they arrive; at once if the heartbeats on
+    /// the topic when watching began were all older than that, or there were none.
+    async fn wait_for_silence(&self, watcher: &Watcher, state: &watch::Sender<LeaseState>) {
+        let Some(last_heartbeat) = watcher.last_heartbeat else {
+            return; // Nobody has held the lease within the topic's retention.
+        };
         let quiet_for = || self.timing.window + jitter(beat_interval(self.timing));
+        // Until the topic's earlier heartbeats are read, wait as long as for a live one.
         let mut deadline = Instant::now() + quiet_for();
+        let (mut caught_up, mut heard) = (false, false);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
-                received = watcher.recv() => match received {
-                    Ok(message) if message.payload() != Some(self.me.as_bytes()) => {
-                        set(state, LeaseState::Standby);
-                        deadline = Instant::now() + quiet_for();
+                received = watcher.consumer.recv() => match received {
+                    Ok(message) => {
+                        let earlier = !caught_up;
+                        caught_up |= message.offset() >= last_heartbeat;
+                        if message.payload() != Some(self.me.as_bytes()) {
+                            // An earlier heartbeat counts from when it was written.
+                            let age = if earlier { age(message.timestamp()) } else { Duration::ZERO };
+                            if age < self.timing.window {
+                                set(state, LeaseState::Standby);
+                                heard = true;
+                                deadline = Instant::now() + quiet_for().saturating_sub(age);
+                            }
+                        }
+                        if caught_up && !heard {
+                            return;
+                        }
                     }
-                    Ok(_own) => {}
                     Err(e) => tracing::debug!(topic = %self.topic, "lease consumer: {e}"),
                 },
             }
@@ -174,8 +212,19 @@ impl Keeper {
                 .set("linger.ms", "0")
                 .set("transaction.timeout.ms", (self.timing.window * 4).as_millis().max(1000).to_string());
             let producer: BaseProducer = config.create().map_err(kafka_error)?;
-            producer.init_transactions(self.timing.window * 2).map_err(kafka_error)?;
-            Ok(OffThread::new(producer))
+            // The coordinator may still be loading (a fresh cluster creates its transaction log
+            // now, which takes seconds) or aborting a dead holder's transaction: calling again
+            // resumes the same initialisation, where a new producer would start it over.
+            let deadline = Instant::now() + self.timing.window * INIT_WINDOWS;
+            loop {
+                match producer.init_transactions(self.timing.window * 2) {
+                    Ok(()) => return Ok(OffThread::new(producer)),
+                    Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
+                        tracing::debug!(topic = %self.topic, "taking the lease, again: {e}");
+                    }
+                    Err(e) => return Err(kafka_error(e)),
+                }
+            }
         })
         .await
         .expect("taking the lease does not panic")
@@ -214,6 +263,20 @@ impl Keeper {
         }
         producer.commit_transaction(self.timing.window)
     }
+}
+
+/// A consumer of the lease topic, and the offset of the last heartbeat that was on it when it
+/// began to read (none if there was none).
+struct Watcher {
+    consumer: Arc<OffThread<StreamConsumer>>,
+    last_heartbeat: Option<i64>,
+}
+
+/// How long ago a message was written, by its timestamp (none: just now).
+fn age(timestamp: Timestamp) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let written = timestamp.to_millis().and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis);
+    written.map_or(Duration::ZERO, |written| now.saturating_sub(written))
 }
 
 /// Between zero and `most`, different in each replica.

@@ -99,6 +99,16 @@ pub(crate) fn end_offsets<X: ConsumerContext>(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<(i32, i64)>, TransportError> {
+    Ok(watermarks(consumer, topic, timeout)?.into_iter().map(|(partition, _low, high)| (partition, high)).collect())
+}
+
+/// As [`end_offsets`], with each partition's first offset still kept (its low watermark) too:
+/// `(partition, low, high)`.
+pub(crate) fn watermarks<X: ConsumerContext>(
+    consumer: &impl Consumer<X>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, TransportError> {
     let failed = |what: &str, e| TransportError::caused_by(format!("cannot {what} of topic {topic}"), e);
     let mut tries = 0;
     let partitions: Vec<i32> = loop {
@@ -117,9 +127,9 @@ pub(crate) fn end_offsets<X: ConsumerContext>(
     partitions
         .into_iter()
         .map(|partition| {
-            let (_low, high) =
+            let (low, high) =
                 consumer.fetch_watermarks(topic, partition, timeout).map_err(|e| failed("read the end offsets", e))?;
-            Ok((partition, high))
+            Ok((partition, low, high))
         })
         .collect()
 }
