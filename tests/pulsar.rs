@@ -5,12 +5,17 @@ mod support;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap_wasm::broker::pulsar::{PulsarOptions, PulsarTransport};
+use bootstrap_wasm::broker::pulsar::{PulsarOptions, PulsarTransport, TlsOptions};
 use bootstrap_wasm::broker::{Envelope, Queue, QueueClass, RequestResponse, Subscription, Transport};
+use bootstrap_wasm::embedded::EmbeddedServices;
+use bootstrap_wasm::services::Protocol;
+use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::{PulsarLite, rewrite_lookup};
+use support::tls_front::TlsFront;
 
 /// A guard against hanging, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -241,102 +246,72 @@ fn the_relay_points_lookups_at_itself_and_leaves_other_frames_alone() {
     assert_eq!(rewrite_lookup(&pong, "pulsar://relay:1"), None);
 }
 
-/// A TLS front for pulsar-lite, with a certificate for `localhost` that nobody trusts but who
-/// is given it; it also names itself as the TLS address in lookups, which pulsar-lite (without
-/// TLS of its own) leaves out.
-struct TlsFront {
-    port: u16,
-    dir: tempfile::TempDir,
+/// Options for `url` trusting `ca` (or only the Mozilla roots and the machine's store).
+fn tls_options(url: String, ca: Option<PathBuf>, check_hostname: bool) -> PulsarOptions {
+    PulsarOptions { tls: TlsOptions { trust_certs: ca, check_hostname }, ..PulsarOptions::new(url) }
 }
 
-impl TlsFront {
-    async fn start(broker: &PulsarLite) -> Self {
-        use tokio_rustls::rustls;
-
-        let dir = tempfile::tempdir().unwrap();
-        let rcgen::CertifiedKey { cert, signing_key } =
-            rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let broker_address = broker.direct_url().trim_start_matches("pulsar://").to_owned();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, broker_address) = (acceptor.clone(), broker_address.clone());
-                tokio::spawn(async move {
-                    // A client that does not trust the certificate ends here.
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let broker = tokio::net::TcpStream::connect(&broker_address).await.unwrap();
-                    let (mut from_client, mut to_client) = tokio::io::split(tls);
-                    let (mut from_broker, mut to_broker) = broker.into_split();
-                    tokio::select! {
-                        _ = tokio::io::copy(&mut from_client, &mut to_broker) => {}
-                        _ = forward_naming_tls(&mut from_broker, &mut to_client, port) => {}
-                    }
-                });
-            }
-        });
-        Self { port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("pulsar+ssl://localhost:{}", self.port)
-    }
-
-    fn options(&self, trusting: bool) -> PulsarOptions {
-        let tls_trust_certs = trusting.then(|| self.dir.path().join("ca.pem"));
-        PulsarOptions { url: self.url(), api_key: None, listener: None, tls_trust_certs }
-    }
-}
-
-/// Copy the broker's frames to the client, its lookup answers naming the TLS front.
-async fn forward_naming_tls(
-    from: &mut (impl tokio::io::AsyncRead + Unpin),
-    to: &mut (impl tokio::io::AsyncWrite + Unpin),
-    port: u16,
-) -> std::io::Result<()> {
-    use bootstrap_wasm::broker::pulsar::proto::{BaseCommand, CommandType};
-    use prost::Message as _;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    loop {
-        let size = from.read_u32().await?;
-        let mut frame = vec![0; size as usize];
-        from.read_exact(&mut frame).await?;
-        let command_size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
-        if frame.len() == 4 + command_size {
-            let mut command = BaseCommand::decode(&frame[4..]).unwrap();
-            if let Some(answer) =
-                command.lookup_topic_response.as_mut().filter(|_| command.r#type == CommandType::LookupResponse as i32)
-            {
-                answer.broker_service_url_tls = Some(format!("pulsar+ssl://localhost:{port}"));
-                let encoded = command.encode_to_vec();
-                frame = [&(encoded.len() as u32).to_be_bytes()[..], &encoded].concat();
-            }
-        }
-        to.write_u32(frame.len() as u32).await?;
-        to.write_all(&frame).await?;
-    }
+fn broker_address(broker: &PulsarLite) -> String {
+    broker.direct_url().trim_start_matches("pulsar://").to_owned()
 }
 
 #[tokio::test]
 async fn pulsar_ssl_reaches_a_broker_whose_certificate_is_trusted_and_refuses_any_other() {
     let broker = PulsarLite::start();
-    let front = TlsFront::start(&broker).await;
+    let front = TlsFront::start(&broker_address(&broker), &["localhost"], "localhost").await;
     let queue = Queue::response("tls");
 
-    let untrusting = PulsarTransport::new(front.options(false));
+    let untrusting = PulsarTransport::new(tls_options(front.url("localhost"), None, true));
     let error = untrusting.subscribe(&queue, "reader").await.err().expect("an untrusted certificate is refused");
     assert!(error.to_string().contains("certificate"), "{error}");
 
-    let trusting = PulsarTransport::new(front.options(true));
+    let trusting = PulsarTransport::new(tls_options(front.url("localhost"), Some(front.ca()), true));
     check_round_trip(&trusting, &queue, "over-tls").await;
+}
+
+#[tokio::test]
+async fn pulsar_ssl_checks_an_ip_address_against_the_certificates_ip_addresses() {
+    let broker = PulsarLite::start();
+    let front = TlsFront::start(&broker_address(&broker), &["127.0.0.1"], "127.0.0.1").await;
+    let transport = PulsarTransport::new(tls_options(front.url("127.0.0.1"), Some(front.ca()), true));
+    check_round_trip(&transport, &Queue::response("tls-ip"), "over-tls").await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_is_refused_unless_the_check_is_turned_off() {
+    let broker = PulsarLite::start();
+    // Trusted, but made for a name the client does not connect to.
+    let front = TlsFront::start(&broker_address(&broker), &["broker.internal"], "localhost").await;
+    let queue = Queue::response("tls-name");
+
+    let checking = PulsarTransport::new(tls_options(front.url("localhost"), Some(front.ca()), true));
+    let error = checking.subscribe(&queue, "reader").await.err().expect("a certificate for another host is refused");
+    assert!(error.to_string().contains("not valid for name"), "{error}");
+
+    let unchecked = PulsarTransport::new(tls_options(front.url("localhost"), Some(front.ca()), false));
+    check_round_trip(&unchecked, &queue, "over-tls").await;
+}
+
+/// A deployment's CA installed in the machine's trust store (here `SSL_CERT_FILE`, which
+/// OpenSSL and rustls-native-certs read) is trusted without `--pulsar-tls-trust-certs`: the
+/// binary converges the example over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_machines_trust_store_is_trusted() {
+    let broker = PulsarLite::start();
+    let front = TlsFront::start(&broker_address(&broker), &["localhost"], "localhost").await;
+    let scratch = support::Scratch::new();
+    let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap().speaking(Protocol::Legacy);
+    let transport = Arc::new(PulsarTransport::new(broker.options()));
+    let _peer = ServicePeer::start(transport, store.clone(), Behaviour::default()).await;
+    let empty = tempfile::tempdir().unwrap();
+
+    let mut command = support::bin();
+    command.arg("-c").arg(support::repo().join("examples/init.yaml")).arg("--once");
+    command.args(["-p", &front.url("localhost"), "--protocol", "legacy"]);
+    // The machine's own store is left out: only the front's certificate is in this one.
+    command.env("SSL_CERT_FILE", front.ca()).env("SSL_CERT_DIR", empty.path());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let dump = store.dump(None).unwrap();
+    assert!(dump["default"]["flow"]["default"].is_string(), "no flow started: {dump}");
 }

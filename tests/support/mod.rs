@@ -15,6 +15,7 @@ pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod running;
 pub mod tenants;
+pub mod tls_front;
 pub mod transport;
 pub mod trustgraph;
 pub mod upstream;

@@ -147,7 +147,7 @@ fn binary() -> PathBuf {
 }
 
 fn options(url: String) -> bootstrap_wasm::broker::pulsar::PulsarOptions {
-    bootstrap_wasm::broker::pulsar::PulsarOptions { url, api_key: None, listener: None, tls_trust_certs: None }
+    bootstrap_wasm::broker::pulsar::PulsarOptions::new(url)
 }
 
 fn free_port() -> u16 {

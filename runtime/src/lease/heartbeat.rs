@@ -62,7 +62,7 @@ pub trait Beacon: Send + Sync + 'static {
 /// Keep the lease through `beacon`, reporting to `state`; runs until aborted.
 pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<LeaseState>) {
     loop {
-        let retry_after = match tokio::time::timeout(timing.window, beacon.connect()).await {
+        let retry_after = match tokio::time::timeout(timing.connect, beacon.connect()).await {
             Ok(Ok(link)) => {
                 let why = follow(link, timing, &state).await;
                 set(&state, LeaseState::Lapsed(why));
@@ -78,7 +78,7 @@ pub async fn keep(beacon: Arc<dyn Beacon>, timing: Timing, state: watch::Sender<
                 timing.window
             }
             Err(_elapsed) => {
-                set(&state, LeaseState::Lapsed(format!("no connection within {:?}", timing.window)));
+                set(&state, LeaseState::Lapsed(format!("no connection within {:?}", timing.connect)));
                 timing.window
             }
         };
@@ -178,9 +178,48 @@ mod tests {
     #[test]
     fn timing_follows_the_gate_backoff() {
         let t = Timing::for_gate_backoff(Duration::from_secs(5));
-        assert_eq!((t.interval, t.window, t.retry), (ms(100), ms(1250), ms(250)));
+        assert_eq!((t.interval, t.window, t.retry, t.connect), (ms(100), ms(1250), ms(250), ms(10_000)));
         let short = Timing::for_gate_backoff(Duration::from_millis(100));
         assert_eq!((short.interval, short.window, short.retry), (ms(10), ms(50), ms(10)));
+        let long = Timing::for_gate_backoff(Duration::from_secs(60));
+        assert_eq!(long.connect, long.window, "never less than the window");
+    }
+
+    /// A broker whose lease subscription takes `delay` to be made, and then delivers every
+    /// heartbeat sent.
+    struct SlowBeacon {
+        delay: Duration,
+    }
+
+    struct Echo(mpsc::Sender<()>);
+
+    #[async_trait]
+    impl BeatSender for Echo {
+        async fn send(&mut self) -> Result<(), LeaseError> {
+            let _ = self.0.try_send(());
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Beacon for SlowBeacon {
+        async fn connect(&self) -> Result<Link, Refusal> {
+            tokio::time::sleep(self.delay).await;
+            let (sender, beats) = mpsc::channel(16);
+            Ok(Link { beats, sender: Box::new(Echo(sender)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscribe_slower_than_the_window_still_takes_the_lease() {
+        // A real broker loading the lease's topic for the first time: four windows.
+        let timing = timing();
+        let beacon = Arc::new(SlowBeacon { delay: timing.window * 4 });
+        let (state, mut states) = watch::channel(LeaseState::Unknown);
+        let keeper = tokio::spawn(keep(beacon, timing, state));
+        let held = tokio::time::timeout(timing.connect, states.wait_for(|s| *s == LeaseState::Held)).await;
+        keeper.abort();
+        assert!(held.is_ok(), "held once the subscribe was made");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub enum LeaseState {
     Held,
 }
 
+/// The least time connecting to a lease may take: what Pulsar's clients allow an operation.
+pub const MIN_CONNECT_BUDGET: Duration = Duration::from_secs(10);
+
 /// How often heartbeats are sent, and how long without one loses the lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -87,17 +90,22 @@ pub struct Timing {
     /// takes over, against what asking costs it while it waits (on pulsar-lite, which closes
     /// the asking connection, a reconnect each time).
     pub retry: Duration,
+    /// How long connecting to the lease (a lookup, a subscribe, a producer) may take. Longer
+    /// than the window: a real broker's first load of the lease's topic can take seconds, and
+    /// a replica that is still connecting holds nothing, so waiting costs only time.
+    pub connect: Duration,
 }
 
 impl Timing {
     /// For a given `--gate-backoff`: a heartbeat every twentieth of it, at most every 100 ms;
     /// the lease lost after a quarter of the backoff without one; a refused standby asking
     /// five times per window, so it takes over within a twentieth of the backoff (at least one
-    /// interval) of the holder's death.
+    /// interval) of the holder's death; connecting allowed the window or
+    /// [`MIN_CONNECT_BUDGET`], whichever is longer.
     pub fn for_gate_backoff(gate_backoff: Duration) -> Self {
         let interval = (gate_backoff / 20).clamp(Duration::from_millis(10), Duration::from_millis(100));
         let window = (gate_backoff / 4).max(interval * 5);
-        Self { interval, window, retry: window / 5 }
+        Self { interval, window, retry: window / 5, connect: window.max(MIN_CONNECT_BUDGET) }
     }
 }
 

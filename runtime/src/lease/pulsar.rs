@@ -1,6 +1,6 @@
 //! The Pulsar lease: an Exclusive subscription on a heartbeat topic ([`super::heartbeat`]).
 //!
-//! Every replica subscribes to `non-persistent://public/default/tg-lease-<name>` under the one
+//! Every replica subscribes to `non-persistent://<namespace>/tg-lease-<name>` under the one
 //! subscription name `<name>` (default `bootstrap`), Exclusive. The broker admits one consumer
 //! to it and refuses every other (Apache Pulsar answers ConsumerBusy; pulsar-lite 0.2 closes
 //! the asking connection) until that one's connection closes, when the next standby to ask
@@ -12,10 +12,12 @@
 //! one start in eight), so a Failover lease must listen for other replicas' heartbeats before it
 //! holds: two intervals, 200 ms of every start. Exclusive needs no such wait.
 //!
-//! Why `public/default` rather than TrustGraph's `tg/...` namespaces: those are created by
-//! PulsarTopology, which runs under the lease, so on a fresh cluster they do not exist yet when
-//! the lease is first taken. `public/default` is created with every Pulsar cluster. The topic
-//! is non-persistent: a heartbeat matters only to whoever holds the lease when it is sent.
+//! The namespace is `public/default` unless the operator names another
+//! (`--pulsar-lease-namespace`, for clusters that forbid `public/default`). Why not
+//! TrustGraph's `tg/...` namespaces: those are created by PulsarTopology, which runs under the
+//! lease, so on a fresh cluster they do not exist yet when the lease is first taken, whereas
+//! `public/default` is created with every Pulsar cluster. The topic is non-persistent: a
+//! heartbeat matters only to whoever holds the lease when it is sent.
 
 use std::sync::Arc;
 
@@ -24,27 +26,38 @@ use tokio::sync::{mpsc, watch};
 
 use super::heartbeat::{Beacon, BeatSender, Link, Refusal};
 use super::{Lease, LeaseError, LeaseState, Timing};
-use crate::broker::pulsar::{Client, ClientOptions, Producer, PulsarError, PulsarOptions, ServerError, SubType};
+use crate::broker::pulsar::{Client, ClientOptions, PulsarError, PulsarOptions, ServerError, SubType, TopicProducer};
 
-/// The lease topic for lease `name`.
-pub fn topic(name: &str) -> String {
-    format!("non-persistent://public/default/tg-lease-{name}")
+/// The lease topic for lease `name`, in `namespace` (`tenant/namespace`).
+pub fn topic(namespace: &str, name: &str) -> String {
+    format!("non-persistent://{namespace}/tg-lease-{name}")
+}
+
+/// `namespace` if it is a Pulsar namespace, `tenant/namespace`, each part of the characters
+/// Pulsar allows in names (letters, digits, `_`, `-`, `=`, `:`, `.`).
+pub fn check_namespace(namespace: &str) -> Result<String, String> {
+    let named = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "_-=:.".contains(c));
+    match namespace.split_once('/') {
+        Some((tenant, name)) if named(tenant) && named(name) => Ok(namespace.to_owned()),
+        _ => Err(format!("{namespace:?} is not a Pulsar namespace, tenant/namespace")),
+    }
 }
 
 /// Start keeping lease `name` on the broker of `options`, in the background.
 pub fn lease(options: &PulsarOptions, name: &str, timing: Timing) -> Lease {
     // A client of its own: pulsar-lite closes the connection of a refused subscriber, which
-    // must not be the services' connection. It gives up within a window where the services'
-    // client would wait longer, and is kept between a standby's attempts.
+    // must not be the services' connection. It is kept between a standby's attempts, allows
+    // connecting as long as a real broker may take to load the topic (`Timing::connect`), and
+    // gives up on a silent broker within a window.
     let client = Client::new(ClientOptions {
-        connect_timeout: timing.window,
-        operation_timeout: timing.window,
+        connect_timeout: timing.connect,
+        operation_timeout: timing.connect,
         keepalive: timing.window,
         ..options.client()
     });
     let beacon = PulsarBeacon {
         client,
-        topic: topic(name),
+        topic: topic(&options.lease_namespace, name),
         subscription: name.to_owned(),
         replica: format!("bootstrap-{}", uuid::Uuid::new_v4()),
     };
@@ -63,14 +76,24 @@ struct PulsarBeacon {
 }
 
 struct PulsarSender {
-    producer: Producer,
+    client: Client,
+    topic: String,
+    producer: TopicProducer,
     body: Vec<u8>,
 }
 
 #[async_trait]
 impl BeatSender for PulsarSender {
     async fn send(&mut self) -> Result<(), LeaseError> {
-        self.producer.send(Vec::new(), &self.body).await.map_err(broker_error)
+        match self.producer.send(Vec::new(), &self.body).await {
+            // The topic is moving: the beat goes through a producer where it is now, so that the
+            // move costs the holder nothing.
+            Err(PulsarError::ProducerMoved) => {
+                self.producer = self.client.producer(&self.topic).await.map_err(broker_error)?;
+                self.producer.send(Vec::new(), &self.body).await.map_err(broker_error)
+            }
+            sent => sent.map_err(broker_error),
+        }
     }
 }
 
@@ -104,7 +127,12 @@ impl Beacon for PulsarBeacon {
         });
         Ok(Link {
             beats: received,
-            sender: Box::new(PulsarSender { producer, body: self.replica.clone().into_bytes() }),
+            sender: Box::new(PulsarSender {
+                client: self.client.clone(),
+                topic: self.topic.clone(),
+                producer,
+                body: self.replica.clone().into_bytes(),
+            }),
         })
     }
 }
@@ -121,8 +149,19 @@ fn broker_error(error: PulsarError) -> LeaseError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn the_topic_lives_where_every_cluster_has_a_namespace() {
-        assert_eq!(super::topic("bootstrap"), "non-persistent://public/default/tg-lease-bootstrap");
+    fn the_topic_lives_in_the_namespace_given() {
+        assert_eq!(topic("public/default", "bootstrap"), "non-persistent://public/default/tg-lease-bootstrap");
+        assert_eq!(topic("ops/leases", "a"), "non-persistent://ops/leases/tg-lease-a");
+    }
+
+    #[test]
+    fn a_namespace_is_a_tenant_and_a_name() {
+        assert_eq!(check_namespace("ops/leases-1"), Ok("ops/leases-1".to_owned()));
+        for bad in ["", "ops", "/leases", "ops/", "ops/a/b", "ops/a b", "non-persistent://ops/a"] {
+            assert!(check_namespace(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

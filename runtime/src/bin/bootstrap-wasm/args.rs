@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bootstrap_wasm::broker::kafka::{KafkaOptions, SecurityProtocol};
-use bootstrap_wasm::broker::pulsar::PulsarOptions;
 use bootstrap_wasm::broker::pulsar::client::{BrokerUrl, tls};
+use bootstrap_wasm::broker::pulsar::{PulsarOptions, TlsOptions};
 use bootstrap_wasm::broker::rabbitmq::RabbitOptions;
 use bootstrap_wasm::deployment::Backend;
 use bootstrap_wasm::init_file::parse_duration;
@@ -219,9 +219,20 @@ pub(crate) struct BackendArgs {
     /// Pulsar listener name, for brokers with several advertised listeners.
     #[arg(long)]
     pub(crate) pulsar_listener: Option<String>,
-    /// Certificates (PEM) to trust for `pulsar+ssl://`, besides the Mozilla roots.
+    /// Certificates (PEM) to trust for `pulsar+ssl://`, besides the Mozilla roots and the
+    /// machine's trust store.
     #[arg(long, env = "PULSAR_TLS_TRUST_CERTS", value_name = "FILE")]
     pub(crate) pulsar_tls_trust_certs: Option<PathBuf>,
+    /// Accept a trusted broker certificate that does not name the host connected to (the
+    /// chain is still verified). Only for certificates that name no reachable host: anyone
+    /// holding a certificate from the same CA can then stand in for the broker.
+    #[arg(long, env = "PULSAR_TLS_SKIP_HOSTNAME_CHECK")]
+    pub(crate) pulsar_tls_skip_hostname_check: bool,
+    /// The namespace (`tenant/namespace`) of the lease's topic, for clusters that forbid
+    /// `public/default`; it must exist before the first replica starts.
+    #[arg(long, env = "PULSAR_LEASE_NAMESPACE", default_value = PulsarOptions::DEFAULT_LEASE_NAMESPACE,
+        value_parser = lease::pulsar::check_namespace, value_name = "TENANT/NAMESPACE")]
+    pub(crate) pulsar_lease_namespace: String,
     #[arg(long, env = "RABBITMQ_HOST", default_value = "rabbitmq")]
     pub(crate) rabbitmq_host: String,
     #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
@@ -333,7 +344,11 @@ impl BackendArgs {
                     url: self.pulsar_host.clone(),
                     api_key: self.pulsar_api_key.clone(),
                     listener: self.pulsar_listener.clone(),
-                    tls_trust_certs: self.pulsar_tls_trust_certs.clone(),
+                    tls: TlsOptions {
+                        trust_certs: self.pulsar_tls_trust_certs.clone(),
+                        check_hostname: !self.pulsar_tls_skip_hostname_check,
+                    },
+                    lease_namespace: self.pulsar_lease_namespace.clone(),
                 })
             }
             BackendKind::Kafka => {

@@ -22,6 +22,23 @@ pub enum PulsarError {
     /// The broker sent what the protocol does not allow, or the URL is not a Pulsar one.
     #[error("{0}")]
     Protocol(String),
+    /// A message larger than the broker accepts (the `max_message_size` of its CONNECTED), not
+    /// sent: the broker would have closed the whole connection over it.
+    #[error("a message of {size} bytes is over the broker's limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+    /// The broker closed the producer (its topic is moving: an unload, a bundle split, a broker
+    /// shutting down); a new one, looked up again, reaches the topic where it is now.
+    #[error("the broker closed the producer: its topic is moving")]
+    ProducerMoved,
+}
+
+impl PulsarError {
+    /// Whether trying again shortly may succeed: the broker is busy or not ready yet (a topic
+    /// being loaded or moved, a bundle being split), as Pulsar's Java client tells them apart.
+    /// Everything else (a refusal, a timeout, a lost connection) is the caller's to handle.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, PulsarError::Server { code: ServerError::ServiceNotReady | ServerError::TooManyRequests, .. })
+    }
 }
 
 impl From<std::io::Error> for PulsarError {

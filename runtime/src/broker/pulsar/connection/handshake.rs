@@ -47,7 +47,8 @@ pub(super) async fn handshake(
     let max_message_size = tokio::time::timeout(settings.operation_timeout, handshake)
         .await
         .map_err(|_| PulsarError::Timeout(settings.operation_timeout))??;
-    Ok(max_message_size.and_then(|size| usize::try_from(size).ok()).unwrap_or(DEFAULT_MAX_MESSAGE_SIZE))
+    let announced = max_message_size.and_then(|size| usize::try_from(size).ok()).filter(|&size| size > 0);
+    Ok(announced.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE))
 }
 
 fn connect(settings: &ConnectSettings) -> BaseCommand {

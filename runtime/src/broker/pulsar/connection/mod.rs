@@ -12,8 +12,14 @@
 //!   control: a broker sends a consumer no more messages than it was granted);
 //! - answers the broker's pings and pings it every `keepalive`, and gives up on a connection
 //!   that stayed silent for two of them;
-//! - closes consumers whose subscriber went away (their [`ConsumerGuard`] was dropped) and
-//!   producers that were dropped.
+//! - closes consumers whose subscriber went away (their [`ConsumerGuard`] was dropped, or the
+//!   subscribe that made it never returned it) and producers that were dropped; and closes
+//!   on the broker any consumer it sends messages for that this side does not know, as Pulsar's
+//!   Java client does, so that nothing stays subscribed on the broker that nobody reads.
+//!
+//! Sends are refused here, with [`PulsarError::MessageTooLarge`], when their message is over the
+//! `max_message_size` the broker announced in CONNECTED: a broker closes the connection of a
+//! client that sends a larger frame, and with it everything else on the connection.
 //!
 //! When the connection ends, every waiting request fails, every consumer's channel closes and
 //! the connection refuses new work: the [`super::client::Client`] then opens a new one.
@@ -41,19 +47,22 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use consumer::ConsumerGuard;
 use consumer::ConsumerSlot;
+pub use consumer::{CONSUMER_CHANNEL, Subscribed};
 pub use producer::Producer;
 
 use super::error::{PulsarError, unexpected};
 use super::frame;
-use super::proto::{BaseCommand, CommandLookupTopic, CommandLookupTopicResponse, CommandType};
+use super::proto::{
+    BaseCommand, CommandLookupTopic, CommandLookupTopicResponse, CommandPartitionedTopicMetadata, CommandType,
+    ServerError,
+};
 use crate::broker::waiters::{Unanswered, Waiter, Waiters};
 
 /// The size a broker allows a message when it does not say (Apache Pulsar's default).
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 5 << 20;
 
-/// Room for a frame's command and metadata beyond its message's size.
+/// Room for a frame's command and metadata beyond its message's size, in what is read.
 const FRAME_OVERHEAD: usize = 64 << 10;
 
 /// Any byte stream to a broker: TCP, or TLS over TCP.
@@ -65,7 +74,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> BrokerStream for T {}
 pub struct ConnectSettings {
     /// Sent as token authentication, in CONNECT and in answer to the broker's challenges.
     pub token: Option<String>,
-    /// Through a proxy: the broker it should connect this connection to.
+    /// Through a proxy: the broker it should connect this connection to, as `host:port` (what
+    /// Pulsar's proxy expects, and the Java and C++ clients send).
     pub proxy_to_broker_url: Option<String>,
     /// How long the handshake, and each request on the connection, may take.
     pub operation_timeout: Duration,
@@ -87,7 +97,11 @@ struct Shared {
     closing: mpsc::UnboundedSender<Closing>,
     next_id: AtomicU64,
     settings: ConnectSettings,
+    /// The largest frame read: generous, whatever the broker announced, so that nothing it
+    /// sends is refused.
     max_frame: usize,
+    /// The largest message sent: the broker's announced limit.
+    max_message_size: usize,
     /// Requests waiting for their answer, by request id (registered by [`Shared::register`],
     /// as are the two below).
     requests: Waiters<u64, Result<BaseCommand, PulsarError>>,
@@ -102,6 +116,10 @@ struct State {
     /// Why the connection ended, once it has.
     ended: Option<PulsarError>,
     consumers: HashMap<u64, ConsumerSlot>,
+    /// Consumers this side asked the broker to close and the broker has not answered for yet,
+    /// by the close's request id: the messages still on their way for them call for no other
+    /// close.
+    closing_consumers: HashMap<u64, u64>,
     /// Producers open on the broker: the broker may close one (its topic moved).
     producers: HashSet<u64>,
     /// Consumers and producers this side closed, for the log at shutdown.
@@ -134,6 +152,7 @@ impl Connection {
             next_id: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 >> 16),
             settings,
             max_frame: max_message_size.max(DEFAULT_MAX_MESSAGE_SIZE) + FRAME_OVERHEAD,
+            max_message_size,
             requests: Waiters::default(),
             receipts: Waiters::default(),
             pongs: Waiters::default(),
@@ -168,6 +187,27 @@ impl Connection {
             .await?;
         let kind = answer.r#type;
         answer.lookup_topic_response.ok_or_else(|| unexpected("a lookup", kind))
+    }
+
+    /// How many partitions `topic` has: 0 if it is not partitioned.
+    pub async fn partitions(&self, topic: &str) -> Result<u32, PulsarError> {
+        let answer = self
+            .request(|request_id| BaseCommand {
+                r#type: CommandType::PartitionedMetadata as i32,
+                partition_metadata: Some(CommandPartitionedTopicMetadata { topic: topic.to_owned(), request_id }),
+                ..Default::default()
+            })
+            .await?;
+        let kind = answer.r#type;
+        let metadata = answer.partition_metadata_response.ok_or_else(|| unexpected("a partitions query", kind))?;
+        // `response` is Success (0) or Failed (1).
+        if metadata.response == Some(1) {
+            let code =
+                metadata.error.and_then(|code| ServerError::try_from(code).ok()).unwrap_or(ServerError::UnknownError);
+            let message = metadata.message.unwrap_or_else(|| "failed".into());
+            return Err(PulsarError::Server { code, message: format!("asking how {topic} is partitioned: {message}") });
+        }
+        Ok(metadata.partitions.unwrap_or(0))
     }
 
     /// Wait until the broker has read everything written so far: ping, and wait for the pong.
@@ -279,6 +319,7 @@ impl Shared {
         self.receipts.abandon_all();
         self.pongs.abandon_all();
         state.consumers.clear();
+        state.closing_consumers.clear();
         state.producers.clear();
     }
 }

@@ -1,13 +1,15 @@
 //! Producers: made on the connection to the broker that serves their topic, they send one
-//! message at a time and wait for its receipt. The broker may close one (its topic moved):
-//! its sends fail from then on and its owner makes a new one. Dropping a producer closes it on
-//! the broker, from the connection's task.
+//! message at a time and wait for its receipt. A message over the broker's `max_message_size`
+//! is refused before it is sent (as Pulsar's clients do), since the broker would close the
+//! connection over it. The broker may close a producer (its topic moved): its sends fail from
+//! then on and its owner makes a new one. Dropping a producer closes it on the broker, from the
+//! connection's task.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::{Closing, Connection, FRAME_OVERHEAD};
+use super::{Closing, Connection};
 use crate::broker::pulsar::error::{PulsarError, unexpected};
 use crate::broker::pulsar::frame;
 use crate::broker::pulsar::proto::{BaseCommand, CommandProducer, CommandSend, CommandType, KeyValue, MessageMetadata};
@@ -55,12 +57,16 @@ impl Producer {
     /// Publish one message and wait for the broker's receipt.
     pub async fn send(&self, properties: Vec<KeyValue>, payload: &[u8]) -> Result<(), PulsarError> {
         let shared = &self.connection.shared;
+        // Before it takes a sequence id, which would otherwise be a gap the broker never sees.
+        if payload.len() > shared.max_message_size {
+            return Err(PulsarError::MessageTooLarge { size: payload.len(), limit: shared.max_message_size });
+        }
         let sequence_id = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let waiter = shared.register(&shared.receipts, |state| {
             if state.producers.contains(&self.id) {
                 Ok((self.id, sequence_id))
             } else {
-                Err(PulsarError::Disconnected("the broker closed the producer".into()))
+                Err(PulsarError::ProducerMoved)
             }
         })?;
         let send = BaseCommand {
@@ -69,12 +75,6 @@ impl Producer {
             ..Default::default()
         };
         let metadata = self.metadata(sequence_id, properties, payload.len());
-        if payload.len() > shared.max_frame - FRAME_OVERHEAD {
-            return Err(PulsarError::Protocol(format!(
-                "a message of {} bytes is over the broker's limit",
-                payload.len()
-            )));
-        }
         shared.write(&frame::message(&send, &metadata, payload)).await?;
         shared.wait(waiter).await?
     }

@@ -82,16 +82,21 @@ impl Shared {
                     self.receipts.answer(&key, receipt);
                 }
             }
-            CommandType::Success | CommandType::ProducerSuccess | CommandType::LookupResponse | CommandType::Error => {
-                if let Some((request_id, answer)) = request_answer(kind, command) {
-                    self.requests.answer(&request_id, answer);
+            CommandType::Success
+            | CommandType::ProducerSuccess
+            | CommandType::LookupResponse
+            | CommandType::PartitionedMetadataResponse
+            | CommandType::Error => {
+                if let Some((request_id, answer)) = request_answer(kind, command)
+                    && !self.requests.answer(&request_id, answer)
+                {
+                    self.close_answered(request_id);
                 }
             }
             CommandType::CloseConsumer => {
-                // The broker closed it (its topic moved): the subscriber sees its channel close,
-                // and subscribes again.
+                // The broker closed it (its topic is moving): the client subscribes again.
                 if let Some(close) = command.close_consumer {
-                    self.state.lock().unwrap().consumers.remove(&close.consumer_id);
+                    self.consumer_moved(close.consumer_id);
                 }
             }
             CommandType::CloseProducer => {
@@ -120,7 +125,7 @@ impl Shared {
         // Under the state's lock, under which a send checks its producer is open.
         let mut state = self.state.lock().unwrap();
         state.producers.remove(&producer_id);
-        let failure = || Err(PulsarError::Disconnected("the broker closed the producer".into()));
+        let failure = || Err(PulsarError::ProducerMoved);
         self.receipts.answer_where(|(producer, _)| *producer == producer_id, failure);
     }
 
@@ -152,7 +157,7 @@ impl Shared {
             match dropped {
                 Closing::Consumer(id) if state.consumers.remove(&id).is_some() => {
                     state.closed.0 += 1;
-                    commands::close_consumer(id, self.next_id())
+                    self.close_consumer(&mut state, id)
                 }
                 Closing::Producer(id) if state.producers.remove(&id) => {
                     state.closed.1 += 1;
@@ -186,6 +191,7 @@ fn request_answer(kind: CommandType, command: BaseCommand) -> Option<(u64, Resul
             command.producer_success.as_ref().filter(|s| s.producer_ready != Some(false)).map(|s| s.request_id)
         }
         CommandType::LookupResponse => command.lookup_topic_response.as_ref().map(|l| l.request_id),
+        CommandType::PartitionedMetadataResponse => command.partition_metadata_response.as_ref().map(|m| m.request_id),
         CommandType::Error => {
             let error = command.error?;
             return Some((error.request_id, Err(server_error(Some((error.error, error.message))))));

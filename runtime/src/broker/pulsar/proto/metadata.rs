@@ -22,6 +22,9 @@ pub struct MessageMetadata {
     /// Set on each chunk of a message too large for one frame.
     #[prost(int32, optional, tag = "27")]
     pub num_chunks_from_msg: Option<i32>,
+    /// Which chunk this is, from 0.
+    #[prost(int32, optional, tag = "29")]
+    pub chunk_id: Option<i32>,
 }
 
 /// `CompressionType`.

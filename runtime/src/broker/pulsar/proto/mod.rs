@@ -52,6 +52,10 @@ pub struct BaseCommand {
     pub ping: Option<CommandPing>,
     #[prost(message, optional, tag = "19")]
     pub pong: Option<CommandPong>,
+    #[prost(message, optional, tag = "21")]
+    pub partition_metadata: Option<CommandPartitionedTopicMetadata>,
+    #[prost(message, optional, tag = "22")]
+    pub partition_metadata_response: Option<CommandPartitionedTopicMetadataResponse>,
     #[prost(message, optional, tag = "23")]
     pub lookup_topic: Option<CommandLookupTopic>,
     #[prost(message, optional, tag = "24")]
@@ -83,6 +87,8 @@ pub enum CommandType {
     ProducerSuccess = 17,
     Ping = 18,
     Pong = 19,
+    PartitionedMetadata = 21,
+    PartitionedMetadataResponse = 22,
     Lookup = 23,
     LookupResponse = 24,
     ActiveConsumerChange = 31,
@@ -173,6 +179,30 @@ pub struct CommandLookupTopicResponse {
     pub message: Option<String>,
     #[prost(bool, optional, tag = "8")]
     pub proxy_through_service_url: Option<bool>,
+}
+
+/// How many partitions a topic has (none: not partitioned), asked of any broker.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommandPartitionedTopicMetadata {
+    #[prost(string, required, tag = "1")]
+    pub topic: String,
+    #[prost(uint64, required, tag = "2")]
+    pub request_id: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommandPartitionedTopicMetadataResponse {
+    #[prost(uint32, optional, tag = "1")]
+    pub partitions: Option<u32>,
+    #[prost(uint64, required, tag = "2")]
+    pub request_id: u64,
+    /// `Success` (0) or `Failed` (1).
+    #[prost(int32, optional, tag = "3")]
+    pub response: Option<i32>,
+    #[prost(enumeration = "ServerError", optional, tag = "4")]
+    pub error: Option<i32>,
+    #[prost(string, optional, tag = "5")]
+    pub message: Option<String>,
 }
 
 /// `CommandLookupTopicResponse.LookupType`.
