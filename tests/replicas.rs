@@ -300,6 +300,28 @@ macro_rules! in_protocol {
     };
 }
 
+/// On Kafka a replica that stops cleanly says on the lease topic that the lease is free, and
+/// the next replica takes it on that word rather than a loss window after the last heartbeat.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_kafka_a_replica_stopped_cleanly_releases_the_lease_to_the_next() {
+    let scratch = Scratch::new();
+    let (_broker, _peer, backend) = kafka_deployment(&scratch, Protocol::Workspaces).await;
+    let init = failing_probe(&scratch);
+    let mut first = Replica::start("first", &scratch, &init, &backend);
+    first.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;
+    // SIGTERM, as an orchestrator stops it.
+    unsafe { libc::kill(first.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(first.child.wait().unwrap().success(), "a clean stop; its log:\n{}", first.log());
+
+    let second = Replica::start("second", &scratch, &init, &backend);
+    second.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;
+    assert!(
+        second.log().contains("the lease's holder released it"),
+        "taken on the first replica's release; its log:\n{}",
+        second.log()
+    );
+}
+
 in_protocol!(legacy, Protocol::Legacy);
 in_protocol!(workspaces, Protocol::Workspaces);
 

@@ -10,11 +10,11 @@
 //! Kafka's jars). On the brokers, the tests' `ServicePeer` serves config-svc and flow-svc from a
 //! fresh embedded store for every run.
 //!
-//! On Kafka a replica started just after another stopped takes the lease only a lease window
-//! (a quarter of `--gate-backoff`: 1.25 s by default) after the last heartbeat on the lease
-//! topic (docs/design.md, "One active replica"), so each run here, after the previous one,
-//! costs up to that window. The `kafka` rows run with the defaults, as a deployment does; the
-//! `kafka 1s` rows pass `--gate-backoff 1s` (a 250 ms window) to show what the rest costs.
+//! On Kafka each run takes the lease its predecessor released as it stopped (docs/design.md,
+//! "One active replica"); a run whose predecessor could not release it would wait a lease
+//! window (a quarter of `--gate-backoff`: 1.25 s by default). The `kafka` rows run with the
+//! defaults, as a deployment does; the `kafka 1s` rows pass `--gate-backoff 1s` (a 250 ms
+//! window).
 //!
 //! Name backends to run only their rows: `cargo bench --bench startup -- embedded kafka`.
 //! See docs/performance.md, "Start-up".

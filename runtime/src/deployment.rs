@@ -214,6 +214,8 @@ pub async fn run_replica<E>(
     if tokio::time::timeout(CLOSE_TIMEOUT, services.close()).await.is_err() {
         tracing::warn!("closing the broker clients took over 1.5 s; exiting without waiting");
     }
+    // After the services: nothing runs under the lease once it is let go.
+    lease.release(RELEASE_TIMEOUT).await;
     Ok(ended)
 }
 
@@ -224,3 +226,7 @@ fn shutting_down() -> Ended {
 
 /// How long closing the services may hold a replica's exit.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How long saying that the lease is free may hold it further (within the 2 s an orchestrator
+/// gives, with [`CLOSE_TIMEOUT`]).
+const RELEASE_TIMEOUT: Duration = Duration::from_millis(400);

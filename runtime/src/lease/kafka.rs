@@ -26,6 +26,11 @@
 //! replica whose clock runs more than about a second ahead of the holder's may take the
 //! lease from a live holder as it starts; the holder is then fenced within a beat, as below.
 //!
+//! A holder that stops cleanly (`Lease::release`) commits an empty record, which says that the
+//! lease is free: a replica that reads it as the newest record takes the lease within a
+//! random part of a beat, rather than a window after the last heartbeat. So a `--once` run
+//! right after a daemon stopped, or a restart, does not wait out a window.
+//!
 //! Two standbys that try at the same moment both succeed in turn: the second fences the first,
 //! whose next commit fails (within one beat). As with the other brokers' leases, a holder cut
 //! off from the cluster may run on for up to a window after a standby has taken over; but
@@ -43,7 +48,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::heartbeat::set;
@@ -91,8 +96,9 @@ pub fn lease(options: &KafkaOptions, name: &str, timing: Timing) -> Result<Lease
     };
     let description = format!("kafka topic {} at {}", keeper.topic, options.describe());
     let (sender, receiver) = watch::channel(LeaseState::Unknown);
-    let keeper = tokio::spawn(keeper.keep(sender));
-    Ok(Lease::new(receiver, keeper, description))
+    let (releaser, releases) = mpsc::channel(1);
+    let keeper = tokio::spawn(keeper.keep(sender, releases));
+    Ok(Lease::new(receiver, keeper, description).releasing_through(releaser))
 }
 
 struct Keeper {
@@ -108,8 +114,8 @@ struct Keeper {
 
 impl Keeper {
     /// Watch for heartbeats, take the lease when they stop, hold it while commits succeed;
-    /// runs until aborted.
-    async fn keep(self, state: watch::Sender<LeaseState>) {
+    /// runs until aborted, or until the lease is released.
+    async fn keep(self, state: watch::Sender<LeaseState>, mut releases: Releases) {
         let keeper = Arc::new(self);
         loop {
             let watcher = match keeper.watch().await {
@@ -122,10 +128,10 @@ impl Keeper {
             };
             keeper.wait_for_silence(&watcher, &state).await;
             match keeper.clone().take_over().await {
-                Ok(holder) => {
-                    let why = keeper.clone().hold(holder, &state).await;
-                    set(&state, LeaseState::Lapsed(why));
-                }
+                Ok(holder) => match keeper.clone().hold(holder, &state, &mut releases).await {
+                    Some(why) => set(&state, LeaseState::Lapsed(why)),
+                    None => return,
+                },
                 Err(e) => {
                     set(&state, LeaseState::Lapsed(format!("cannot take the lease: {e}")));
                     tokio::time::sleep(keeper.timing.retry).await;
@@ -184,7 +190,12 @@ impl Keeper {
                     Ok(message) => {
                         let earlier = !caught_up;
                         caught_up |= message.offset() >= last_heartbeat;
-                        if message.payload() != Some(self.me.as_bytes()) {
+                        if message.payload().is_none_or(<[u8]>::is_empty) {
+                            // A holder let the lease go: free, but for a later heartbeat.
+                            tracing::info!(topic = %self.topic, "the lease's holder released it");
+                            heard = true;
+                            deadline = Instant::now() + jitter(beat_interval(self.timing));
+                        } else if message.payload() != Some(self.me.as_bytes()) {
                             // An earlier heartbeat counts from when it was written.
                             let age = if earlier { age(message.timestamp()) } else { Duration::ZERO };
                             if age < self.timing.window {
@@ -230,33 +241,57 @@ impl Keeper {
         .expect("taking the lease does not panic")
     }
 
-    /// Commit a heartbeat every beat until one fails or is late; why the lease was lost.
+    /// Commit a heartbeat every beat until one fails or is late, or the lease is released;
+    /// why the lease was lost (none: released).
     async fn hold(
         self: Arc<Self>,
         producer: Arc<OffThread<BaseProducer>>,
         state: &watch::Sender<LeaseState>,
-    ) -> String {
+        releases: &mut Releases,
+    ) -> Option<String> {
         let mut beats = tokio::time::interval(beat_interval(self.timing));
         beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            beats.tick().await;
+            tokio::select! {
+                _ = beats.tick() => {}
+                Some(done) = releases.recv() => {
+                    let keeper = self.clone();
+                    let producer = producer.clone();
+                    let released = tokio::task::spawn_blocking(move || keeper.commit(&producer, b"")).await;
+                    if let Ok(Err(e)) = released {
+                        tracing::debug!(topic = %self.topic, "cannot say the lease is released: {e}");
+                    }
+                    let _ = done.send(());
+                    return None;
+                }
+            }
             let beat = {
                 let (keeper, producer) = (self.clone(), producer.clone());
                 tokio::task::spawn_blocking(move || keeper.beat(&producer))
             };
-            match tokio::time::timeout(self.timing.window, beat).await {
-                Ok(Ok(Ok(()))) => set(state, LeaseState::Held),
-                Ok(Ok(Err(e))) => return format!("a heartbeat was refused: {e}"),
-                Ok(Err(_panicked)) => return "the heartbeat failed".into(),
-                Err(_elapsed) => return format!("no heartbeat committed within {:?}", self.timing.window),
-            }
+            let lost = match tokio::time::timeout(self.timing.window, beat).await {
+                Ok(Ok(Ok(()))) => {
+                    set(state, LeaseState::Held);
+                    continue;
+                }
+                Ok(Ok(Err(e))) => format!("a heartbeat was refused: {e}"),
+                Ok(Err(_panicked)) => "the heartbeat failed".into(),
+                Err(_elapsed) => format!("no heartbeat committed within {:?}", self.timing.window),
+            };
+            return Some(lost);
         }
     }
 
     /// One heartbeat, in a transaction of its own. Blocking.
     fn beat(&self, producer: &BaseProducer) -> Result<(), KafkaError> {
+        self.commit(producer, self.me.as_bytes())
+    }
+
+    /// `payload` (a heartbeat, or nothing to say the lease is free) in a transaction of its
+    /// own. Blocking.
+    fn commit(&self, producer: &BaseProducer, payload: &[u8]) -> Result<(), KafkaError> {
         producer.begin_transaction()?;
-        let record = BaseRecord::<(), _>::to(&self.topic).payload(self.me.as_bytes());
+        let record = BaseRecord::<(), _>::to(&self.topic).payload(payload);
         if let Err((e, _record)) = producer.send(record) {
             let _ = producer.abort_transaction(self.timing.window);
             return Err(e);
@@ -264,6 +299,9 @@ impl Keeper {
         producer.commit_transaction(self.timing.window)
     }
 }
+
+/// Requests to release the lease, each answered once it is.
+type Releases = mpsc::Receiver<tokio::sync::oneshot::Sender<()>>;
 
 /// A consumer of the lease topic, and the offset of the last heartbeat that was on it when it
 /// began to read (none if there was none).

@@ -38,7 +38,7 @@ pub mod rabbitmq;
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Why a lease could not be set up or kept.
@@ -129,12 +129,34 @@ pub struct Lease {
     /// The task that takes and keeps the lease; aborted on drop, which lets it go.
     keeper: JoinHandle<()>,
     description: String,
+    /// Asks the keeper to say on the broker that the lease is free, and answers once it has:
+    /// for a lease whose standbys would otherwise wait out a window (Kafka's).
+    releaser: Option<mpsc::Sender<oneshot::Sender<()>>>,
 }
 
 impl Lease {
     /// A lease kept by `keeper`, which reports through the sender paired with `state`.
     pub(crate) fn new(state: watch::Receiver<LeaseState>, keeper: JoinHandle<()>, description: String) -> Self {
-        Self { state, keeper, description }
+        Self { state, keeper, description, releaser: None }
+    }
+
+    /// The same, whose keeper answers release requests on `releaser`'s receiver.
+    pub(crate) fn releasing_through(mut self, releaser: mpsc::Sender<oneshot::Sender<()>>) -> Self {
+        self.releaser = Some(releaser);
+        self
+    }
+
+    /// Let the lease go, telling the broker so if this lease can (so that the next replica
+    /// need not wait for the heartbeats to stop), within `within` at most.
+    pub async fn release(mut self, within: Duration) {
+        let Some(releaser) = self.releaser.take() else { return };
+        if *self.state.borrow() != LeaseState::Held {
+            return;
+        }
+        let (done, released) = oneshot::channel();
+        if releaser.try_send(done).is_ok() && tokio::time::timeout(within, released).await.is_err() {
+            tracing::debug!(lease = %self.description, "releasing the lease took over {within:?}");
+        }
     }
 
     /// Wait until this replica holds the lease. Logs once that it is on standby, and why, if
