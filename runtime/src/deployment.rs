@@ -211,11 +211,14 @@ pub async fn run_replica<E>(
     // The wake (and any guest in it) is gone by now; close the broker clients, bounded so that
     // a broker that does not answer cannot hold the exit past the 2 s an orchestrator expects.
     drop(reconciler);
+    let exit_by = tokio::time::Instant::now() + EXIT_BUDGET;
     if tokio::time::timeout(CLOSE_TIMEOUT, services.close()).await.is_err() {
         tracing::warn!("closing the broker clients took over 1.5 s; exiting without waiting");
     }
-    // After the services: nothing runs under the lease once it is let go.
-    lease.release(RELEASE_TIMEOUT).await;
+    // After the services: nothing runs under the lease once it is let go. It gets what is left
+    // of the budget, at least RELEASE_TIMEOUT.
+    let left = exit_by.saturating_duration_since(tokio::time::Instant::now()).max(RELEASE_TIMEOUT);
+    lease.release(left).await;
     Ok(ended)
 }
 
@@ -227,6 +230,9 @@ fn shutting_down() -> Ended {
 /// How long closing the services may hold a replica's exit.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// How long saying that the lease is free may hold it further (within the 2 s an orchestrator
-/// gives, with [`CLOSE_TIMEOUT`]).
+/// How long closing the services and then saying that the lease is free may take in all:
+/// within the 2 s an orchestrator gives.
+const EXIT_BUDGET: Duration = Duration::from_millis(1900);
+
+/// The least time saying that the lease is free is given, however long the close took.
 const RELEASE_TIMEOUT: Duration = Duration::from_millis(400);
