@@ -13,11 +13,9 @@
 
 mod support;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bootstrap_wasm::broker::Transport;
 use bootstrap_wasm::broker::kafka::{KafkaOptions, KafkaTransport};
@@ -25,119 +23,12 @@ use bootstrap_wasm::broker::pulsar::PulsarTransport;
 use bootstrap_wasm::broker::rabbitmq::{RabbitOptions, RabbitTransport};
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::services::Protocol;
-use serde_json::json;
+use support::Scratch;
 use support::kafka::Kafka;
 use support::peer::{Behaviour, ServicePeer};
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{Relay, TestVhost};
-use support::{Scratch, bin, entry};
-
-/// A guard against hanging, not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(90);
-
-/// What a replica logs as it starts a run.
-const RUN_LINE: &str = "running (old_flag=";
-
-/// One `bootstrap-wasm` process, its log in a file; killed when dropped.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    killed: bool,
-}
-
-impl Replica {
-    fn start(name: &'static str, scratch: &Scratch, init: &Path, backend: &[String]) -> Self {
-        let log = scratch.path(&format!("{name}.log"));
-        let child = bin()
-            .arg("-c")
-            .arg(init)
-            .args(backend)
-            .args(["--gate-backoff", "1s", "--init-retry", "200ms", "--steady-interval", "200ms"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { name, child, log, killed: false }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The timestamps of the log lines containing `text`.
-    fn times_of(&self, text: &str) -> Vec<SystemTime> {
-        self.log().lines().filter(|line| line.contains(text)).map(timestamp).collect()
-    }
-
-    fn runs(&self) -> Vec<SystemTime> {
-        self.times_of(RUN_LINE)
-    }
-
-    /// Whether it holds the lease, by its last word on it.
-    fn holds(&self) -> bool {
-        self.log()
-            .lines()
-            .rfind(|l| l.contains("lease acquired") || l.contains("lease lost"))
-            .is_some_and(|l| l.contains("lease acquired"))
-    }
-
-    /// The spans of time it held the lease, from "lease acquired" to "lease lost"; a hold
-    /// still open ends at `end` if the replica was killed, now otherwise.
-    fn holds_until(&self, end: SystemTime) -> Vec<(SystemTime, SystemTime)> {
-        let end = if self.killed { end } else { SystemTime::now() };
-        let mut holds = Vec::new();
-        let mut from = None;
-        for line in self.log().lines() {
-            if line.contains("lease acquired") {
-                from = Some(timestamp(line));
-            } else if line.contains("lease lost") {
-                holds.extend(from.take().map(|from| (from, timestamp(line))));
-            }
-        }
-        holds.extend(from.map(|from| (from, end)));
-        holds
-    }
-
-    /// Wait until `done` holds of the log; panics, with the log, after [`PATIENCE`].
-    async fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(self) {
-            assert!(Instant::now() < deadline, "replica {} never {what}; its log:\n{}", self.name, self.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL, and when it was sent.
-    fn kill(&mut self) -> SystemTime {
-        let at = SystemTime::now();
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.killed = true;
-        at
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A log line's timestamp: its first word, RFC 3339 in UTC.
-fn timestamp(line: &str) -> SystemTime {
-    let word = line.split_whitespace().next().unwrap_or_default();
-    humantime::parse_rfc3339(word).unwrap_or_else(|e| panic!("no timestamp on {line:?}: {e}"))
-}
-
-/// An init file whose probe fails, and so runs again, on every wake.
-fn failing_probe(scratch: &Scratch) -> PathBuf {
-    let mut probe = entry("probe", "probe", json!({"workspace": "probed", "fail": true}));
-    probe["grants"] = json!({"config": {"write": ["probed"]}});
-    scratch.init_file(&[probe])
-}
+use support::replica::{PATIENCE, Replica, failing_probe, timestamp};
 
 /// The scenario, on a deployment reached with `backend` (the binary's arguments).
 ///
@@ -310,8 +201,7 @@ async fn on_kafka_a_replica_stopped_cleanly_releases_the_lease_to_the_next() {
     let mut first = Replica::start("first", &scratch, &init, &backend);
     first.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;
     // SIGTERM, as an orchestrator stops it.
-    unsafe { libc::kill(first.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(first.child.wait().unwrap().success(), "a clean stop; its log:\n{}", first.log());
+    assert!(first.terminate().success(), "a clean stop; its log:\n{}", first.log());
 
     let second = Replica::start("second", &scratch, &init, &backend);
     second.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;

@@ -19,14 +19,14 @@ use bootstrap_wasm::broker::rabbitmq::RabbitTransport;
 use bootstrap_wasm::broker::{BrokerServices, Queue, RequestResponse, Transport};
 use bootstrap_wasm::services::wire::{IamOperation, IamRequest, IamResponse, WorkspaceInput};
 use bootstrap_wasm::services::{
-    ConfigClient, ConfigRequest, FlowClient, FlowOperation, FlowRequest, FlowResponse, NOT_REGISTERED, Protocol,
-    ServiceError, Services as _,
+    ConfigClient, FlowClient, FlowOperation, FlowRequest, FlowResponse, NOT_REGISTERED, Protocol, ServiceError,
+    Services as _,
 };
 use serde_json::{Value, json};
 use support::kafka::Kafka;
 use support::pulsar::PulsarLite;
 use support::rabbitmq::{TestVhost, backend_args};
-use support::trustgraph::{TrustGraph, Version};
+use support::trustgraph::{TrustGraph, Version, config_version};
 use support::{Scratch, bin};
 
 /// A broker for one test, with TrustGraph's services on it.
@@ -148,17 +148,6 @@ mod detection;
 mod drop_in;
 #[path = "trustgraph/registration.rs"]
 mod registration;
-
-/// config-svc's version: it grows with every write.
-async fn config_version(services: &BrokerServices) -> u64 {
-    let list = ConfigRequest {
-        operation: "list".into(),
-        workspace: "default".into(),
-        kind: "flow".into(),
-        ..Default::default()
-    };
-    services.config(list).await.unwrap().version
-}
 
 /// How long the services may take to act on a registration (config-svc's copy of the
 /// template, flow-svc's subscription to the new workspace's queue) before a test gives up.

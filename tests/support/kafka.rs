@@ -40,7 +40,7 @@ impl Kafka {
         let (port, controller_port) = free_ports();
         let mut kafka = Self { dir, port, controller_port, child: None };
         std::fs::write(kafka.path("server.properties"), kafka.server_properties()).unwrap();
-        std::fs::write(kafka.path("log4j2.properties"), log4j_properties(&kafka.path("kafka.log"))).unwrap();
+        std::fs::write(kafka.path("log4j2.properties"), kafka_log4j_properties(&kafka.path("kafka.log"))).unwrap();
         kafka.format();
         kafka.launch();
         kafka
@@ -229,9 +229,17 @@ fn java() -> PathBuf {
     std::env::var_os("JAVA_HOME").map_or_else(|| "java".into(), |home| Path::new(&home).join("bin/java"))
 }
 
-/// Kafka's log configuration: INFO and up to `log`, appended, without the settings Kafka lists
-/// at every start.
-fn log4j_properties(log: &Path) -> String {
+/// Kafka's log configuration: [`log4j_properties`], without the settings Kafka lists at every
+/// start.
+fn kafka_log4j_properties(log: &Path) -> String {
+    log4j_properties(log)
+        + "logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+"
+}
+
+/// A JVM's Log4j 2 configuration: INFO and up to `log`, appended.
+pub fn log4j_properties(log: &Path) -> String {
     format!(
         "status = warn
 appender.file.type = File
@@ -242,8 +250,6 @@ appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.file.ref = file
-logger.config.name = org.apache.kafka.common.config.AbstractConfig
-logger.config.level = WARN
 ",
         log.display()
     )

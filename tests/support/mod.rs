@@ -7,12 +7,14 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod apache_pulsar;
 pub mod kafka;
 pub mod listener;
 pub mod peer;
 pub mod pulsar;
 pub mod pulsar_admin;
 pub mod rabbitmq;
+pub mod replica;
 pub mod running;
 pub mod tenants;
 pub mod tls_front;

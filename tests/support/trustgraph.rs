@@ -218,3 +218,15 @@ fn answered(servers: &str, service: &str, read: &Value) -> Result<(), ServiceErr
         scope.spawn(move || runtime.block_on(ask)).join().unwrap()
     })
 }
+
+/// config-svc's version: it grows with every write.
+pub async fn config_version(services: &bootstrap_wasm::broker::BrokerServices) -> u64 {
+    use bootstrap_wasm::services::Services as _;
+    let list = ConfigRequest {
+        operation: "list".into(),
+        workspace: "default".into(),
+        kind: "flow".into(),
+        ..Default::default()
+    };
+    services.config(list).await.unwrap().version
+}
