@@ -149,23 +149,29 @@ async fn bootstrap_wasm_converges_a_deployment_on_apache_pulsar() {
     assert_eq!(FlowClient(&services).list_flows("default").await.unwrap(), ["default"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_replica_holds_the_lease_on_apache_pulsar() {
-    let broker = ApachePulsar::shared();
-    let _tg = broker.tg().await;
+/// TrustGraph's namespaces, the services on them (the embedded backend's, over the broker, as
+/// tests/replicas.rs serves them), and the binary's arguments for lease `lease_name`.
+async fn lease_deployment(broker: &ApachePulsar, scratch: &Scratch, lease_name: &str) -> (ServicePeer, Vec<String>) {
     for namespace in TG_NAMESPACES {
         let (tenant, namespace) = namespace.split_once('/').unwrap();
         broker.create_tenant_and_namespace(tenant, namespace);
     }
-    let scratch = Scratch::new();
-    // The services, as tests/replicas.rs serves them: the embedded backend's, over the broker.
     let store = EmbeddedServices::open(&scratch.path("peer.redb")).unwrap().speaking(Protocol::Workspaces);
-    let _peer = ServicePeer::start(transport(broker.url()), store, Behaviour::default()).await;
+    let peer = ServicePeer::start(transport(broker.url()), store, Behaviour::default()).await;
     let backend = ["--pubsub-backend", "pulsar", "-p", &broker.url(), "--protocol", "workspaces"]
         .into_iter()
-        .chain(["--lease-name", "apache-pulsar-replicas"])
+        .chain(["--lease-name", lease_name])
         .map(String::from)
-        .collect::<Vec<_>>();
+        .collect();
+    (peer, backend)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_holds_the_lease_on_apache_pulsar() {
+    let broker = ApachePulsar::shared();
+    let _tg = broker.tg().await;
+    let scratch = Scratch::new();
+    let (_peer, backend) = lease_deployment(broker, &scratch, "apache-pulsar-replicas").await;
 
     let init = failing_probe(&scratch);
 
@@ -212,6 +218,31 @@ async fn one_replica_holds_the_lease_on_apache_pulsar() {
     println!("the standby took the lease {} ms after the holder's SIGKILL", ms_between(killed_at, acquired));
     // The standby ran only once it held the lease, after the holder died.
     assert!(replicas[standby].runs().iter().all(|run| *run >= acquired), "{}", both_logs(&replicas));
+}
+
+/// The broker moves the lease's topic (an unload) three times while a replica holds the lease:
+/// its consumer and heartbeat producer come back on their own, and the lease never lapses.
+/// At the default pace (`--gate-backoff 5s`, a 1.25 s loss window), which the broker's
+/// fencing of an unloaded topic (it refuses the first resubscription) fits in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_through_topic_unloads_never_lapses() {
+    let broker = ApachePulsar::shared();
+    let _tg = broker.tg().await;
+    let scratch = Scratch::new();
+    let (_peer, backend) = lease_deployment(broker, &scratch, "apache-pulsar-unloads").await;
+    let init = failing_probe(&scratch);
+
+    let holder = Replica::start_paced("holder", &scratch, &init, &backend, "5s");
+    holder.wait_for("took the lease and ran", |r| r.holds() && !r.runs().is_empty()).await;
+    for _ in 0..3 {
+        broker.unload_topic("non-persistent://public/default/tg-lease-apache-pulsar-unloads");
+        let runs = holder.runs().len();
+        holder.wait_for("ran twice more", |r| r.runs().len() >= runs + 2).await;
+    }
+    let log = holder.log();
+    assert!(log.contains("subscribing again"), "the broker moved the lease's topic:\n{log}");
+    assert!(!log.contains("lease lost"), "the lease lapsed:\n{log}");
+    assert_eq!(log.matches("lease acquired").count(), 1, "{log}");
 }
 
 fn ms_between(from: SystemTime, to: SystemTime) -> u128 {

@@ -144,7 +144,11 @@ impl Deployment {
         let started = Instant::now();
         let mut daemon = Running::spawn(&mut command);
         daemon.wait_for_nth_within("converged=true", 1, DEADLINE);
-        usage_at(&daemon, started)
+        let usage = usage_at(&daemon, started);
+        // Stopped as an orchestrator stops it, which lets the lease go for the steady run.
+        daemon.signal(libc::SIGTERM);
+        assert!(daemon.wait_exit().success(), "the daemon did not stop cleanly");
+        usage
     }
 
     /// One steady `--once` on the converged deployment.

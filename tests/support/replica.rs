@@ -31,6 +31,17 @@ impl Replica {
     /// Run `init` on the deployment `backend` (the binary's arguments) names, with a 1 s gate
     /// backoff (heartbeats every 50 ms, a 250 ms loss window).
     pub fn start(name: &'static str, scratch: &Scratch, init: &Path, backend: &[String]) -> Self {
+        Self::start_paced(name, scratch, init, backend, "1s")
+    }
+
+    /// The same with another `--gate-backoff` (the lease's loss window is a quarter of it).
+    pub fn start_paced(
+        name: &'static str,
+        scratch: &Scratch,
+        init: &Path,
+        backend: &[String],
+        gate_backoff: &str,
+    ) -> Self {
         let log = scratch.path(&format!("{name}.log"));
         let child = bin()
             // The lease's reasons too, for a failure's message.
@@ -38,7 +49,7 @@ impl Replica {
             .arg("-c")
             .arg(init)
             .args(backend)
-            .args(["--gate-backoff", "1s", "--init-retry", "200ms", "--steady-interval", "200ms"])
+            .args(["--gate-backoff", gate_backoff, "--init-retry", "200ms", "--steady-interval", "200ms"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
