@@ -5,16 +5,20 @@
 //! pins verified, components compiled, described and validated), so everything it shows is
 //! what a run would use: the effective limits (defaults filled in) and the effective grants
 //! (a builtin's derived from its params, unless the entry has its own `grants:`).
+//!
+//! Each tenant follows the operator's entries: its file, its keys, its ceiling, its entries in
+//! service (reviewed as the operator's are) and those refused, each with why.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::init_file::{Code, InitFile, InitialiserSpec};
+use crate::init_file::{Code, ConfigError, InitFile, InitialiserSpec};
 use crate::initialiser::Initialiser;
-use crate::policy::{Grants, Limits, WorkspacePattern};
+use crate::policy::{Ceiling, Grants, Limits, WorkspacePattern};
 use crate::services::{Protocol, ProtocolChoice};
+use crate::tenants::{Tenant, Tenants};
 
 /// The review of a whole init file.
 pub struct Report {
@@ -22,6 +26,23 @@ pub struct Report {
     /// What `--protocol` says: check touches no service, so it cannot detect one.
     pub protocol: ProtocolChoice,
     pub entries: Vec<Entry>,
+    /// One per tenant, in the operator's order.
+    pub tenants: Vec<TenantReview>,
+}
+
+/// The review of one tenant, as its last load found it.
+pub struct TenantReview {
+    pub name: String,
+    pub path: PathBuf,
+    /// Its keys as written; its components must be signed by one of them, if any.
+    pub keys: Vec<String>,
+    pub ceiling: Ceiling,
+    /// Its entries in service, named `tenant/name`.
+    pub entries: Vec<Entry>,
+    /// Its entries refused, each with why.
+    pub refused: Vec<ConfigError>,
+    /// Why its file could not be read, if it could not.
+    pub error: Option<ConfigError>,
 }
 
 /// The review of one initialiser.
@@ -80,7 +101,18 @@ impl Report {
     pub fn new(file: &InitFile, initialisers: &[Initialiser], protocol: ProtocolChoice) -> Self {
         assert_eq!(file.initialisers.len(), initialisers.len(), "one initialiser per entry");
         let entries = file.initialisers.iter().zip(initialisers).map(|(spec, init)| Entry::new(spec, init)).collect();
-        Self { file: file.path.clone(), protocol, entries }
+        Self { file: file.path.clone(), protocol, entries, tenants: Vec::new() }
+    }
+
+    /// With the review of `tenants` (refreshed: loaded at least once).
+    pub fn with_tenants(mut self, tenants: &Tenants) -> Self {
+        self.tenants = tenants.tenants().iter().map(TenantReview::new).collect();
+        self
+    }
+
+    /// Whether some tenant's entry or file is refused.
+    pub fn refusals(&self) -> usize {
+        self.tenants.iter().map(|tenant| tenant.refused.len() + usize::from(tenant.error.is_some())).sum()
     }
 
     /// The report as JSON: `{file, protocol, initialisers: [{name, entry, flag, code, sha256,
@@ -90,8 +122,95 @@ impl Report {
             "file": self.file,
             "protocol": self.protocol.name(),
             "initialisers": self.entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
+            "tenants": self.tenants.iter().map(TenantReview::to_json).collect::<Vec<_>>(),
         })
     }
+}
+
+impl TenantReview {
+    fn new(tenant: &Tenant) -> Self {
+        let spec = tenant.spec();
+        let entries = tenant
+            .running()
+            .iter()
+            .map(|running| Entry::new(&running.spec, &running.initialiser))
+            .map(|entry| Entry { name: spec.scoped(&entry.name), ..entry })
+            .collect();
+        Self {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            keys: spec.keys.iter().map(|key| key.as_str().to_owned()).collect(),
+            ceiling: spec.ceiling.clone(),
+            entries,
+            refused: tenant.refused().to_vec(),
+            error: tenant.file_error().cloned(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let refusal = |error: &ConfigError| {
+            let (entry, position) = error.entry.clone().unzip();
+            json!({"entry": entry, "position": position, "field": error.field, "file": error.file, "message": error.to_string()})
+        };
+        json!({
+            "name": self.name,
+            "path": self.path,
+            "keys": self.keys,
+            "ceiling": {"grants": grants_json(&self.ceiling.grants), "limits": limits_json(&self.ceiling.limits)},
+            "initialisers": self.entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
+            "refused": self.refused.iter().map(refusal).collect::<Vec<_>>(),
+            "error": self.error.as_ref().map(ToString::to_string),
+        })
+    }
+}
+
+impl fmt::Display for TenantReview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (count, refused) = (self.entries.len(), self.refused.len());
+        writeln!(f, "tenant {}: {count} in service, {refused} refused", self.name)?;
+        writeln!(f, "  path     {}", self.path.display())?;
+        match self.keys.as_slice() {
+            [] => writeln!(f, "  keys     none: its components need no signature")?,
+            keys => writeln!(f, "  keys     {} (its components must be signed by one)", keys.join(", "))?,
+        }
+        writeln!(f, "  ceiling")?;
+        for (name, values) in grant_rows(&self.ceiling.grants) {
+            let values = if values.is_empty() { "none".to_owned() } else { values.join(", ") };
+            writeln!(f, "    {:<14} {values}", name.replace('_', " "))?;
+        }
+        for (name, value) in self.ceiling.limits.rows() {
+            writeln!(f, "    {name:<14} {value}")?;
+        }
+        if let Some(error) = &self.error {
+            writeln!(f, "  file refused: {error}")?;
+        }
+        for error in &self.refused {
+            writeln!(f, "  refused: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Each grant as `(name, values)`, in a fixed order.
+fn grant_rows(grants: &Grants) -> [(&'static str, Vec<String>); 6] {
+    let patterns = |list: &[WorkspacePattern]| list.iter().map(|p| p.as_str().to_owned()).collect();
+    let files = grants.files.iter().map(|f| f.display().to_string()).collect();
+    [
+        ("config_read", patterns(&grants.config_read)),
+        ("config_write", patterns(&grants.config_write)),
+        ("flow", patterns(&grants.flow)),
+        ("iam", patterns(&grants.iam)),
+        ("http", grants.http.iter().map(ToString::to_string).collect()),
+        ("files", files),
+    ]
+}
+
+fn grants_json(grants: &Grants) -> serde_json::Map<String, Value> {
+    grant_rows(grants).into_iter().map(|(name, values)| (name.to_owned(), json!(values))).collect()
+}
+
+fn limits_json(limits: &Limits) -> serde_json::Map<String, Value> {
+    limits.rows().into_iter().map(|(name, value)| (name.to_owned(), Value::String(value))).collect()
 }
 
 impl Entry {
@@ -129,29 +248,13 @@ impl Entry {
         }
     }
 
-    /// Each grant as `(name, values)`, in a fixed order.
-    fn grant_rows(&self) -> [(&'static str, Vec<String>); 6] {
-        let patterns = |list: &[WorkspacePattern]| list.iter().map(|p| p.as_str().to_owned()).collect();
-        let files = self.grants.files.iter().map(|f| f.display().to_string()).collect();
-        [
-            ("config_read", patterns(&self.grants.config_read)),
-            ("config_write", patterns(&self.grants.config_write)),
-            ("flow", patterns(&self.grants.flow)),
-            ("iam", patterns(&self.grants.iam)),
-            ("http", self.grants.http.iter().map(ToString::to_string).collect()),
-            ("files", files),
-        ]
-    }
-
     fn to_json(&self) -> Value {
         let code = match &self.code {
             Code::Builtin(builtin) => json!({"builtin": builtin.name(), "class": self.class}),
             Code::Component(path) => json!({"component": path}),
         };
-        let limits: serde_json::Map<String, Value> =
-            self.limits.rows().into_iter().map(|(name, value)| (name.to_owned(), Value::String(value))).collect();
-        let mut grants: serde_json::Map<String, Value> =
-            self.grant_rows().into_iter().map(|(name, values)| (name.to_owned(), json!(values))).collect();
+        let limits = limits_json(&self.limits);
+        let mut grants = grants_json(&self.grants);
         grants.insert("source".into(), json!(self.grants_source.as_str()));
         json!({
             "name": self.name,
@@ -183,7 +286,12 @@ impl fmt::Display for Report {
         };
         writeln!(f, "protocol: {protocol}")?;
         let legacy = self.protocol == ProtocolChoice::Speak(Protocol::Legacy);
-        self.entries.iter().try_for_each(|entry| write!(f, "\n{}", EntryIn { entry, legacy }))
+        self.entries.iter().try_for_each(|entry| write!(f, "\n{}", EntryIn { entry, legacy }))?;
+        for tenant in &self.tenants {
+            write!(f, "\n{tenant}")?;
+            tenant.entries.iter().try_for_each(|entry| write!(f, "\n{}", EntryIn { entry, legacy }))?;
+        }
+        Ok(())
     }
 }
 
@@ -199,7 +307,7 @@ impl fmt::Display for EntryIn<'_> {
         let Self { entry: this, legacy } = *self;
         this.fmt_head(f)?;
         writeln!(f, "  grants   {}", this.grants_source.describe())?;
-        for (name, values) in this.grant_rows() {
+        for (name, values) in grant_rows(&this.grants) {
             let mut line = String::new();
             if values.is_empty() {
                 line.push_str("none");

@@ -23,6 +23,7 @@ use crate::initialiser::Initialiser;
 use crate::lease::{self, Lease, LeaseError, Timing};
 use crate::reconcile::{Cadence, Reconciler, WakeReport};
 use crate::services::{Protocol, ProtocolChoice, Services};
+use crate::tenants::Tenants;
 
 /// Where config-svc and flow-svc are.
 #[derive(Debug, Clone)]
@@ -153,14 +154,15 @@ pub enum ReplicaError<E> {
 }
 
 /// Run one replica of the deployment on `backend`: wait for the lease while `loading` loads
-/// the initialisers, then open the services (the embedded store admits one process, so not
+/// the operator's initialisers (and declares the tenants, whose own load is the first wake's),
+/// then open the services (the embedded store admits one process, so not
 /// before) and reconcile until `shutdown` resolves, handing each wake's report to `on_wake`.
 /// Whenever the lease is lost the wake in progress is dropped (its guest stopped at the next
 /// epoch check, nothing stored for it) and the replica waits for the lease again.
 pub async fn run_replica<E>(
     backend: &Backend,
     options: &ReplicaOptions,
-    loading: impl Future<Output = Result<Vec<Initialiser>, E>>,
+    loading: impl Future<Output = Result<(Vec<Initialiser>, Tenants), E>>,
     shutdown: impl Future<Output = ()>,
     mut on_wake: impl FnMut(&WakeReport),
 ) -> Result<Ended, ReplicaError<E>> {
@@ -173,15 +175,16 @@ pub async fn run_replica<E>(
         lease.acquired().await;
         Ok(())
     };
-    let initialisers = tokio::select! {
+    let (initialisers, tenants) = tokio::select! {
         both = async { tokio::try_join!(loading, leased) } => both.map_err(ReplicaError::Load)?.0,
         () = &mut shutdown => return Ok(shutting_down()),
     };
     let services = backend
         .open(options.request_timeout, options.config_timeout, options.protocol)
         .map_err(|source| ReplicaError::Open { backend: backend.to_string(), source })?;
-    let mut reconciler =
-        Reconciler::new(initialisers, services.clone(), options.cadence).with_concurrency(options.concurrency);
+    let mut reconciler = Reconciler::new(initialisers, services.clone(), options.cadence)
+        .with_concurrency(options.concurrency)
+        .with_tenants(tenants);
     let ended = if options.once {
         let report = tokio::select! {
             report = reconciler.wake() => Some(report),

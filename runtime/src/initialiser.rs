@@ -59,18 +59,19 @@ impl Initialiser {
     /// components, `describe` and `validate`, in a sandbox with room for `concurrency` calls at
     /// once, compiled components kept in `compile_cache`. `run` and `check` share it, so
     /// `check` passes exactly when a start-up would.
+    /// The sandbox comes back too: a file's tenants load their initialisers in it.
     pub async fn load_file(
         path: &Path,
         compile_cache: Option<PathBuf>,
         concurrency: NonZeroUsize,
-    ) -> Result<(InitFile, Vec<Initialiser>), PrepareError> {
+    ) -> Result<(InitFile, Vec<Initialiser>, Sandbox), PrepareError> {
         let init_file = InitFile::load(path)?;
         let mut sandbox = Sandbox::for_concurrency(concurrency)?;
         if let Some(dir) = compile_cache {
             sandbox = sandbox.with_compile_cache(dir);
         }
         let initialisers = Self::prepare_all(&init_file, &sandbox).await?;
-        Ok((init_file, initialisers))
+        Ok((init_file, initialisers, sandbox))
     }
 
     /// Load every entry of `file` in `sandbox`, in file order. Stops at the first problem.
@@ -121,7 +122,8 @@ impl Initialiser {
                 err(spec, spec.code_field).because(message)
             })?;
             tracing::info!(initialiser = %spec.name, sha256 = %digest, "loaded {}", spec.code);
-            let initialiser = Self::prepare(spec, base_dir, digest, component, descriptions.get(&index).cloned()).await;
+            let described = descriptions.get(&index).cloned();
+            let initialiser = Self::prepare(spec, &spec.name, base_dir, digest, component, described).await;
             let initialiser = initialiser.map_err(|e| err(spec, e.field(spec)).because(e.to_string()))?;
             descriptions.entry(index).or_insert_with(|| initialiser.description.clone());
             prepared.push(initialiser);
@@ -129,9 +131,43 @@ impl Initialiser {
         Ok(prepared)
     }
 
-    /// Describe (unless `described` already) and validate one entry.
+    /// One entry of `file` (in `base_dir`) made ready to run as `name`, from its compiled
+    /// `component` whose bytes hash to `sha256`: described (unless `described` already, by
+    /// another entry of the same code) and validated. For entries loaded one at a time: a
+    /// tenant's ([`crate::tenants`]).
+    pub(crate) async fn prepare_entry(
+        file: &Path,
+        spec: &InitialiserSpec,
+        name: &str,
+        sha256: Digest,
+        component: LoadedComponent,
+        described: Option<Description>,
+    ) -> Result<Self, ConfigError> {
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+        Self::prepare(spec, name, base_dir, sha256, component, described)
+            .await
+            .map_err(|e| ConfigError::entry(file, &spec.name, spec.position, e.field(spec)).because(e.to_string()))
+    }
+
+    /// The grants an entry of a file in `base_dir` runs with: its own `grants:`, or else
+    /// (for a builtin) those its params imply.
+    pub fn effective_grants(spec: &InitialiserSpec, base_dir: &Path) -> Grants {
+        match (&spec.grants, &spec.code) {
+            (Some(grants), _) => grants.clone(),
+            (None, Code::Builtin(builtin)) => builtin_params::prepare(*builtin, &spec.params, base_dir).1,
+            (None, Code::Component(_)) => Grants::default(),
+        }
+    }
+
+    /// What the component said of itself.
+    pub(crate) fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// Describe (unless `described` already) and validate one entry, to run as `name`.
     async fn prepare(
         spec: &InitialiserSpec,
+        name: &str,
         base_dir: &Path,
         sha256: Digest,
         component: LoadedComponent,
@@ -142,7 +178,7 @@ impl Initialiser {
             Code::Component(_) => (spec.params.clone(), Grants::default()),
         };
         let grants = Arc::new(spec.grants.clone().unwrap_or(derived_grants));
-        let name: Arc<str> = spec.name.as_str().into();
+        let name: Arc<str> = name.into();
         // describe and validate get no services: they must not reach them.
         let context =
             CallContext { initialiser: name.clone(), limits: spec.limits, grants: grants.clone(), services: None };

@@ -20,7 +20,9 @@
 //! - [`init_file`] reads and checks the operator's init file; [`host`] implements the WIT
 //!   imports (`config`, `flow`, `iam`, `log`) a guest calls; [`lease`] makes one replica of a
 //!   deployment the one that runs it;
-//! - [`initialiser`] turns init-file entries into loaded, validated initialisers;
+//! - [`initialiser`] turns init-file entries into loaded, validated initialisers; [`tenants`]
+//!   loads each tenant's own entries within the ceiling the operator set, and reloads them
+//!   when their files change;
 //! - [`reconcile`] is the loop that brings each one to its configured flag; [`check`] reviews
 //!   a loaded file for an operator; [`scaffold`] writes a new initialiser project;
 //! - [`deployment`] is the composition root: it picks the backend and runs one replica
@@ -47,6 +49,7 @@ pub mod sandbox;
 pub mod scaffold;
 pub mod schedule;
 pub mod services;
+pub mod tenants;
 mod wit;
 
 pub use init_file::{ConfigError, InitFile};

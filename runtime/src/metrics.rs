@@ -41,6 +41,12 @@ struct RunLabels {
     failure: String,
 }
 
+/// One tenant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
 /// Durations from 1 ms to about 65 s, by factors of four: a run of a core initialiser on the
 /// embedded backend takes milliseconds, a tenant's slow one up to its timeout (30 s default).
 fn duration_histogram() -> Histogram {
@@ -58,6 +64,10 @@ pub struct Metrics {
     gate_open: Gauge,
     wake_duration: Histogram,
     requests: Counter,
+    tenant_entries: Family<TenantLabel, Gauge>,
+    tenant_refused: Family<TenantLabel, Gauge>,
+    tenant_reloads: Family<TenantLabel, Counter>,
+    tenant_components_read: Counter,
 }
 
 impl Default for Metrics {
@@ -97,8 +107,32 @@ impl Metrics {
         registry.register("wake_duration_seconds", "How long each wake took, runs included", wake_duration.clone());
         let requests = Counter::default();
         registry.register("service_requests", "Requests sent to config-svc and flow-svc", requests.clone());
+        let tenant_entries = Family::<TenantLabel, Gauge>::default();
+        registry.register("tenant_entries", "A tenant's initialisers in service", tenant_entries.clone());
+        let tenant_refused = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "tenant_entries_refused",
+            "A tenant's entries refused by its last load (a file that could not be read counts 1)",
+            tenant_refused.clone(),
+        );
+        let tenant_reloads = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "tenant_reloads",
+            "Loads of a tenant's files: the first, then one per change or SIGHUP",
+            tenant_reloads.clone(),
+        );
+        let tenant_components_read = Counter::default();
+        registry.register(
+            "tenant_components_read",
+            "Tenants' component files read and hashed (an unchanged one is not read again)",
+            tenant_components_read.clone(),
+        );
         Self {
             registry,
+            tenant_entries,
+            tenant_refused,
+            tenant_reloads,
+            tenant_components_read,
             runs,
             run_duration,
             fuel_used,
@@ -142,6 +176,18 @@ impl Metrics {
         self.gate_open.set(i64::from(report.gate_open));
         self.wake_duration.observe(report.duration.as_secs_f64());
         self.requests.inc_by(report.requests);
+        if let Some(tenants) = &report.tenants {
+            self.tenant_components_read.inc_by(tenants.components_read);
+            for tenant in &tenants.tenants {
+                let label = TenantLabel { tenant: tenant.name.to_string() };
+                self.tenant_entries.get_or_create(&label).set(tenant.entries as i64);
+                self.tenant_refused.get_or_create(&label).set(tenant.refused as i64);
+                let reloads = self.tenant_reloads.get_or_create(&label);
+                if tenant.reloaded {
+                    reloads.inc();
+                }
+            }
+        }
     }
 
     /// The registry in Prometheus's text format.
@@ -213,6 +259,7 @@ mod tests {
                 })
                 .collect(),
             duration: Duration::from_millis(20),
+            tenants: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod pulsar_admin;
 pub mod rabbitmq;
 pub mod replica;
 pub mod running;
+pub mod tenant_files;
 pub mod tenants;
 pub mod tls_front;
 pub mod transport;

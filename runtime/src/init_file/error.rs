@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 /// before anything runs. Its message names the file, then the entry and the field when known:
 ///
 /// `init.yaml: initialiser 'seed' (entry 2), field 'flag': missing`
+///
+/// or, in a tenant's file, `tenant 'acme': tenants/acme.yaml: initialiser ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The tenant whose file it is, for a tenant's file.
+    pub tenant: Option<Box<str>>,
     pub file: PathBuf,
     /// The entry's name (may be empty when the name itself is the problem) and position.
     pub entry: Option<(String, usize)>,
@@ -19,12 +23,13 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem with the file as a whole.
     pub fn file(file: &Path, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), entry: None, field: None, message: message.into() }
+        Self { tenant: None, file: file.to_path_buf(), entry: None, field: None, message: message.into() }
     }
 
     /// A problem with one field of one entry; finish it with [`ConfigError::because`].
     pub fn entry(file: &Path, name: &str, position: usize, field: &str) -> Self {
         Self {
+            tenant: None,
             file: file.to_path_buf(),
             entry: Some((name.to_owned(), position)),
             field: Some(field.to_owned()),
@@ -34,6 +39,12 @@ impl ConfigError {
 
     pub fn because(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();
+        self
+    }
+
+    /// The same problem, found in `tenant`'s file.
+    pub fn of_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.into());
         self
     }
 }
@@ -53,6 +64,9 @@ impl FieldError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(tenant) = &self.tenant {
+            write!(f, "tenant '{tenant}': ")?;
+        }
         write!(f, "{}: ", self.file.display())?;
         match &self.entry {
             Some((name, position)) if name.is_empty() => write!(f, "initialiser entry {position}")?,

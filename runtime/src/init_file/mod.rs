@@ -13,6 +13,7 @@
 
 mod error;
 mod raw;
+mod tenant;
 mod units;
 
 use std::collections::HashSet;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use error::ConfigError;
 use error::FieldError;
+pub use tenant::{TenantEntry, TenantFile, TenantSpec};
 pub use units::parse_duration;
 
 use crate::builtins::Builtin;
@@ -34,6 +36,8 @@ use crate::policy::{Grants, Limits, MAX_FLAG_BYTES, MAX_PARAMS_BYTES, Origin, Wo
 pub struct InitFile {
     pub path: PathBuf,
     pub initialisers: Vec<InitialiserSpec>,
+    /// The tenants that may ship initialisers of their own (`tenants:`), in file order.
+    pub tenants: Vec<TenantSpec>,
 }
 
 /// One entry of the init file.
@@ -80,28 +84,42 @@ impl InitFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
         let raw = raw::parse(path, &text)?;
-        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let base_dir = base_dir_of(path);
+        let tenants = tenant::check_tenants(path, &base_dir, raw.tenants.unwrap_or_default())?;
 
         let mut names = HashSet::new();
         let mut initialisers = Vec::with_capacity(raw.initialisers.len());
         for (index, entry) in raw.initialisers.into_iter().enumerate() {
-            let spec = check_entry(path, &base_dir, index + 1, entry)?;
+            let spec = check_entry(path, &base_dir, index + 1, entry, &Limits::default())?;
             if !names.insert(spec.name.clone()) {
                 return Err(ConfigError::entry(path, &spec.name, spec.position, "name")
                     .because("duplicate name: every initialiser needs its own"));
             }
+            // A tenant's entries are stored as `<tenant>/<name>`: that key space is theirs.
+            if let Some(tenant) = tenants.iter().find(|t| spec.name.starts_with(&format!("{}/", t.name))) {
+                let message = format!("names beginning '{}/' belong to tenant '{}'", tenant.name, tenant.name);
+                return Err(ConfigError::entry(path, &spec.name, spec.position, "name").because(message));
+            }
             initialisers.push(spec);
         }
-        Ok(Self { path: path.to_path_buf(), initialisers })
+        Ok(Self { path: path.to_path_buf(), initialisers, tenants })
     }
 }
 
+/// The directory relative paths in `path` are taken from.
+fn base_dir_of(path: &Path) -> PathBuf {
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir }
+}
+
+/// Check one entry; limits it leaves out are `default_limits` (a tenant's are capped by its
+/// ceiling).
 fn check_entry(
     path: &Path,
     base_dir: &Path,
     position: usize,
     raw: raw::RawEntry,
+    default_limits: &Limits,
 ) -> Result<InitialiserSpec, ConfigError> {
     let name = match raw.name {
         Some(name) if !name.trim().is_empty() => name,
@@ -122,8 +140,8 @@ fn check_entry(
         ConfigError::entry(path, &name, position, &format!("{section}.{}", e.field)).because(e.message)
     };
     let limits = match raw.limits {
-        Some(raw_limits) => check_limits(raw_limits).map_err(|e| in_section("limits", e))?,
-        None => Limits::default(),
+        Some(raw_limits) => check_limits(raw_limits, default_limits).map_err(|e| in_section("limits", e))?,
+        None => *default_limits,
     };
     let grants = raw.grants.map(|raw_grants| check_grants(base_dir, raw_grants)).transpose();
     let grants = grants.map_err(|e| in_section("grants", e))?;
@@ -192,8 +210,7 @@ fn check_params(raw: Option<Value>) -> Result<Value, FieldError> {
     Ok(params)
 }
 
-fn check_limits(raw: raw::RawLimits) -> Result<Limits, FieldError> {
-    let defaults = Limits::default();
+fn check_limits(raw: raw::RawLimits, defaults: &Limits) -> Result<Limits, FieldError> {
     let size = |field: &'static str, value: Option<serde_json::Value>, default: usize| match value {
         Some(value) => units::bytes(&value).map_err(|m| FieldError::new(field, m)),
         None => Ok(default),

@@ -12,6 +12,25 @@ use super::ConfigError;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInitFile {
     pub initialisers: Vec<RawEntry>,
+    /// The operator's file only: who may ship initialisers of their own, within what.
+    pub tenants: Option<Vec<RawTenant>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub ceiling: Option<RawCeiling>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCeiling {
+    pub grants: Option<RawGrants>,
+    pub limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -262,3 +262,122 @@ fn flags_must_be_scalars_and_params_a_mapping() {
         error_of("init.yaml", "initialisers:\n  - {name: a, flag: v1, builtin: template-seed, params: [1]}\n");
     assert!(message.contains("field 'params': must be a mapping"), "{message}");
 }
+
+/// An operator's file declaring `tenants`, beside a tenant file `acme.yaml` of `acme_entries`,
+/// in a fresh directory; the operator's file loaded.
+fn with_tenant(tenants: &str, acme_entries: &str) -> (tempfile::TempDir, Result<InitFile, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acme.yaml"), format!("initialisers:\n{acme_entries}")).unwrap();
+    std::fs::write(dir.path().join("probe.wasm"), b"not compiled here").unwrap();
+    let path = dir.path().join("init.yaml");
+    std::fs::write(&path, format!("initialisers: []\ntenants:\n{tenants}")).unwrap();
+    let loaded = InitFile::load(&path);
+    (dir, loaded)
+}
+
+#[test]
+fn tenants_are_declared_with_a_path_keys_and_a_ceiling() {
+    let tenants = "  - name: acme\n    path: acme.yaml\n    ceiling:\n      grants: {config: {write: [acme-*]}, files: [seed/]}\n      limits: {fuel: 1000, memory: 1MiB}\n  - {name: beta, path: beta}\n";
+    let (dir, loaded) = with_tenant(tenants, "  []\n");
+    let file = loaded.unwrap();
+    let acme = &file.tenants[0];
+    assert_eq!((acme.name.as_str(), acme.position), ("acme", 1));
+    assert_eq!(acme.path, dir.path().join("acme.yaml"));
+    assert_eq!(acme.ceiling.grants.config_write, vec![WorkspacePattern::new("acme-*")]);
+    assert!(acme.ceiling.grants.files[0].to_string_lossy().ends_with("seed/"), "a directory keeps its '/'");
+    assert_eq!((acme.ceiling.limits.fuel, acme.ceiling.limits.memory), (1000, 1 << 20));
+    assert_eq!(acme.scoped("seed"), "acme/seed");
+    let beta = &file.tenants[1];
+    assert_eq!(beta.ceiling, crate::policy::Ceiling::default(), "no ceiling: no grants, the default limits");
+    assert!(beta.keys.is_empty());
+}
+
+#[test]
+fn a_bad_tenant_declaration_is_the_operators_error() {
+    let error = |tenants: &str| with_tenant(tenants, "  []\n").1.unwrap_err().to_string();
+    assert!(error("  - {name: Acme, path: a}\n").contains("tenant 'Acme' (tenant 1), field 'name'"));
+    assert!(error("  - {name: a/b, path: a}\n").contains("field 'name'"));
+    assert!(error("  - {name: acme}\n").contains("field 'path': missing"));
+    assert!(error("  - {name: acme, path: a}\n  - {name: acme, path: b}\n").contains("duplicate tenant"));
+    assert!(error("  - {name: acme, path: a, keys: [nope]}\n").contains("field 'keys'"));
+    let message = error("  - {name: acme, path: a, ceiling: {grants: {http: [ftp://x]}}}\n");
+    assert!(message.contains("field 'ceiling.grants.http'"), "{message}");
+    let message = error("  - {name: acme, path: a, ceiling: {limits: {fuel: 0}}}\n");
+    assert!(message.contains("field 'ceiling.limits.fuel'"), "{message}");
+    let message = error("  - {name: acme, path: a, ceiling: {grants: {wat: 1}}}\n");
+    assert!(message.contains("unknown field"), "{message}");
+}
+
+#[test]
+fn operator_entries_keep_out_of_a_tenants_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("init.yaml");
+    let text = "initialisers:\n  - {name: acme/seed, flag: v1, builtin: template-seed}\ntenants:\n  - {name: acme, path: acme.yaml}\n";
+    std::fs::write(&path, text).unwrap();
+    let message = InitFile::load(&path).unwrap_err().to_string();
+    assert!(
+        message.contains(
+            "initialiser 'acme/seed' (entry 1), field 'name': names beginning 'acme/' belong to tenant 'acme'"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_tenants_entries_are_checked_one_by_one() {
+    let tenants = "  - {name: acme, path: acme.yaml, ceiling: {limits: {fuel: 1000}}}\n";
+    let entries = "  - {name: good, flag: v1, component: probe.wasm}\n  - {name: no-flag, component: probe.wasm}\n  - {name: a/b, flag: v1, component: probe.wasm}\n  - {name: good, flag: v2, component: probe.wasm}\n  - {name: outside, flag: v1, component: /etc/hostname}\n  - {name: missing, flag: v1, component: gone.wasm}\n";
+    let (_dir, loaded) = with_tenant(tenants, entries);
+    let file = loaded.unwrap();
+    let tenant = TenantFile::load(&file.tenants[0]).unwrap();
+    let results: Vec<_> =
+        tenant.entries.iter().map(|entry| entry.checked.as_ref().map_err(ToString::to_string)).collect();
+    let good = results[0].as_ref().unwrap();
+    assert_eq!(good.limits.fuel, 1000, "an omitted limit is the default capped by the ceiling");
+    let refused = |index: usize, field: &str| {
+        let message = results[index].as_ref().unwrap_err();
+        assert!(message.starts_with("tenant 'acme': "), "{message}");
+        assert!(message.contains(&format!("field '{field}'")), "{message}");
+    };
+    refused(1, "flag");
+    refused(2, "name");
+    refused(3, "name"); // a duplicate
+    refused(4, "component");
+    refused(5, "component");
+}
+
+#[test]
+fn a_tenant_file_that_cannot_be_read_or_declares_tenants_fails_whole() {
+    let tenants = "  - {name: acme, path: acme.yaml}\n";
+    let (dir, loaded) = with_tenant(tenants, "  - {name: a, flag: v1, component: probe.wasm\n");
+    let file = loaded.unwrap();
+    let message = TenantFile::load(&file.tenants[0]).unwrap_err().to_string();
+    assert!(message.starts_with(&format!("tenant 'acme': {}", dir.path().join("acme.yaml").display())), "{message}");
+    std::fs::write(dir.path().join("acme.yaml"), "initialisers: []\ntenants: []\n").unwrap();
+    let message = TenantFile::load(&file.tenants[0]).unwrap_err().to_string();
+    assert!(message.contains("only the operator's"), "{message}");
+}
+
+#[test]
+fn a_tenant_directory_is_its_tenant_files_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant_dir = dir.path().join("acme");
+    std::fs::create_dir_all(tenant_dir.join("..data")).unwrap();
+    std::fs::write(tenant_dir.join("b.yaml"), "initialisers:\n  - {name: second, flag: v1, builtin: template-seed}\n")
+        .unwrap();
+    std::fs::write(
+        tenant_dir.join("a.json"),
+        r#"{"initialisers": [{"name": "first", "flag": "v1", "builtin": "template-seed"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(tenant_dir.join(".hidden.yaml"), "not: read").unwrap();
+    std::fs::write(tenant_dir.join("notes.txt"), "not read").unwrap();
+    let path = dir.path().join("init.yaml");
+    std::fs::write(&path, "initialisers: []\ntenants:\n  - {name: acme, path: acme}\n").unwrap();
+    let file = InitFile::load(&path).unwrap();
+    assert_eq!(file.tenants[0].directory(), tenant_dir);
+    let tenant = TenantFile::load(&file.tenants[0]).unwrap();
+    assert_eq!(tenant.files, vec![tenant_dir.join("a.json"), tenant_dir.join("b.yaml")]);
+    let names: Vec<_> = tenant.entries.iter().map(|e| e.checked.as_ref().unwrap().name.as_str()).collect();
+    assert_eq!(names, ["first", "second"]);
+}

@@ -28,7 +28,8 @@
 //!
 //! A failure is logged with the initialiser's name and retried on the next wake; it never stops
 //! the others. The loop knows nothing of transports or guest languages: it sees [`Services`]
-//! and [`Initialiser`]s.
+//! and [`Initialiser`]s: the operator's, fixed for the process's life, then the tenants'
+//! ([`Tenants`]), which each wake first refreshes from their files.
 
 mod pending;
 mod run;
@@ -44,6 +45,7 @@ use crate::flag::Flag;
 use crate::initialiser::Initialiser;
 use crate::sandbox::RunFailure;
 use crate::services::{ConfigClient, ServiceError, Services, WakeReadCache};
+use crate::tenants::{Tenants, TenantsReport};
 use pending::PendingFlags;
 
 /// How long a wake cut short (SIGTERM, a lost lease) may take to store its pending flags: the
@@ -96,12 +98,14 @@ pub struct WakeReport {
     /// Requests the wake sent to config-svc and flow-svc (reads repeated within the wake are
     /// answered by [`WakeReadCache`] and not counted).
     pub requests: u64,
-    /// One entry per initialiser, in file order.
+    /// One entry per initialiser, the operator's in file order, then the tenants'.
     pub outcomes: Vec<(Arc<str>, Outcome)>,
     /// One entry per run attempted, in the order run.
     pub runs: Vec<RunStats>,
     /// How long the wake took, runs included.
     pub duration: Duration,
+    /// What refreshing the tenants found, when there are tenants.
+    pub tenants: Option<TenantsReport>,
 }
 
 /// What one run cost and how it ended, for whoever watches the loop (the metrics).
@@ -137,12 +141,16 @@ impl WakeReport {
 
 /// The loop's state: the initialisers, the services, and pre-gate successes not yet recorded.
 pub struct Reconciler {
-    initialisers: Vec<Initialiser>,
+    /// This wake's initialisers: the operator's, then the tenants' in service.
+    initialisers: Vec<Arc<Initialiser>>,
+    /// The operator's.
+    own: Vec<Arc<Initialiser>>,
+    tenants: Option<Tenants>,
     services: Arc<WakeReadCache>,
     cadence: Cadence,
-    /// Pre-gate initialisers that succeeded while config-svc was down, by index, with the flag
+    /// Pre-gate initialisers that succeeded while config-svc was down, by name, with the flag
     /// to record once it answers.
-    unrecorded: HashMap<usize, Flag>,
+    unrecorded: HashMap<Arc<str>, Flag>,
     /// The current wake's clean runs whose flags are not stored yet; kept here rather than in
     /// the wake so that a wake cut short can still store them.
     pending: PendingFlags,
@@ -152,8 +160,11 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(initialisers: Vec<Initialiser>, services: Arc<dyn Services>, cadence: Cadence) -> Self {
+        let own: Vec<Arc<Initialiser>> = initialisers.into_iter().map(Arc::new).collect();
         Self {
-            initialisers,
+            initialisers: own.clone(),
+            own,
+            tenants: None,
             services: Arc::new(WakeReadCache::new(services)),
             cadence,
             unrecorded: HashMap::new(),
@@ -168,6 +179,23 @@ impl Reconciler {
     pub fn with_concurrency(mut self, concurrency: std::num::NonZeroUsize) -> Self {
         self.concurrency = concurrency.get();
         self
+    }
+
+    /// Run `tenants`' initialisers too, after the operator's, refreshed from their files at
+    /// the start of each wake.
+    pub fn with_tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants).filter(|tenants| !tenants.is_empty());
+        self
+    }
+
+    /// Refresh the tenants, and this wake's initialisers if theirs changed.
+    async fn refresh_tenants(&mut self) -> Option<TenantsReport> {
+        let tenants = self.tenants.as_mut()?;
+        let report = tenants.refresh().await;
+        if report.changed {
+            self.initialisers = self.own.iter().chain(tenants.running()).cloned().collect();
+        }
+        Some(report)
     }
 
     /// Wake, hand the report to `on_wake`, sleep as the wake says, and repeat until `shutdown`
@@ -196,10 +224,20 @@ impl Reconciler {
             on_wake(&report);
             let sleep = report.next_sleep(&self.cadence);
             tracing::info!("next wake in {sleep:?}");
+            let reload = self.tenants.as_ref().map(Tenants::reload_handle);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
+                () = reload_requested(reload) => tracing::info!("tenants' files to be read again: waking now"),
                 () = &mut shutdown => return,
             }
         }
+    }
+}
+
+/// Resolves when a reload of the tenants is asked for; never if there are none.
+async fn reload_requested(reload: Option<crate::tenants::ReloadHandle>) {
+    match reload {
+        Some(reload) => reload.requested().await,
+        None => std::future::pending().await,
     }
 }

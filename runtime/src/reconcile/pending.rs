@@ -4,6 +4,7 @@
 //! [`FLAG_BATCH_MAX`] flags, and at the end of the wake; why, see [`crate::reconcile`]. Each
 //! flag's outcome is logged inside its run's span, so "completed" reads as part of the run.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
@@ -50,7 +51,7 @@ impl PendingFlags {
     pub(super) async fn flush<R: Stream + Unpin>(
         &mut self,
         config: ConfigClient<'_>,
-        initialisers: &[Initialiser],
+        initialisers: &[Arc<Initialiser>],
         outcomes: &mut [Option<Outcome>],
         running: &mut R,
     ) -> Vec<R::Item> {
@@ -70,7 +71,11 @@ impl PendingFlags {
     }
 
     /// Store every pending flag in one `put`; returns each run's outcome.
-    pub(super) async fn store(self, config: ConfigClient<'_>, initialisers: &[Initialiser]) -> Vec<(usize, Outcome)> {
+    pub(super) async fn store(
+        self,
+        config: ConfigClient<'_>,
+        initialisers: &[Arc<Initialiser>],
+    ) -> Vec<(usize, Outcome)> {
         if self.runs.is_empty() {
             return Vec::new();
         }

@@ -17,6 +17,7 @@ use crate::flag::{Flag, FlagStore};
 use crate::policy::SYSTEM_WORKSPACE;
 use crate::schedule::{Footprint, Plan};
 use crate::services::{ConfigClient, FlowClient, Protocol, ServiceError, Services};
+use crate::tenants::TenantsReport;
 
 /// What one wake has found so far.
 struct Wake {
@@ -24,13 +25,15 @@ struct Wake {
     /// One per initialiser, in file order; `None` until it is decided.
     outcomes: Vec<Option<Outcome>>,
     runs: Vec<RunStats>,
+    tenants: Option<TenantsReport>,
 }
 
 impl Reconciler {
     /// One wake.
     pub async fn wake(&mut self) -> WakeReport {
+        let tenants = self.refresh_tenants().await;
         let mut wake =
-            Wake { started: Instant::now(), outcomes: vec![None; self.initialisers.len()], runs: Vec::new() };
+            Wake { started: Instant::now(), outcomes: vec![None; self.initialisers.len()], runs: Vec::new(), tenants };
         self.services.begin_wake();
         let services: Arc<dyn Services> = self.services.clone();
         let flags = FlagStore(ConfigClient(services.as_ref()));
@@ -64,7 +67,7 @@ impl Reconciler {
                 wake.outcomes[index] = Some(Outcome::Skipped);
                 continue;
             }
-            if self.unrecorded.get(&index) == Some(&init.flag) {
+            if self.unrecorded.get(&init.name) == Some(&init.flag) {
                 // Done at this flag while config-svc was down; only the record is missing.
                 wake.outcomes[index] = Some(Outcome::RanUnrecorded);
                 continue;
@@ -81,7 +84,7 @@ impl Reconciler {
             .instrument(run_span(init))
             .await;
             if outcome == Outcome::RanUnrecorded {
-                self.unrecorded.insert(index, init.flag.clone());
+                self.unrecorded.insert(init.name.clone(), init.flag.clone());
             }
             wake.outcomes[index] = Some(outcome);
         }
@@ -90,14 +93,16 @@ impl Reconciler {
     /// Record the flags of pre-gate runs that succeeded in wakes when config-svc was down.
     async fn record_unrecorded(&mut self, services: &Arc<dyn Services>, wake: &mut Wake) {
         let config = ConfigClient(services.as_ref());
-        for (index, flag) in std::mem::take(&mut self.unrecorded) {
+        for (name, flag) in std::mem::take(&mut self.unrecorded) {
+            // Gone from a tenant's file since, or its flag changed: nothing to record.
+            let Some(index) = self.initialisers.iter().position(|init| init.name == name) else { continue };
             let init = &self.initialisers[index];
             if init.flag != flag {
                 continue; // The operator changed the flag since; it will run again.
             }
             let outcome = store_flag(config, init).await;
             if outcome != Outcome::Ran {
-                self.unrecorded.insert(index, flag);
+                self.unrecorded.insert(name, flag);
             }
             wake.outcomes[index] = Some(outcome);
         }
@@ -165,7 +170,8 @@ impl Reconciler {
             .map(|(init, outcome)| (init.name.clone(), outcome.unwrap_or(Outcome::Waiting)))
             .collect();
         let requests = self.services.requests_sent();
-        let report = WakeReport { gate_open, requests, outcomes, runs: wake.runs, duration: wake.started.elapsed() };
+        let duration = wake.started.elapsed();
+        let report = WakeReport { gate_open, requests, outcomes, runs: wake.runs, duration, tenants: wake.tenants };
         tracing::info!(gate_open, converged = report.converged(), requests = report.requests, "wake done");
         report
     }

@@ -1,7 +1,8 @@
 //! The `bootstrap-wasm` command line: parse arguments ([`args`]), set up logging, and hand
 //! over to the library. Exit codes: 0 done (or converged, with `--once`; valid, with `check`),
-//! 1 not converged or failed, 2 a configuration error (bad arguments, init file, pin,
-//! component or params).
+//! 1 not converged or failed (or, with `check` and `status`, a tenant's entry refused), 2 a
+//! configuration error (bad arguments, init file, pin, component or params). A tenant's file
+//! is never a configuration error of the process: its problems are reported and isolated.
 
 mod args;
 
@@ -21,6 +22,7 @@ use bootstrap_wasm::initialiser::PrepareError;
 use bootstrap_wasm::metrics::Metrics;
 use bootstrap_wasm::scaffold;
 use bootstrap_wasm::services::{ConfigClient, ProtocolChoice};
+use bootstrap_wasm::tenants::{ReloadHandle, Tenants};
 use bootstrap_wasm::{Cadence, ConfigError, InitFile, Initialiser, WakeReport};
 use clap::Parser;
 
@@ -127,10 +129,14 @@ async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         concurrency: args.concurrency,
         once: args.once,
     };
+    let reload = ReloadHandle::default();
+    tokio::spawn(reload_on_sighup(reload.clone()));
     let loading = async {
-        let (_, initialisers) = Initialiser::load_file(&init_path, args.cache.dir(), args.concurrency).await?;
+        let (file, initialisers, sandbox) =
+            Initialiser::load_file(&init_path, args.cache.dir(), args.concurrency).await?;
         tracing::info!(file = %init_path.display(), "loaded {} initialisers", initialisers.len());
-        Ok::<_, Failure>(initialisers)
+        let tenants = Tenants::new(file.tenants, sandbox).reloaded_by(reload);
+        Ok::<_, Failure>((initialisers, tenants))
     };
     let record = |report: &WakeReport| metrics.iter().for_each(|metrics| metrics.record(report));
     match deployment::run_replica(&backend, &options, loading, shutdown_signal(), record).await {
@@ -164,34 +170,53 @@ async fn check(
     protocol: ProtocolChoice,
     cache: &CacheArgs,
 ) -> Result<ExitCode, Failure> {
-    let (init_file, initialisers) = Initialiser::load_file(init_path, cache.dir(), NonZeroUsize::MIN).await?;
-    let report = Report::new(&init_file, &initialisers, protocol);
+    let (init_file, initialisers, sandbox) = Initialiser::load_file(init_path, cache.dir(), NonZeroUsize::MIN).await?;
+    let mut tenants = Tenants::new(init_file.tenants.clone(), sandbox);
+    tenants.refresh().await;
+    let report = Report::new(&init_file, &initialisers, protocol).with_tenants(&tenants);
     match format {
         Format::Text => print!("{report}"),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json()).context("printing the report")?),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.refusals() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `status`: one row per initialiser, like `flyway info`. Exit 0 when none is pending.
 async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Failure> {
     let (timeout, config_timeout, protocol) = (backend.request_timeout, backend.config_timeout(), backend.protocol);
     let init_file = InitFile::load(init_path)?;
+    // The tenants' entries as a run would load them: within their ceilings, pinned, signed
+    // and validated, in a sandbox of their own (compiling each distinct component once).
+    let mut tenants =
+        Tenants::new(init_file.tenants.clone(), bootstrap_wasm::Sandbox::new().context("starting the sandbox")?);
+    tenants.refresh().await;
     let backend = backend.backend()?;
     let services = backend
         .open(timeout, config_timeout, protocol.into())
         .map_err(|e| Failure::Config(format!("{backend}: {e}")))?;
-    let configured = init_file.initialisers.iter().map(|spec| (spec.name.as_str(), &spec.flag));
+    let operator = init_file.initialisers.iter().map(|spec| (spec.name.clone(), &spec.flag));
+    let of_tenants = tenants.running().map(|init| (init.name.to_string(), &init.flag));
+    let configured: Vec<(String, &bootstrap_wasm::flag::Flag)> = operator.chain(of_tenants).collect();
     let rows = FlagStore(ConfigClient(services.as_ref()))
-        .status(configured)
+        .status(configured.iter().map(|(name, flag)| (name.as_str(), *flag)))
         .await
         .context("reading the stored flags from config-svc")?;
+    let refused: Vec<String> = tenants
+        .tenants()
+        .iter()
+        .flat_map(|tenant| tenant.file_error().into_iter().chain(tenant.refused()))
+        .map(ToString::to_string)
+        .collect();
     let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0).max(4);
     println!("{:width$}  {:12}  {:12}  STATE", "NAME", "CONFIGURED", "STORED");
     for row in &rows {
         let stored = row.stored.as_ref().map_or("-".to_owned(), |f| f.to_stored());
         let state = if row.pending() { "pending" } else { "done" };
         println!("{:width$}  {:12}  {:12}  {state}", row.name, row.configured.to_stored(), stored);
+    }
+    if !refused.is_empty() {
+        println!("\nrefused (not run until their tenants fix them):");
+        refused.iter().for_each(|refusal| println!("  {refusal}"));
     }
     // config-svc answered, so the protocol can be detected now if it is not known.
     let detecting = services.protocol().is_none();
@@ -200,7 +225,8 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         Ok(speaking) => println!("\nprotocol: {}", speaking.name()),
         Err(e) => println!("\nprotocol: unknown ({e})"),
     }
-    Ok(if rows.iter().any(|row| row.pending()) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let all_done = refused.is_empty() && !rows.iter().any(|row| row.pending());
+    Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn new(lang: scaffold::Lang, name: &str) -> Result<ExitCode, Failure> {
@@ -228,6 +254,19 @@ fn dump(state: &Path, workspace: Option<&str>) -> Result<ExitCode, Failure> {
     match writeln!(std::io::stdout().lock(), "{json}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Runtime(e.into())),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Ask for the tenants' files to be read again on every SIGHUP (the operator's own file is
+/// read once: changing it takes a restart).
+async fn reload_on_sighup(reload: ReloadHandle) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: tenants' files are still read again when they change");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reading every tenant's files again");
+        reload.request();
     }
 }
 

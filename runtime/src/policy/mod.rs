@@ -6,9 +6,16 @@
 //! grants say: `__system__`, where the runtime keeps its own state, and `__workspaces__`, the
 //! registry IAM keeps of the workspaces TrustGraph 2.4.13 and later serve (a guest registers a
 //! workspace through IAM, with an `iam` grant, never by writing the registry).
+//!
+//! A tenant's entries are bounded once more, by the [`Ceiling`] the operator sets for the
+//! tenant: their grants and limits must lie within it.
+
+mod ceiling;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use ceiling::{Ceiling, Exceeds};
 
 /// The workspace where the runtime stores initialiser flags. No guest may read or write it.
 pub const SYSTEM_WORKSPACE: &str = "__system__";

@@ -5,6 +5,11 @@
 //! bytes) and refuses to start if they differ, so a component swapped on disk after review is
 //! never run. Upper- and lowercase hex digits are both accepted (`sha256sum` prints lowercase,
 //! some tools uppercase); digests are always printed lowercase.
+//!
+//! A tenant's components may also have to be signed ([`signature`]): a pin says which bytes,
+//! a signature says whose.
+
+pub mod signature;
 
 use std::fmt;
 

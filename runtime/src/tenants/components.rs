@@ -1,0 +1,187 @@
+//! A tenant's entries admitted one by one: within the ceiling, code pinned and signed as the
+//! tenant's keys require, compiled once per digest, described and validated.
+//!
+//! A component file is read (and hashed, and its signature checked) only when its stamp
+//! changed since the tenant's last load: a thousand unchanged tenants cost no reads. Compiled
+//! components are shared by digest across tenants (a thousand copies of one component compile
+//! once), and dropped once no tenant uses them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::sources::{Stamp, signature_path};
+use super::{Running, Tenant};
+use crate::init_file::{Code, ConfigError, InitialiserSpec};
+use crate::initialiser::Initialiser;
+use crate::integrity::Digest;
+use crate::integrity::signature;
+use crate::sandbox::ComponentCode;
+use crate::wit::Description;
+use crate::{LoadedComponent, Sandbox};
+
+/// A component file as a tenant's last load read it.
+pub(super) struct KnownComponent {
+    /// The file's stamp, and its signature's, taken before they were read.
+    pub stamp: Option<Stamp>,
+    pub signature_stamp: Option<Stamp>,
+    pub digest: Digest,
+    /// Whether its signature is good, by the tenant's keys; `Ok` when it has none.
+    signed: Result<(), String>,
+    /// The bytes, until compiled.
+    bytes: Option<Arc<Vec<u8>>>,
+}
+
+/// Compiled components by digest, with what each said of itself once described.
+#[derive(Default)]
+pub(super) struct Compiled(HashMap<Digest, (LoadedComponent, Option<Description>)>);
+
+impl Compiled {
+    /// Forget every component but those in `in_use`.
+    pub(super) fn keep_only(&mut self, in_use: &HashSet<Digest>) {
+        self.0.retain(|digest, _| in_use.contains(digest));
+    }
+}
+
+/// Admits one tenant's entries, for one load.
+pub(super) struct Loader<'a> {
+    pub tenant: &'a Tenant,
+    pub sandbox: &'a Sandbox,
+    pub compiled: &'a mut Compiled,
+    /// The component files this load has met so far, to become the tenant's.
+    pub known: &'a mut HashMap<PathBuf, KnownComponent>,
+    /// Component files read by this loader.
+    pub read: u64,
+}
+
+impl Loader<'_> {
+    /// `spec`, an entry of `file`, made ready to run, or why it is refused.
+    pub(super) async fn admit(&mut self, file: &Path, spec: InitialiserSpec) -> Result<Running, ConfigError> {
+        let tenant = &self.tenant.spec;
+        let refuse = |field: &str, message: String| {
+            ConfigError::entry(file, &spec.name, spec.position, field).because(message).of_tenant(&tenant.name)
+        };
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+        let grants = Initialiser::effective_grants(&spec, base_dir);
+        tenant.ceiling.admit_grants(&grants).map_err(|e| refuse(e.field, e.message))?;
+        tenant.ceiling.admit_limits(&spec.limits).map_err(|e| refuse(e.field, e.message))?;
+
+        let (digest, bytes, precompiled) = match &spec.code {
+            Code::Builtin(builtin) => {
+                let code = builtin.code();
+                (code.digest, None, code.precompiled)
+            }
+            Code::Component(path) => {
+                let known = self.read_component(path).map_err(|m| refuse(spec.code_field, m))?;
+                if let Some(expected) = spec.sha256.filter(|expected| *expected != known.digest) {
+                    let message = format!(
+                        "{} does not match its pin: expected sha256 {expected}, actual {}",
+                        spec.code, known.digest
+                    );
+                    return Err(refuse("sha256", message));
+                }
+                known.signed.clone().map_err(|m| refuse("signature", m))?;
+                (known.digest, known.bytes.clone(), None)
+            }
+        };
+        if let (Code::Builtin(_), Some(expected)) = (&spec.code, spec.sha256.filter(|e| *e != digest)) {
+            let message = format!("{} does not match its pin: expected sha256 {expected}, actual {digest}", spec.code);
+            return Err(refuse("sha256", message));
+        }
+
+        let (component, described) = match self.compiled.0.get(&digest) {
+            Some((component, described)) => (component.clone(), described.clone()),
+            None => {
+                let component = self.compile(&spec.code, digest, bytes, precompiled).await;
+                (component.map_err(|m| refuse(spec.code_field, m))?, None)
+            }
+        };
+        let name = tenant.scoped(&spec.name);
+        let prepared = Initialiser::prepare_entry(file, &spec, &name, digest, component.clone(), described).await;
+        let initialiser = prepared.map_err(|e| e.of_tenant(&tenant.name))?;
+        let description = Some(initialiser.description().clone());
+        self.compiled.0.insert(digest, (component, description));
+        tracing::info!(initialiser = %name, sha256 = %digest, "loaded {}", spec.code);
+        Ok(Running { spec, file: file.to_path_buf(), initialiser: Arc::new(initialiser) })
+    }
+
+    /// The component at `path`: as last read if its stamps are unchanged, else read, hashed
+    /// and its signature checked now.
+    fn read_component(&mut self, path: &Path) -> Result<&KnownComponent, String> {
+        let (stamp, signature_stamp) = (Stamp::of(path), Stamp::of(&signature_path(path)));
+        let unchanged = |known: &KnownComponent| known.stamp == stamp && known.signature_stamp == signature_stamp;
+        if !self.known.contains_key(path) {
+            let previous = self.tenant.components.get(path).filter(|known| unchanged(known));
+            let known = match previous {
+                Some(previous) => KnownComponent {
+                    stamp,
+                    signature_stamp,
+                    digest: previous.digest,
+                    signed: previous.signed.clone(),
+                    bytes: None,
+                },
+                None => {
+                    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    self.read += 1;
+                    let signed = self.check_signature(path, &bytes);
+                    KnownComponent {
+                        stamp,
+                        signature_stamp,
+                        digest: Digest::of(&bytes),
+                        signed,
+                        bytes: Some(Arc::new(bytes)),
+                    }
+                }
+            };
+            self.known.insert(path.to_path_buf(), known);
+        }
+        Ok(&self.known[path])
+    }
+
+    /// `bytes`' signature beside `path`, by one of the tenant's keys; `Ok` if it has none.
+    fn check_signature(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
+        let keys = &self.tenant.spec.keys;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let signature_file = signature_path(path);
+        let signature = std::fs::read_to_string(&signature_file).map_err(|e| {
+            format!(
+                "missing: the tenant's components must be signed, and {} cannot be read ({e})",
+                signature_file.display()
+            )
+        })?;
+        let key =
+            signature::verify(keys, bytes, &signature).map_err(|m| format!("{}: {m}", signature_file.display()))?;
+        tracing::debug!(tenant = %self.tenant.spec.name, key = key.as_str(), "{} is signed", path.display());
+        Ok(())
+    }
+
+    /// Compile `code` off the async thread.
+    async fn compile(
+        &self,
+        code: &Code,
+        digest: Digest,
+        bytes: Option<Arc<Vec<u8>>>,
+        precompiled: Option<&'static [u8]>,
+    ) -> Result<LoadedComponent, String> {
+        let sandbox = self.sandbox.clone();
+        let builtin = match code {
+            Code::Builtin(builtin) => Some(*builtin),
+            Code::Component(_) => None,
+        };
+        let compiling = tokio::task::spawn_blocking(move || {
+            let code = match (&builtin, &bytes) {
+                (Some(builtin), _) => builtin.code(),
+                (None, Some(bytes)) => ComponentCode { bytes, digest, precompiled },
+                (None, None) => return Err("no bytes to compile (read again with SIGHUP)".to_owned()),
+            };
+            sandbox.load_code(code).map_err(|e| e.to_string())
+        });
+        let compiled = compiling.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        compiled.map_err(|e| match code {
+            Code::Builtin(_) => e,
+            Code::Component(path) => format!("{}: {e}", path.display()),
+        })
+    }
+}
