@@ -16,9 +16,34 @@ use crate::init_file::{Code, ConfigError, InitialiserSpec};
 use crate::initialiser::Initialiser;
 use crate::integrity::Digest;
 use crate::integrity::signature;
+use crate::policy::Ceiling;
 use crate::sandbox::ComponentCode;
 use crate::wit::Description;
 use crate::{LoadedComponent, Sandbox};
+
+/// Granted files that are symlinks (or lie under one) must lead inside the ceiling too: the
+/// sandbox copies what a path leads to. A ceiling's own directories are resolved the same way
+/// (Kubernetes mounts a ConfigMap's files as links into a directory beside them).
+fn files_resolve_within(ceiling: &Ceiling, files: &[PathBuf]) -> Result<(), String> {
+    let real = |path: &Path| std::fs::canonicalize(path).ok();
+    let mut rules = ceiling.grants.files.clone();
+    for rule in &ceiling.grants.files {
+        let is_directory = rule.as_os_str().as_encoded_bytes().ends_with(b"/");
+        if let Some(resolved) = real(rule) {
+            rules.push(if is_directory { resolved.join("") } else { resolved });
+        }
+    }
+    let resolved =
+        Ceiling { grants: crate::policy::Grants { files: rules, ..Default::default() }, ..Ceiling::default() };
+    for file in files {
+        let Some(target) = real(file).filter(|target| target != file) else { continue };
+        let leads_to = crate::policy::Grants { files: vec![target.clone()], ..Default::default() };
+        resolved
+            .admit_grants(&leads_to)
+            .map_err(|_| format!("'{}' leads to {}, beyond the tenant's ceiling", file.display(), target.display()))?;
+    }
+    Ok(())
+}
 
 /// A component file as a tenant's last load read it.
 pub(super) struct KnownComponent {
@@ -64,6 +89,7 @@ impl Loader<'_> {
         let base_dir = file.parent().unwrap_or(Path::new("."));
         let grants = Initialiser::effective_grants(&spec, base_dir);
         tenant.ceiling.admit_grants(&grants).map_err(|e| refuse(e.field, e.message))?;
+        files_resolve_within(&tenant.ceiling, &grants.files).map_err(|m| refuse("grants.files", m))?;
         tenant.ceiling.admit_limits(&spec.limits).map_err(|e| refuse(e.field, e.message))?;
 
         let (digest, bytes, precompiled) = match &spec.code {

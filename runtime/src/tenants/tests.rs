@@ -122,3 +122,32 @@ async fn a_replaced_component_is_read_again_and_a_bad_one_refused() {
     let report = fixture.tenants.refresh().await;
     assert_eq!((report.components_read, summary(&report)), (1, (true, 1, 0)));
 }
+
+#[tokio::test]
+async fn a_granted_file_that_links_outside_the_ceiling_is_refused() {
+    let mut fixture = Fixture::new("  []\n");
+    let allowed = fixture.path("seed/acme");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::write(allowed.join("real.json"), "{}").unwrap();
+    std::fs::write(fixture.path("secret.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(fixture.path("secret.json"), allowed.join("link.json")).unwrap();
+    std::os::unix::fs::symlink(allowed.join("real.json"), allowed.join("inside.json")).unwrap();
+    let init = fixture.path("init.yaml");
+    let ceiling = format!("ceiling: {{grants: {{files: [{}/]}}}}", allowed.display());
+    std::fs::write(&init, format!("initialisers: []\ntenants:\n  - {{name: acme, path: acme, {ceiling}}}\n")).unwrap();
+    fixture.tenants = Tenants::new(InitFile::load(&init).unwrap().tenants, Sandbox::new().unwrap());
+    let grant = |name: &str, file: &str| {
+        format!(
+            "  - {{name: {name}, flag: v1, component: c.wasm, params: {{workspace: x}}, grants: {{files: [{}]}}}}\n",
+            allowed.join(file).display()
+        )
+    };
+    fixture.write(&(grant("linked", "link.json") + &grant("inside", "inside.json") + &grant("plain", "real.json")));
+    let report = fixture.tenants.refresh().await;
+    assert_eq!(summary(&report), (true, 2, 1));
+    let refusal = fixture.tenants.tenants()[0].refused()[0].to_string();
+    assert!(
+        refusal.contains("'linked'") && refusal.contains("field 'grants.files'") && refusal.contains("leads to"),
+        "{refusal}"
+    );
+}
