@@ -408,6 +408,33 @@ fn same_entry_name_in_two_tenants_does_not_share_a_flag() {
     let beta_runs = probe_runs(&dump, "beta-1");
     assert_eq!(beta_runs.get("v1"), Some(&run_record(None, "v1")), "{beta_runs:?}");
     assert_eq!(beta_runs.get("v2"), Some(&run_record(Some("v1"), "v2")), "{beta_runs:?}");
+
+    // `status`: a row per tenant entry, each tenant's ceiling and grants, and a refusal.
+    write(
+        &beta_file,
+        &(yaml("beta-1", "v2")
+            + "  - {name: greedy, flag: v1, component: probe.wasm, grants: {config: {write: [acme-1]}}}\n"),
+    );
+    let output = support::bin()
+        .args(["status", "-c"])
+        .arg(&init)
+        .args(["--pubsub-backend", "embedded", "--state"])
+        .arg(scratch.state())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "a refused entry makes status exit 1:\n{shown}");
+    let row =
+        |name: &str, flag: &str| shown.lines().any(|l| l.starts_with(name) && l.contains(flag) && l.ends_with("done"));
+    assert!(row("acme/seed", "\"v1\"") && row("beta/seed", "\"v2\""), "{shown}");
+    assert!(shown.contains("tenant beta (") && shown.contains("1 in service, 1 refused"), "{shown}");
+    let ceiling = |l: &str| l.trim_start().starts_with("ceiling") && l.contains("config write beta-*");
+    assert!(shown.lines().any(ceiling), "{shown}");
+    assert!(
+        shown.lines().any(|l| l.trim_start().starts_with("beta/seed") && l.contains("config write beta-1")),
+        "{shown}"
+    );
+    assert!(refusal_reported(&shown, "beta", "greedy", "grants.config.write"), "{shown}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ impl Report {
 }
 
 impl TenantReview {
-    fn new(tenant: &Tenant) -> Self {
+    pub fn new(tenant: &Tenant) -> Self {
         let spec = tenant.spec();
         let entries = tenant
             .running()
@@ -189,6 +189,53 @@ impl fmt::Display for TenantReview {
         }
         Ok(())
     }
+}
+
+impl TenantReview {
+    /// The tenant in a few lines, for `status`: its ceiling's grants and limits, each entry in
+    /// service with what it is granted, and each refusal.
+    pub fn compact(&self) -> impl fmt::Display + '_ {
+        CompactTenant(self)
+    }
+}
+
+struct CompactTenant<'a>(&'a TenantReview);
+
+impl fmt::Display for CompactTenant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenant = self.0;
+        let signed = if tenant.keys.is_empty() { "unsigned" } else { "signed" };
+        let (count, refused) = (tenant.entries.len(), tenant.refused.len() + usize::from(tenant.error.is_some()));
+        writeln!(
+            f,
+            "tenant {} ({}, {signed}): {count} in service, {refused} refused",
+            tenant.name,
+            tenant.path.display()
+        )?;
+        writeln!(f, "  ceiling  {}", one_line(&tenant.ceiling.grants, Some(&tenant.ceiling.limits)))?;
+        let width = tenant.entries.iter().map(|entry| entry.name.len()).max().unwrap_or(0);
+        for entry in &tenant.entries {
+            writeln!(f, "  {:width$}  {}", entry.name, one_line(&entry.grants, None))?;
+        }
+        for error in tenant.error.iter().chain(&tenant.refused) {
+            writeln!(f, "  refused  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Grants (and the limits that differ from the defaults) on one line: `config write acme-*;
+/// http https://x:443; fuel 1000`, or `nothing`.
+fn one_line(grants: &Grants, limits: Option<&Limits>) -> String {
+    let granted = grant_rows(grants)
+        .into_iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, values)| format!("{} {}", name.replace('_', " "), values.join(", ")));
+    let defaults = Limits::default().rows();
+    let limits = limits.map(Limits::rows).unwrap_or_default().into_iter().zip(defaults);
+    let limited = limits.filter(|(row, default)| row != default).map(|((name, value), _)| format!("{name} {value}"));
+    let parts: Vec<String> = granted.chain(limited).collect();
+    if parts.is_empty() { "nothing".to_owned() } else { parts.join("; ") }
 }
 
 /// Each grant as `(name, values)`, in a fixed order.

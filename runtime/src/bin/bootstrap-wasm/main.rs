@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bootstrap_wasm::check::Report;
+use bootstrap_wasm::check::{Report, TenantReview};
 use bootstrap_wasm::deployment::{self, Ended, ReplicaError, ReplicaOptions};
 use bootstrap_wasm::embedded::EmbeddedServices;
 use bootstrap_wasm::flag::FlagStore;
@@ -57,8 +57,10 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `check` prints its report on stdout; its log (on stderr) carries only what needs a look.
-    let log_level = if matches!(cli.command, Some(Command::Check { .. })) { "warn" } else { &cli.run.log_level };
+    // `check` and `status` print their reports on stdout; their log (on stderr) carries only
+    // what needs a look.
+    let reporting = matches!(cli.command, Some(Command::Check { .. } | Command::Status { .. }));
+    let log_level = if reporting { "warn" } else { &cli.run.log_level };
     init_logging(log_level, cli.run.log_format);
     if cli.run.upstream.loki_enabled {
         tracing::warn!("--loki-enabled: logs go to stderr here, not to Loki (--log-format json suits a collector)");
@@ -201,12 +203,8 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         .status(configured.iter().map(|(name, flag)| (name.as_str(), *flag)))
         .await
         .context("reading the stored flags from config-svc")?;
-    let refused: Vec<String> = tenants
-        .tenants()
-        .iter()
-        .flat_map(|tenant| tenant.file_error().into_iter().chain(tenant.refused()))
-        .map(ToString::to_string)
-        .collect();
+    let reviews: Vec<TenantReview> = tenants.tenants().iter().map(TenantReview::new).collect();
+    let refused = reviews.iter().any(|review| review.error.is_some() || !review.refused.is_empty());
     let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0).max(4);
     println!("{:width$}  {:12}  {:12}  STATE", "NAME", "CONFIGURED", "STORED");
     for row in &rows {
@@ -214,9 +212,8 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         let state = if row.pending() { "pending" } else { "done" };
         println!("{:width$}  {:12}  {:12}  {state}", row.name, row.configured.to_stored(), stored);
     }
-    if !refused.is_empty() {
-        println!("\nrefused (not run until their tenants fix them):");
-        refused.iter().for_each(|refusal| println!("  {refusal}"));
+    for review in &reviews {
+        print!("\n{}", review.compact());
     }
     // config-svc answered, so the protocol can be detected now if it is not known.
     let detecting = services.protocol().is_none();
@@ -225,7 +222,7 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         Ok(speaking) => println!("\nprotocol: {}", speaking.name()),
         Err(e) => println!("\nprotocol: unknown ({e})"),
     }
-    let all_done = refused.is_empty() && !rows.iter().any(|row| row.pending());
+    let all_done = !refused && !rows.iter().any(|row| row.pending());
     Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
