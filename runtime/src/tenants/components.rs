@@ -57,6 +57,12 @@ pub(super) struct KnownComponent {
     bytes: Option<Arc<Vec<u8>>>,
 }
 
+impl KnownComponent {
+    pub(super) fn forget_bytes(&mut self) {
+        self.bytes = None;
+    }
+}
+
 /// Compiled components by digest, with what each said of itself once described.
 #[derive(Default)]
 pub(super) struct Compiled(HashMap<Digest, (LoadedComponent, Option<Description>)>);
@@ -137,7 +143,9 @@ impl Loader<'_> {
         let (stamp, signature_stamp) = (Stamp::of(path), Stamp::of(&signature_path(path)));
         let unchanged = |known: &KnownComponent| known.stamp == stamp && known.signature_stamp == signature_stamp;
         if !self.known.contains_key(path) {
-            let previous = self.tenant.components.get(path).filter(|known| unchanged(known));
+            // As last read, if unchanged and compiled (its bytes are gone once it is).
+            let compiled = |known: &&KnownComponent| self.compiled.0.contains_key(&known.digest);
+            let previous = self.tenant.components.get(path).filter(|known| unchanged(known)).filter(compiled);
             let known = match previous {
                 Some(previous) => KnownComponent {
                     stamp,

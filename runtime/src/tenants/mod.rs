@@ -209,12 +209,7 @@ impl Tenants {
         let mut components_read = 0;
         let mut running = Vec::with_capacity(file.entries.len());
         let mut refused = Vec::new();
-        for entry in file.entries {
-            let TenantEntry { file, checked } = entry;
-            let entry_name = match &checked {
-                Ok(spec) => spec.name.clone(),
-                Err(error) => error.entry.as_ref().map(|(name, _)| name.clone()).unwrap_or_default(),
-            };
+        for TenantEntry { file, checked } in file.entries {
             let admitted = match checked {
                 Ok(spec) => {
                     let mut loader = components::Loader { tenant, sandbox, compiled, known: &mut known, read: 0 };
@@ -227,12 +222,10 @@ impl Tenants {
             match admitted {
                 Ok(entry) => running.push(entry),
                 Err(error) => {
-                    let scoped = tenant.spec.scoped(&entry_name);
-                    let last_good = tenant.running.iter().position(|r| *r.initialiser.name == *scoped);
-                    match last_good {
-                        Some(at) => {
+                    match tenant.take_last_good(&error, &running) {
+                        Some(last_good) => {
                             tracing::warn!(tenant = %name, "{error}; its last good version stays in service");
-                            running.push(tenant.running.swap_remove(at));
+                            running.push(last_good);
                         }
                         None => tracing::warn!(tenant = %name, "{error}"),
                     }
@@ -240,17 +233,9 @@ impl Tenants {
                 }
             }
         }
-        for gone in
-            tenant.running.iter().filter(|old| !running.iter().any(|new| new.initialiser.name == old.initialiser.name))
-        {
-            tracing::info!(tenant = %name, "{} is no longer in the tenant's file: it stops running (its stored flag stays)", gone.initialiser.name);
-        }
-        tracing::info!(tenant = %name, "loaded: {} initialisers in service, {} refused", running.len(), refused.len());
-        tenant.running = running;
-        tenant.refused = refused;
-        tenant.file_error = None;
-        tenant.components = known;
-        tenant.sources = Some(stamped.with_components(&tenant.components));
+        // The bytes were kept only until compiled.
+        known.values_mut().for_each(KnownComponent::forget_bytes);
+        tenant.settle(running, refused, known, stamped);
         components_read
     }
 }
@@ -273,6 +258,43 @@ impl Tenant {
     /// Why its file could not be read at the last load, if it could not.
     pub fn file_error(&self) -> Option<&ConfigError> {
         self.file_error.as_ref()
+    }
+
+    /// The last good version of the entry `refusal` is about, out of the tenant's set in
+    /// service, unless the new set already has an entry of that name (`refusal` is of a
+    /// duplicate).
+    fn take_last_good(&mut self, refusal: &ConfigError, new_set: &[Running]) -> Option<Running> {
+        let name = self.spec.scoped(&refusal.entry.as_ref()?.0);
+        let named = |running: &Running| *running.initialiser.name == *name;
+        if new_set.iter().any(named) {
+            return None;
+        }
+        let at = self.running.iter().position(named)?;
+        Some(self.running.swap_remove(at))
+    }
+
+    /// Put a load's outcome in service: `running`, `refused`, the components it read and
+    /// the stamps its files had before they were read.
+    fn settle(
+        &mut self,
+        running: Vec<Running>,
+        refused: Vec<ConfigError>,
+        components: HashMap<PathBuf, KnownComponent>,
+        stamped: Sources,
+    ) {
+        let name = &self.spec.name;
+        for gone in
+            self.running.iter().filter(|old| !running.iter().any(|new| new.initialiser.name == old.initialiser.name))
+        {
+            let gone = &gone.initialiser.name;
+            tracing::info!(tenant = %name, "{gone} is no longer in the tenant's file: it stops running (its stored flag stays)");
+        }
+        tracing::info!(tenant = %name, "loaded: {} in service, {} refused", running.len(), refused.len());
+        self.running = running;
+        self.refused = refused;
+        self.file_error = None;
+        self.sources = Some(stamped.with_components(&components));
+        self.components = components;
     }
 
     /// The component files its last load named.

@@ -151,3 +151,13 @@ async fn a_granted_file_that_links_outside_the_ceiling_is_refused() {
         "{refusal}"
     );
 }
+
+#[tokio::test]
+async fn a_duplicate_of_a_good_entry_does_not_bring_back_its_old_version() {
+    let mut fixture = Fixture::new(&entry("seed", "v1", "acme-1"));
+    fixture.tenants.refresh().await;
+    fixture.write(&(entry("seed", "v2", "acme-1") + &entry("seed", "v3", "acme-1")));
+    let report = fixture.tenants.refresh().await;
+    assert_eq!(summary(&report), (true, 1, 1));
+    assert_eq!(fixture.in_service(), [("acme/seed".to_owned(), "v2".to_owned())]);
+}
