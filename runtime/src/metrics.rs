@@ -6,8 +6,9 @@
 //! into the registry's counters, gauges and histograms. [`serve`] answers scrapes with hyper 1
 //! on the process's tokio runtime. docs/operations.md lists every metric.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -68,6 +69,9 @@ pub struct Metrics {
     tenant_refused: Family<TenantLabel, Gauge>,
     tenant_reloads: Family<TenantLabel, Counter>,
     tenant_components_read: Counter,
+    /// The initialisers of the last wake: a tenant's entry removed from its file must not
+    /// leave its `flag_current` behind.
+    initialisers: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Default for Metrics {
@@ -129,6 +133,7 @@ impl Metrics {
         );
         Self {
             registry,
+            initialisers: Mutex::default(),
             tenant_entries,
             tenant_refused,
             tenant_reloads,
@@ -173,6 +178,7 @@ impl Metrics {
             };
             self.flag_current.get_or_create(&InitialiserLabel { initialiser: name.to_string() }).set(current);
         }
+        self.forget_removed(report);
         self.gate_open.set(i64::from(report.gate_open));
         self.wake_duration.observe(report.duration.as_secs_f64());
         self.requests.inc_by(report.requests);
@@ -188,6 +194,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Drop the `flag_current` of initialisers gone since the last wake (a tenant's removed
+    /// entry); their counters stay, as counters of a finished job do.
+    fn forget_removed(&self, report: &WakeReport) {
+        let now: HashSet<Arc<str>> = report.outcomes.iter().map(|(name, _)| name.clone()).collect();
+        let mut last = self.initialisers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for gone in last.difference(&now) {
+            self.flag_current.remove(&InitialiserLabel { initialiser: gone.to_string() });
+        }
+        *last = now;
     }
 
     /// The registry in Prometheus's text format.
@@ -292,6 +309,8 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }
+        // Gone from the second wake (a tenant's entry removed): its gauge goes, its counts stay.
+        assert!(!text.contains(r#"bootstrap_flag_current{initialiser="hoarder"}"#), "{text}");
     }
 
     #[tokio::test]

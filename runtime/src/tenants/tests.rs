@@ -161,3 +161,34 @@ async fn a_duplicate_of_a_good_entry_does_not_bring_back_its_old_version() {
     assert_eq!(summary(&report), (true, 1, 1));
     assert_eq!(fixture.in_service(), [("acme/seed".to_owned(), "v2".to_owned())]);
 }
+
+/// A ConfigMap as the kubelet mounts it: the files are links through `..data`, itself a link to
+/// a timestamped directory that an update replaces by renaming a new link over `..data`.
+#[tokio::test]
+async fn a_configmap_update_is_seen_at_the_next_refresh() {
+    let mut fixture = Fixture::new("  []\n");
+    let mount = fixture.path("acme");
+    std::fs::remove_file(mount.join("t.yaml")).unwrap();
+    let version = |name: &str, entries: &str| {
+        let dir = mount.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("t.yaml"), format!("initialisers:\n{entries}")).unwrap();
+        std::fs::copy(mount.join("c.wasm"), dir.join("c.wasm")).unwrap();
+    };
+    version("..2026_12_05_v1", &entry("seed", "v1", "acme-1"));
+    std::os::unix::fs::symlink("..2026_12_05_v1", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/t.yaml", mount.join("t.yaml")).unwrap();
+    std::fs::remove_file(mount.join("c.wasm")).unwrap();
+    std::os::unix::fs::symlink("..data/c.wasm", mount.join("c.wasm")).unwrap();
+    fixture.tenants.refresh().await;
+    assert_eq!(fixture.in_service(), [("acme/seed".to_owned(), "v1".to_owned())]);
+    assert!(!fixture.tenants.refresh().await.changed, "nothing changed yet");
+
+    version("..2026_12_05_v2", &entry("seed", "v2", "acme-1"));
+    std::os::unix::fs::symlink("..2026_12_05_v2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    let report = fixture.tenants.refresh().await;
+    assert_eq!(summary(&report), (true, 1, 0));
+    assert_eq!(report.components_read, 1, "the component is a new file too (same bytes: no compile)");
+    assert_eq!(fixture.in_service(), [("acme/seed".to_owned(), "v2".to_owned())]);
+}
