@@ -172,6 +172,9 @@ impl Tenants {
                 let stamped = Sources::stamp(&tenant.spec.path, &files, &[]);
                 report.components_read += self.load(index, stamped).await;
                 report.changed = true;
+                // Reading and hashing do not yield: let the lease's heartbeats (on this same
+                // thread) through between tenants, however many change at once.
+                tokio::task::yield_now().await;
             }
             let tenant = &self.tenants[index];
             report.tenants.push(TenantSummary {
