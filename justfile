@@ -50,9 +50,9 @@ install-upstream:
     runtime/benches/install-upstream
 
 # The runtime's own figures in docs/performance.md (against the tests' peer): brokers, start-up,
-# instances, scale, shutdown.
+# instances, scale, shutdown; and loading 1,000 tenants' files (no service involved).
 bench: setup
-    cargo bench -p bootstrap-wasm --bench brokers --bench startup --bench instances --bench scale --bench shutdown
+    cargo bench -p bootstrap-wasm --bench brokers --bench startup --bench instances --bench scale --bench shutdown --bench tenants
 
 # N tenants converged against TrustGraph 2.4.4's and 2.11.1's own services, beside each
 # version's own bootstrapper (the README's figures); a long run: 1,000 tenants on 2.11.1 take

@@ -166,10 +166,10 @@ impl Tenants {
                 tenant.components.clear();
             }
             let files = tenant.spec.files().unwrap_or_default();
-            let current = Sources::stamp(&tenant.spec.path, &files, &tenant.component_paths());
+            let current = Sources::stamp(&files, &tenant.component_paths());
             let reloaded = forced || tenant.sources.as_ref() != Some(&current);
             if reloaded {
-                let stamped = Sources::stamp(&tenant.spec.path, &files, &[]);
+                let stamped = Sources::stamp(&files, &[]);
                 report.components_read += self.load(index, stamped).await;
                 report.changed = true;
                 // Reading and hashing do not yield: let the lease's heartbeats (on this same

@@ -39,14 +39,14 @@ impl Stamp {
 /// that component's signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Sources {
-    /// A file turned into a directory (or back) is a change even if no file in it is.
-    is_dir: bool,
+    /// By path. A tenant's path turned from a file into a directory (or back) shows as other
+    /// paths.
     stamps: Vec<(PathBuf, Option<Stamp>)>,
 }
 
 impl Sources {
-    /// Stamp a tenant's `files` (those at its path, `listed` afresh) and `components`.
-    pub(super) fn stamp(tenant_path: &Path, files: &[PathBuf], components: &[PathBuf]) -> Self {
+    /// Stamp a tenant's `files` (those at its path, listed afresh) and `components`.
+    pub(super) fn stamp(files: &[PathBuf], components: &[PathBuf]) -> Self {
         let mut stamps: Vec<_> = files.iter().map(|file| (file.clone(), Stamp::of(file))).collect();
         for component in components {
             stamps.push((component.clone(), Stamp::of(component)));
@@ -54,7 +54,7 @@ impl Sources {
             let stamp = Stamp::of(&signature);
             stamps.push((signature, stamp));
         }
-        Self { is_dir: tenant_path.is_dir(), stamps }
+        Self { stamps }
     }
 }
 
@@ -90,7 +90,7 @@ mod tests {
         let file = dir.path().join("acme.yaml");
         std::fs::write(&file, "initialisers: []").unwrap();
         let component = dir.path().join("c.wasm");
-        let stamp = || Sources::stamp(dir.path(), std::slice::from_ref(&file), std::slice::from_ref(&component));
+        let stamp = || Sources::stamp(std::slice::from_ref(&file), std::slice::from_ref(&component));
         let before = stamp();
         assert_eq!(before, stamp(), "nothing changed");
 
