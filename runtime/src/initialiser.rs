@@ -301,7 +301,7 @@ fn compile_all(sandbox: &Sandbox, components: &[ReadCode]) -> Vec<Result<LoadedC
 }
 
 /// The entry's `sha256:` pin, if any, against the digest of its code's bytes.
-fn check_pin(spec: &InitialiserSpec, actual: Digest) -> Result<(), String> {
+pub(crate) fn check_pin(spec: &InitialiserSpec, actual: Digest) -> Result<(), String> {
     match spec.sha256 {
         Some(expected) if expected != actual => {
             Err(format!("{} does not match its pin: expected sha256 {expected}, actual {actual}", spec.code))

@@ -76,8 +76,6 @@ impl TenantFile {
     pub fn load(tenant: &TenantSpec) -> Result<Self, ConfigError> {
         let refuse = |path: &Path, e: String| ConfigError::file(path, e).of_tenant(&tenant.name);
         let files = tenant.files().map_err(|e| refuse(&tenant.path, format!("cannot list: {e}")))?;
-        let directory = tenant.directory();
-        let within = std::fs::canonicalize(&directory).unwrap_or(directory);
         let defaults = tenant.ceiling.default_limits();
         let mut names = HashSet::new();
         let mut entries = Vec::new();
@@ -90,7 +88,7 @@ impl TenantFile {
             let base_dir = base_dir_of(file);
             for (index, raw) in parsed.initialisers.into_iter().enumerate() {
                 let checked = check_entry(file, &base_dir, index + 1, raw, &defaults)
-                    .and_then(|spec| check_tenant_entry(file, spec, &within, &mut names))
+                    .and_then(|spec| check_tenant_entry(file, spec, &mut names))
                     .map_err(|e| e.of_tenant(&tenant.name));
                 entries.push(TenantEntry { file: file.clone(), checked });
             }
@@ -100,31 +98,19 @@ impl TenantFile {
 }
 
 /// What an entry must be in a tenant's file beyond what it must be in the operator's: a name
-/// of its own in the tenant, and code inside the tenant's directory.
+/// of its own in the tenant. (Where its code may be is checked as the code is read, by
+/// [`crate::tenants`]: a component that is not there yet is watched for.)
 fn check_tenant_entry(
     file: &Path,
     spec: InitialiserSpec,
-    within: &Path,
     names: &mut HashSet<String>,
 ) -> Result<InitialiserSpec, ConfigError> {
-    let refuse =
-        |field: &str, message: String| ConfigError::entry(file, &spec.name, spec.position, field).because(message);
+    let refuse = |message: &str| ConfigError::entry(file, &spec.name, spec.position, "name").because(message);
     if spec.name.contains('/') {
-        return Err(refuse("name", "must not contain '/' (the runtime keeps the tenant's name before it)".into()));
+        return Err(refuse("must not contain '/' (the runtime keeps the tenant's name before it)"));
     }
     if !names.insert(spec.name.clone()) {
-        return Err(refuse("name", "duplicate name: every initialiser of a tenant needs its own".into()));
-    }
-    if let super::Code::Component(path) = &spec.code {
-        // Resolved, symlinks and all: a tenant names code of its own, not another's or the host's.
-        match std::fs::canonicalize(path) {
-            Ok(real) if real.starts_with(within) => {}
-            Ok(real) => {
-                let message = format!("{} is outside the tenant's directory {}", real.display(), within.display());
-                return Err(refuse(spec.code_field, message));
-            }
-            Err(e) => return Err(refuse(spec.code_field, format!("cannot read {}: {e}", path.display()))),
-        }
+        return Err(refuse("duplicate name: every initialiser of a tenant needs its own"));
     }
     Ok(spec)
 }

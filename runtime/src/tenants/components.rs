@@ -14,43 +14,27 @@ use super::sources::{Stamp, signature_path};
 use super::{Running, Tenant};
 use crate::init_file::{Code, ConfigError, InitialiserSpec};
 use crate::initialiser::Initialiser;
+use crate::initialiser::check_pin;
 use crate::integrity::Digest;
 use crate::integrity::signature;
-use crate::policy::Ceiling;
+use crate::policy::{Ceiling, Grants};
 use crate::sandbox::ComponentCode;
 use crate::wit::Description;
 use crate::{LoadedComponent, Sandbox};
 
-/// Granted files that are symlinks (or lie under one) must lead inside the ceiling too: the
-/// sandbox copies what a path leads to. A ceiling's own directories are resolved the same way
-/// (Kubernetes mounts a ConfigMap's files as links into a directory beside them).
-fn files_resolve_within(ceiling: &Ceiling, files: &[PathBuf]) -> Result<(), String> {
-    let real = |path: &Path| std::fs::canonicalize(path).ok();
-    let mut rules = ceiling.grants.files.clone();
-    for rule in &ceiling.grants.files {
-        let is_directory = rule.as_os_str().as_encoded_bytes().ends_with(b"/");
-        if let Some(resolved) = real(rule) {
-            rules.push(if is_directory { resolved.join("") } else { resolved });
-        }
-    }
-    let resolved =
-        Ceiling { grants: crate::policy::Grants { files: rules, ..Default::default() }, ..Ceiling::default() };
-    for file in files {
-        let Some(target) = real(file).filter(|target| target != file) else { continue };
-        let leads_to = crate::policy::Grants { files: vec![target.clone()], ..Default::default() };
-        resolved
-            .admit_grants(&leads_to)
-            .map_err(|_| format!("'{}' leads to {}, beyond the tenant's ceiling", file.display(), target.display()))?;
-    }
-    Ok(())
-}
-
-/// A component file as a tenant's last load read it.
+/// A component file named by a tenant's last load, as it found it.
 pub(super) struct KnownComponent {
     /// The file's stamp, and its signature's, taken before they were read.
     pub stamp: Option<Stamp>,
     pub signature_stamp: Option<Stamp>,
-    pub digest: Digest,
+    /// What was read, or why it could not be: a component not there yet is still stamped, so
+    /// that it is read as soon as it appears.
+    found: Result<Found, String>,
+}
+
+/// A component file read.
+struct Found {
+    digest: Digest,
     /// Whether its signature is good, by the tenant's keys; `Ok` when it has none.
     signed: Result<(), String>,
     /// The bytes, until compiled.
@@ -58,8 +42,15 @@ pub(super) struct KnownComponent {
 }
 
 impl KnownComponent {
+    /// Its digest, if it could be read.
+    pub(super) fn digest(&self) -> Option<Digest> {
+        self.found.as_ref().ok().map(|found| found.digest)
+    }
+
     pub(super) fn forget_bytes(&mut self) {
-        self.bytes = None;
+        if let Ok(found) = &mut self.found {
+            found.bytes = None;
+        }
     }
 }
 
@@ -98,28 +89,18 @@ impl Loader<'_> {
         files_resolve_within(&tenant.ceiling, &grants.files).map_err(|m| refuse("grants.files", m))?;
         tenant.ceiling.admit_limits(&spec.limits).map_err(|e| refuse(e.field, e.message))?;
 
-        let (digest, bytes, precompiled) = match &spec.code {
+        let (digest, bytes, precompiled, signed) = match &spec.code {
             Code::Builtin(builtin) => {
                 let code = builtin.code();
-                (code.digest, None, code.precompiled)
+                (code.digest, None, code.precompiled, Ok(()))
             }
             Code::Component(path) => {
-                let known = self.read_component(path).map_err(|m| refuse(spec.code_field, m))?;
-                if let Some(expected) = spec.sha256.filter(|expected| *expected != known.digest) {
-                    let message = format!(
-                        "{} does not match its pin: expected sha256 {expected}, actual {}",
-                        spec.code, known.digest
-                    );
-                    return Err(refuse("sha256", message));
-                }
-                known.signed.clone().map_err(|m| refuse("signature", m))?;
-                (known.digest, known.bytes.clone(), None)
+                let found = self.read_component(path).map_err(|m| refuse(spec.code_field, m))?;
+                (found.digest, found.bytes.clone(), None, found.signed.clone())
             }
         };
-        if let (Code::Builtin(_), Some(expected)) = (&spec.code, spec.sha256.filter(|e| *e != digest)) {
-            let message = format!("{} does not match its pin: expected sha256 {expected}, actual {digest}", spec.code);
-            return Err(refuse("sha256", message));
-        }
+        check_pin(&spec, digest).map_err(|m| refuse("sha256", m))?;
+        signed.map_err(|m| refuse("signature", m))?;
 
         let (component, described) = match self.compiled.0.get(&digest) {
             Some((component, described)) => (component.clone(), described.clone()),
@@ -137,39 +118,38 @@ impl Loader<'_> {
         Ok(Running { spec, file: file.to_path_buf(), initialiser: Arc::new(initialiser) })
     }
 
-    /// The component at `path`: as last read if its stamps are unchanged, else read, hashed
-    /// and its signature checked now.
-    fn read_component(&mut self, path: &Path) -> Result<&KnownComponent, String> {
-        let (stamp, signature_stamp) = (Stamp::of(path), Stamp::of(&signature_path(path)));
-        let unchanged = |known: &KnownComponent| known.stamp == stamp && known.signature_stamp == signature_stamp;
+    /// The component at `path`: as last read if its stamps are unchanged (and it is compiled:
+    /// its bytes are gone once it is), else read, hashed and its signature checked now.
+    fn read_component(&mut self, path: &Path) -> Result<&Found, String> {
         if !self.known.contains_key(path) {
-            // As last read, if unchanged and compiled (its bytes are gone once it is).
-            let compiled = |known: &&KnownComponent| self.compiled.0.contains_key(&known.digest);
-            let previous = self.tenant.components.get(path).filter(|known| unchanged(known)).filter(compiled);
-            let known = match previous {
-                Some(previous) => KnownComponent {
-                    stamp,
-                    signature_stamp,
-                    digest: previous.digest,
-                    signed: previous.signed.clone(),
-                    bytes: None,
-                },
-                None => {
-                    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    self.read += 1;
-                    let signed = self.check_signature(path, &bytes);
-                    KnownComponent {
-                        stamp,
-                        signature_stamp,
-                        digest: Digest::of(&bytes),
-                        signed,
-                        bytes: Some(Arc::new(bytes)),
-                    }
-                }
+            let (stamp, signature_stamp) = (Stamp::of(path), Stamp::of(&signature_path(path)));
+            let previous = self.tenant.components.get(path).filter(|known| {
+                let compiled = known.digest().is_none_or(|digest| self.compiled.0.contains_key(&digest));
+                known.stamp == stamp && known.signature_stamp == signature_stamp && compiled
+            });
+            let found = match previous.map(|known| &known.found) {
+                Some(Ok(found)) => Ok(Found { digest: found.digest, signed: found.signed.clone(), bytes: None }),
+                Some(Err(why)) => Err(why.clone()),
+                None => self.read_new(path),
             };
-            self.known.insert(path.to_path_buf(), known);
+            self.known.insert(path.to_path_buf(), KnownComponent { stamp, signature_stamp, found });
         }
-        Ok(&self.known[path])
+        self.known[path].found.as_ref().map_err(Clone::clone)
+    }
+
+    /// Read the component at `path`, which must lie, symlinks resolved, inside the tenant's
+    /// directory: a tenant names code of its own, not another's or the host's.
+    fn read_new(&mut self, path: &Path) -> Result<Found, String> {
+        let directory = self.tenant.spec.directory();
+        let within = std::fs::canonicalize(&directory).unwrap_or(directory);
+        let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !real.starts_with(&within) {
+            return Err(format!("{} is outside the tenant's directory {}", real.display(), within.display()));
+        }
+        let bytes = std::fs::read(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.read += 1;
+        let signed = self.check_signature(path, &bytes);
+        Ok(Found { digest: Digest::of(&bytes), signed, bytes: Some(Arc::new(bytes)) })
     }
 
     /// `bytes`' signature beside `path`, by one of the tenant's keys; `Ok` if it has none.
@@ -218,4 +198,27 @@ impl Loader<'_> {
             Code::Component(path) => format!("{}: {e}", path.display()),
         })
     }
+}
+
+/// Granted files that are symlinks (or lie under one) must lead inside the ceiling too: the
+/// sandbox copies what a path leads to. A ceiling's own directories are resolved the same way
+/// (Kubernetes mounts a ConfigMap's files as links into a directory beside them).
+fn files_resolve_within(ceiling: &Ceiling, files: &[PathBuf]) -> Result<(), String> {
+    let real = |path: &Path| std::fs::canonicalize(path).ok();
+    let mut rules = ceiling.grants.files.clone();
+    for rule in &ceiling.grants.files {
+        let is_directory = rule.as_os_str().as_encoded_bytes().ends_with(b"/");
+        if let Some(resolved) = real(rule) {
+            rules.push(if is_directory { resolved.join("") } else { resolved });
+        }
+    }
+    let resolved = Ceiling { grants: Grants { files: rules, ..Grants::default() }, ..Ceiling::default() };
+    for file in files {
+        let Some(target) = real(file).filter(|target| target != file) else { continue };
+        let leads_to = Grants { files: vec![target.clone()], ..Grants::default() };
+        resolved
+            .admit_grants(&leads_to)
+            .map_err(|_| format!("'{}' leads to {}, beyond the tenant's ceiling", file.display(), target.display()))?;
+    }
+    Ok(())
 }

@@ -310,7 +310,7 @@ impl Tenant {
     /// The digests of the code it uses.
     fn digests(&self) -> impl Iterator<Item = Digest> + '_ {
         let running = self.running.iter().map(|running| running.initialiser.sha256);
-        running.chain(self.components.values().map(|known| known.digest))
+        running.chain(self.components.values().filter_map(KnownComponent::digest))
     }
 }
 

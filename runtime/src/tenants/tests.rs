@@ -192,3 +192,34 @@ async fn a_configmap_update_is_seen_at_the_next_refresh() {
     assert_eq!(report.components_read, 1, "the component is a new file too (same bytes: no compile)");
     assert_eq!(fixture.in_service(), [("acme/seed".to_owned(), "v2".to_owned())]);
 }
+
+#[tokio::test]
+async fn a_component_that_arrives_after_its_file_is_read_when_it_does() {
+    let mut fixture = Fixture::new(&entry("seed", "v1", "acme-1").replace("c.wasm", "later.wasm"));
+    let report = fixture.tenants.refresh().await;
+    assert_eq!(summary(&report), (true, 0, 1));
+    let refusal = fixture.tenants.tenants()[0].refused()[0].to_string();
+    assert!(refusal.contains("field 'component'") && refusal.contains("cannot read"), "{refusal}");
+    assert!(!fixture.tenants.refresh().await.changed, "still missing: nothing to read again");
+
+    // The component arrives (another volume than the tenant file's, say): no edit of the file.
+    std::fs::copy(fixture.path("acme/c.wasm"), fixture.path("acme/later.wasm")).unwrap();
+    let report = fixture.tenants.refresh().await;
+    assert_eq!((report.components_read, summary(&report)), (1, (true, 1, 0)));
+}
+
+#[tokio::test]
+async fn a_component_outside_the_tenants_directory_is_refused() {
+    let outside = |path: &str| entry("seed", "v1", "acme-1").replace("c.wasm", path);
+    let mut fixture = Fixture::new(&outside("../elsewhere.wasm"));
+    std::fs::write(fixture.path("elsewhere.wasm"), Builtin::WorkspaceInit.code().bytes).unwrap();
+    std::os::unix::fs::symlink(fixture.path("elsewhere.wasm"), fixture.path("acme/link.wasm")).unwrap();
+    for component in ["../elsewhere.wasm", "link.wasm"] {
+        fixture.write(&outside(component));
+        fixture.tenants.reload_handle().request();
+        let report = fixture.tenants.refresh().await;
+        assert_eq!((report.components_read, summary(&report)), (0, (true, 0, 1)), "{component}");
+        let refusal = fixture.tenants.tenants()[0].refused()[0].to_string();
+        assert!(refusal.contains("is outside the tenant's directory"), "{refusal}");
+    }
+}
