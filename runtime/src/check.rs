@@ -112,7 +112,7 @@ impl Report {
 
     /// Whether some tenant's entry or file is refused.
     pub fn refusals(&self) -> usize {
-        self.tenants.iter().map(|tenant| tenant.refused.len() + usize::from(tenant.error.is_some())).sum()
+        self.tenants.iter().map(TenantReview::refusals).sum()
     }
 
     /// The report as JSON: `{file, protocol, initialisers: [{name, entry, flag, code, sha256,
@@ -128,6 +128,11 @@ impl Report {
 }
 
 impl TenantReview {
+    /// Its entries refused, and its file if that could not be read.
+    pub fn refusals(&self) -> usize {
+        self.refused.len() + usize::from(self.error.is_some())
+    }
+
     pub fn new(tenant: &Tenant) -> Self {
         let spec = tenant.spec();
         let entries = tenant
@@ -205,7 +210,7 @@ impl fmt::Display for CompactTenant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tenant = self.0;
         let signed = if tenant.keys.is_empty() { "unsigned" } else { "signed" };
-        let (count, refused) = (tenant.entries.len(), tenant.refused.len() + usize::from(tenant.error.is_some()));
+        let (count, refused) = (tenant.entries.len(), tenant.refusals());
         writeln!(
             f,
             "tenant {} ({}, {signed}): {count} in service, {refused} refused",

@@ -204,7 +204,7 @@ async fn status(init_path: &Path, backend: &BackendArgs) -> Result<ExitCode, Fai
         .await
         .context("reading the stored flags from config-svc")?;
     let reviews: Vec<TenantReview> = tenants.tenants().iter().map(TenantReview::new).collect();
-    let refused = reviews.iter().any(|review| review.error.is_some() || !review.refused.is_empty());
+    let refused = reviews.iter().any(|review| review.refusals() > 0);
     let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0).max(4);
     println!("{:width$}  {:12}  {:12}  STATE", "NAME", "CONFIGURED", "STORED");
     for row in &rows {
