@@ -2,9 +2,9 @@
 //! declares tenants (`tenants:` in the init file), each ships a file of initialisers of its own
 //! within a ceiling the operator sets. Ceilings refuse entry by entry and field by field;
 //! broken files, missing code, wrong pins and bad signatures are refused without touching the
-//! other tenants; a tenant's file is reloaded while the runtime runs (SIGHUP reloads and wakes at
-//! once); entry names are scoped by
-//! tenant; a thousand tenants converge and then cost no component reads at a steady wake.
+//! other tenants; a tenant's file is reloaded while the runtime runs (SIGHUP reloads and wakes
+//! at once); entry names are scoped by tenant; a thousand tenants converge and then cost no
+//! component reads at a steady wake.
 
 mod support;
 
