@@ -23,7 +23,8 @@ use serde_json::Value;
 
 pub use error::ConfigError;
 use error::FieldError;
-pub use tenant::{TenantEntry, TenantFile, TenantSpec};
+pub(crate) use tenant::read_at_most;
+pub use tenant::{MAX_TENANT_COMPONENT_BYTES, MAX_TENANT_FILE_BYTES, TenantEntry, TenantFile, TenantSpec};
 pub use units::parse_duration;
 
 use crate::builtins::Builtin;

@@ -15,10 +15,18 @@ use std::path::{Path, PathBuf};
 use super::raw::{self, RawTenant};
 use super::{ConfigError, InitialiserSpec, base_dir_of, check_entry, check_grants, check_limits};
 use crate::integrity::signature::SigningKey;
-use crate::policy::{Ceiling, Grants, Limits};
+use crate::policy::{Ceiling, Grants, Limits, format_bytes};
 
 /// The longest tenant name: a Kubernetes label's, so a tenant can be named after its namespace.
 const MAX_TENANT_NAME: usize = 63;
+
+/// The largest tenant file: entries are small (a flag, a few params), and a tenant's file is
+/// read into memory whole, so a larger one is refused rather than read.
+pub const MAX_TENANT_FILE_BYTES: usize = 16 << 20;
+
+/// The largest component a tenant may name: a Python guest (componentize-py, interpreter
+/// included) is about 40 MiB; each new one costs a compile the tenant's limits do not bound.
+pub const MAX_TENANT_COMPONENT_BYTES: usize = 128 << 20;
 
 /// One tenant as the operator declares it.
 #[derive(Debug, Clone)]
@@ -80,7 +88,8 @@ impl TenantFile {
         let mut names = HashSet::new();
         let mut entries = Vec::new();
         for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|e| refuse(file, format!("cannot read: {e}")))?;
+            let bytes = read_at_most(file, MAX_TENANT_FILE_BYTES).map_err(|m| refuse(file, m))?;
+            let text = String::from_utf8(bytes).map_err(|e| refuse(file, format!("cannot read: {e}")))?;
             let parsed = raw::parse(file, &text).map_err(|e| e.of_tenant(&tenant.name))?;
             if parsed.tenants.is_some() {
                 return Err(refuse(file, "a tenant's file cannot declare tenants: only the operator's can".into()));
@@ -95,6 +104,24 @@ impl TenantFile {
         }
         Ok(Self { files, entries })
     }
+}
+
+/// The bytes of `path`, if it holds at most `limit` of them (checked before reading, and
+/// while reading, in case it grows).
+pub(crate) fn read_at_most(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let over = |size: usize| format!("{}, over the limit of {}", format_bytes(size), format_bytes(limit));
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let size = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    if size > limit as u64 {
+        return Err(over(usize::try_from(size).unwrap_or(usize::MAX)));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > limit {
+        return Err(over(bytes.len()));
+    }
+    Ok(bytes)
 }
 
 /// What an entry must be in a tenant's file beyond what it must be in the operator's: a name

@@ -379,3 +379,14 @@ fn a_tenant_directory_is_its_tenant_files_by_name() {
     let names: Vec<_> = tenant.entries.iter().map(|e| e.checked.as_ref().unwrap().name.as_str()).collect();
     assert_eq!(names, ["first", "second"]);
 }
+
+#[test]
+fn a_tenants_file_or_component_over_its_size_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, vec![b'#'; 2049]).unwrap();
+    assert_eq!(read_at_most(&path, 2048).unwrap_err(), "2049 bytes, over the limit of 2 KiB");
+    assert_eq!(read_at_most(&path, 2049).unwrap().len(), 2049);
+    assert!(read_at_most(&dir.path().join("gone"), 1).unwrap_err().starts_with("cannot read"));
+    assert_eq!(MAX_TENANT_FILE_BYTES, 16 << 20);
+}

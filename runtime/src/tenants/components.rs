@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::sources::{Stamp, signature_path};
 use super::{Running, Tenant};
-use crate::init_file::{Code, ConfigError, InitialiserSpec};
+use crate::init_file::{Code, ConfigError, InitialiserSpec, MAX_TENANT_COMPONENT_BYTES, read_at_most};
 use crate::initialiser::Initialiser;
 use crate::initialiser::check_pin;
 use crate::integrity::Digest;
@@ -146,7 +146,7 @@ impl Loader<'_> {
         if !real.starts_with(&within) {
             return Err(format!("{} is outside the tenant's directory {}", real.display(), within.display()));
         }
-        let bytes = std::fs::read(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = read_at_most(&real, MAX_TENANT_COMPONENT_BYTES).map_err(|m| format!("{}: {m}", path.display()))?;
         self.read += 1;
         let signed = self.check_signature(path, &bytes);
         Ok(Found { digest: Digest::of(&bytes), signed, bytes: Some(Arc::new(bytes)) })
