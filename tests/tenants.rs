@@ -273,6 +273,16 @@ fn broken_inputs_are_refused_and_isolated() {
 // ---------------------------------------------------------------------------------------------
 // 3. Live reload
 
+/// Tenant `acme` (config within `acme-*`) whose file `acme.json` holds the probe as `seed` at
+/// `v1`, recording in `acme-seed`: the file, the tenant's probe and the operator's init file.
+fn acme_with_seed(scratch: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (dir, probe) = tenant_dir_with_probe(scratch, "acme");
+    let file = dir.join("acme.json");
+    write(&file, &tenant_file(&[probe_entry("seed", &probe, "acme-seed", "v1")]));
+    let init = operator_file(scratch, &[], &[tenant("acme", &file, Some(config_ceiling(&["acme-*"])), &[])]);
+    (file, probe, init)
+}
+
 /// A tenant's file replaced while the runtime runs: a new entry converges, a flag change reruns
 /// (v1 → v2 → v1), a removed entry stops running and keeps its stored flag, and SIGHUP re-reads
 /// everything at once. A replaced tenant file does not make its unchanged component be read
@@ -280,11 +290,8 @@ fn broken_inputs_are_refused_and_isolated() {
 #[test]
 fn tenant_file_replaced_while_running() {
     let scratch = Scratch::new();
-    let (dir, probe) = tenant_dir_with_probe(&scratch, "acme");
-    let file = dir.join("acme.json");
+    let (file, probe, init) = acme_with_seed(&scratch);
     let seed = |flag: &str| probe_entry("seed", &probe, "acme-seed", flag);
-    write(&file, &tenant_file(&[seed("v1")]));
-    let init = operator_file(&scratch, &[], &[tenant("acme", &file, Some(config_ceiling(&["acme-*"])), &[])]);
     let daemon =
         Daemon::start(&scratch, &init, &["--steady-interval", "1s", "--init-retry", "1s", "--gate-backoff", "1s"]);
     let wait = Duration::from_secs(90);
@@ -361,11 +368,8 @@ fn tenant_file_replaced_while_running() {
 #[test]
 fn sighup_wakes_the_loop_now() {
     let scratch = Scratch::new();
-    let (dir, probe) = tenant_dir_with_probe(&scratch, "acme");
-    let file = dir.join("acme.json");
+    let (file, probe, init) = acme_with_seed(&scratch);
     let seed = |flag: &str| probe_entry("seed", &probe, "acme-seed", flag);
-    write(&file, &tenant_file(&[seed("v1")]));
-    let init = operator_file(&scratch, &[], &[tenant("acme", &file, Some(config_ceiling(&["acme-*"])), &[])]);
     let daemon = Daemon::start(&scratch, &init, &["--steady-interval", "1h", "--init-retry", "1h"]);
     let wait = Duration::from_secs(60);
     daemon.wait_metric(wait, &ok_runs("acme/seed"), |v| v == 1.0);

@@ -55,10 +55,11 @@ impl Ceiling {
 
     /// Whether `limits` lie within the ceiling's; the first that does not, if any.
     pub fn admit_limits(&self, limits: &Limits) -> Result<(), Exceeds> {
-        let (asked, allowed) = (limits.rows(), self.limits.rows());
-        let Some(index) = limits.above(&self.limits).iter().position(|(_, above)| *above) else { return Ok(()) };
-        let message = format!("{} is above the tenant's ceiling of {}", asked[index].1, allowed[index].1);
-        Err(Exceeds { field: limits.above(&self.limits)[index].0, message })
+        let above = limits.above(&self.limits);
+        let Some(index) = above.iter().position(|(_, above)| *above) else { return Ok(()) };
+        let (asked, allowed) = (&limits.rows()[index].1, &self.limits.rows()[index].1);
+        let message = format!("{asked} is above the tenant's ceiling of {allowed}");
+        Err(Exceeds { field: above[index].0, message })
     }
 }
 
